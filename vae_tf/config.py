@@ -1,0 +1,186 @@
+"""The params schema: every knob of `params.yaml`, validated on load.
+
+`load_params` reads the file and validates the base sections and every experiment (a base
+config with an experiment's overrides deep-merged on top). A bad key, type or value raises
+`ParamsError` whose message names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vae_tf.errors import ParamsError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Section):
+    source: str = Field("digits", description="digits | tfds:<name> | npz:<path>")
+    preprocessing: Literal["levels", "binarize", "dynamic_binarize", "scale"] = "levels"
+    binarize_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    validation_size: int = Field(10000, ge=1)
+    tfds_data_dir: Optional[str] = None
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value == "digits" or re.fullmatch(r"tfds:[\w/.:-]+", value) or re.fullmatch(r"npz:.+", value):
+            return value
+        raise ValueError(f"must be 'digits', 'tfds:<name>' or 'npz:<path>', got {value!r}")
+
+
+class ModelParams(_Section):
+    latent_dim: int = Field(16, ge=1, le=4096)
+    hidden_units: tuple[int, ...] = Field((256, 256), min_length=1)
+    activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
+    posterior: Literal["gaussian"] = "gaussian"
+    likelihood: Literal["categorical", "bernoulli", "gaussian"] = "categorical"
+    prior: Literal["standard_normal"] = "standard_normal"
+
+    @field_validator("hidden_units", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(units < 1 for units in value):
+            raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
+        return value
+
+
+class TrainingParams(_Section):
+    epochs: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adamax", "adam", "sgd", "rmsprop"] = "adamax"
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    early_stopping_patience: int = Field(20, ge=1)
+    kl_weight: float = Field(1.0, ge=0.0)
+    kl_warmup_epochs: int = Field(0, ge=0)
+    jit_compile: bool = True
+    steps_per_execution: int = Field(32, ge=1)
+    checkpoint_every_epochs: int = Field(10, ge=1)
+
+
+class EvaluationParams(_Section):
+    num_samples: int = Field(5000, ge=1)
+    chunk_size: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    active_unit_threshold: float = Field(0.01, gt=0.0)
+    num_plot_images: int = Field(16, ge=1, le=256)
+
+
+class ExportParams(_Section):
+    version: int = Field(1, ge=1)
+    chunk_size: int = Field(1000, ge=1)
+
+
+class Params(_Section):
+    """One fully resolved configuration: what a train/evaluate/export stage runs with."""
+
+    seed: int = Field(0, ge=0, lt=2**31)
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    training: TrainingParams = TrainingParams()
+    evaluation: EvaluationParams = EvaluationParams()
+    export: ExportParams = ExportParams()
+
+
+class ParamsFile(Params):
+    """`params.yaml`: a base `Params` plus named experiments (overrides of the base)."""
+
+    experiments: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"vae": {}})
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiment_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("needs at least one experiment, e.g. {vae: {}}")
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+                raise ValueError(f"experiment name {name!r} may use only letters, digits, '_' and '-'")
+        return value
+
+    def base(self) -> dict[str, Any]:
+        return self.model_dump(mode="python", exclude={"experiments"})
+
+    def experiment(self, name: str) -> Params:
+        """The base params with experiment `name`'s overrides deep-merged on top."""
+        if name not in self.experiments:
+            raise ParamsError(f"experiments: no experiment named {name!r}; defined: {sorted(self.experiments)}")
+        merged = _deep_merge(self.base(), self.experiments[name] or {})
+        return _validate(Params, merged, where=f"experiments.{name}")
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section that contains the (unknown) key at `loc`."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except pydantic.ValidationError as err:
+        problems = []
+        for error in err.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = f"unknown key; allowed keys here: {_allowed_keys(model, error['loc'])}"
+            elif error["type"] != "value_error" and "input" in error:
+                message += f" (got {error['input']!r})"
+                if isinstance(error["input"], str) and _is_number(error["input"]):
+                    message += "; YAML reads 1e-3 as text: write 0.001 or 1.0e-3"
+            problems.append(f"{where}: {key}: {message}")
+        raise ParamsError("invalid params:\n  " + "\n  ".join(problems)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_params(path: str | Path = "params.yaml") -> ParamsFile:
+    """Read and validate `path`, including every experiment's merged config."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    params = _validate(ParamsFile, raw if raw is not None else {}, where=str(path))
+    for name in params.experiments:
+        params.experiment(name)
+    return params

@@ -1,0 +1,266 @@
+"""Data sources, preprocessing and the prepared-data files.
+
+A source yields images as integer grey levels in [0, n_levels) or as intensities in [0, 1].
+Preprocessing turns them into flat float32 arrays of one of three representations:
+
+- `levels`: integer grey levels (for a Categorical likelihood over n_levels values);
+- `binary`: {0, 1} (Bernoulli); with dynamic binarization the training split keeps its
+  intensities in [0, 1] and the model draws x ~ Bernoulli(intensity) at every step;
+- `continuous`: intensities in [0, 1] (Gaussian).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from vae_tf.config import DataParams
+from vae_tf.errors import DataError
+
+SPLITS = ("train", "val", "test")
+# scikit-learn's digits, split by index as in the reference VAE for this data set.
+DIGITS_SPLIT = {"train": slice(0, 1000), "val": slice(1000, 1350), "test": slice(1350, 1797)}
+DIGITS_LEVELS = 17
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw images per split: integer levels in [0, n_levels), or floats in [0, 1] (n_levels None)."""
+
+    splits: dict[str, np.ndarray]
+    n_levels: Optional[int]
+    image_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Meta:
+    source: str
+    preprocessing: str
+    representation: str  # levels | binary | continuous
+    n_levels: Optional[int]  # values per pixel for levels/binary, None for continuous
+    image_shape: tuple[int, ...]
+    dimension: int
+    dynamic_binarization: bool
+    sizes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    meta: Meta
+
+
+# --- sources ---------------------------------------------------------------------------
+
+
+def load_source(params: DataParams) -> Source:
+    if params.source == "digits":
+        return _digits()
+    kind, _, name = params.source.partition(":")
+    if kind == "tfds":
+        return _tfds(name, params.tfds_data_dir, params.validation_size)
+    return _npz(Path(name), params.validation_size)
+
+
+def _digits() -> Source:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images.astype(np.int64)  # (1797, 8, 8), levels 0..16
+    return Source({split: images[index] for split, index in DIGITS_SPLIT.items()}, DIGITS_LEVELS, (8, 8))
+
+
+def _check_download_reachable(name: str, host: str = "storage.googleapis.com") -> None:
+    """Fail in seconds, not minutes of retries, when TFDS cannot download `name`."""
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as err:
+        raise DataError(
+            f"data.source: TFDS data set {name!r} is not prepared locally and cannot be downloaded "
+            f"({host} is unreachable: {err}). On a machine with network run "
+            f"`python -m tensorflow_datasets.scripts.download_and_prepare --datasets={name}` "
+            f"(or `tfds build {name}`), copy its data folder here and set data.tfds_data_dir to it."
+        ) from None
+
+
+def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"data.source: unknown TFDS data set {name!r} (see `tfds.list_builders()`)") from None
+    if not builder.is_prepared():
+        _check_download_reachable(name)
+    builder.download_and_prepare()
+    available = set(builder.info.splits.keys())
+    if "image" not in builder.info.features:
+        raise DataError(f"data.source: TFDS data set {name!r} has no 'image' feature")
+
+    def images(split: str) -> np.ndarray:
+        return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))["image"]
+
+    if "test" not in available:
+        raise DataError(f"data.source: TFDS data set {name!r} has no 'test' split (has {sorted(available)})")
+    splits = {"train": images("train"), "test": images("test")}
+    if "validation" in available:
+        splits["val"] = images("validation")
+    else:
+        splits = _hold_out_validation(splits, validation_size, f"tfds:{name}")
+    n_levels = int(max(split.max() for split in splits.values())) + 1
+    n_levels = 2 if n_levels <= 2 else 256
+    return _checked(splits, n_levels, f"tfds:{name}")
+
+
+def _npz(path: Path, validation_size: int) -> Source:
+    """A user's arrays: keys `train` and `test` (and `val`, else held out of `train`)."""
+    where = f"data.source npz:{path}"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"{where}: file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{where}: not a readable .npz archive ({err})") from None
+    missing = [key for key in ("train", "test") if key not in arrays]
+    if missing:
+        raise DataError(f"{where}: missing array(s) {missing}; found {sorted(arrays)} (needs train, test, optional val)")
+    splits = {key: arrays[key] for key in SPLITS if key in arrays}
+    if "val" not in splits:
+        splits = _hold_out_validation(splits, validation_size, where)
+    n_levels = None
+    if all(np.issubdtype(array.dtype, np.integer) for array in splits.values()):
+        n_levels = int(arrays["n_levels"]) if "n_levels" in arrays else int(max(a.max() for a in splits.values())) + 1
+    return _checked(splits, n_levels, where)
+
+
+def _hold_out_validation(splits: dict[str, np.ndarray], size: int, where: str) -> dict[str, np.ndarray]:
+    train = splits["train"]
+    if size >= len(train):
+        raise DataError(
+            f"data.validation_size: {size} must be smaller than the {len(train)} training examples of {where}"
+        )
+    return {"train": train[:-size], "val": train[-size:], "test": splits["test"]}
+
+
+def _checked(splits: dict[str, np.ndarray], n_levels: Optional[int], where: str) -> Source:
+    """Check shapes and value ranges; drop a trailing single channel."""
+    shapes = {key: array.shape[1:] for key, array in splits.items()}
+    for key, array in splits.items():
+        if array.ndim not in (2, 3, 4) or len(array) == 0:
+            raise DataError(f"{where}: {key} must be a non-empty (N, D), (N, H, W) or (N, H, W, C) array, got shape {array.shape}")
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise DataError(f"{where}: {key} must hold numbers, got dtype {array.dtype}")
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"{where}: splits have different image shapes {shapes}")
+    for key, array in splits.items():
+        if n_levels is None:
+            if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+                raise DataError(f"{where}: {key} has float values outside [0, 1] (or NaN); scale intensities to [0, 1]")
+        elif array.min() < 0 or array.max() >= n_levels:
+            raise DataError(f"{where}: {key} has levels outside [0, {n_levels - 1}]")
+    if n_levels is not None and n_levels < 2:
+        raise DataError(f"{where}: integer images need at least 2 grey levels, got {n_levels}")
+    image_shape = shapes["train"][:-1] if len(shapes["train"]) == 3 and shapes["train"][-1] == 1 else shapes["train"]
+    return Source(splits, n_levels, tuple(int(d) for d in image_shape))
+
+
+# --- preprocessing ---------------------------------------------------------------------
+
+
+def preprocess(source: Source, params: DataParams, seed: int, name: str) -> Prepared:
+    """Flatten to (N, D) float32 and convert to the representation `params.preprocessing` asks for."""
+    method = params.preprocessing
+    if method == "levels" and source.n_levels is None:
+        raise DataError(f"data.preprocessing: 'levels' needs integer grey levels, but {name} holds intensities in [0, 1]")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, images in source.splits.items():
+        flat = images.reshape(len(images), -1)
+        intensity = flat / (source.n_levels - 1) if source.n_levels is not None else flat
+        if method == "levels":
+            out[split] = flat
+        elif method == "binarize":
+            out[split] = intensity > params.binarize_threshold
+        elif method == "dynamic_binarize" and split == "train":
+            out[split] = intensity
+        elif method == "dynamic_binarize":
+            out[split] = rng.random(intensity.shape) < intensity  # one fixed binarization for val/test
+        else:
+            out[split] = intensity
+    representation = {"levels": "levels", "scale": "continuous"}.get(method, "binary")
+    n_levels = {"levels": source.n_levels, "continuous": None, "binary": 2}[representation]
+    meta = Meta(
+        source=name,
+        preprocessing=method,
+        representation=representation,
+        n_levels=n_levels,
+        image_shape=source.image_shape,
+        dimension=int(out["train"].shape[1]),
+        dynamic_binarization=method == "dynamic_binarize",
+        sizes={split: int(len(array)) for split, array in out.items()},
+    )
+    arrays = {split: out[split].astype(np.float32) for split in SPLITS}
+    return Prepared(meta=meta, **arrays)
+
+
+def prepare(params: DataParams, seed: int) -> Prepared:
+    return preprocess(load_source(params), params, seed, params.source)
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def save_prepared(prepared: Prepared, directory: Path) -> None:
+    """Write `{train,val,test}.npz` and `meta.json` into `directory`, replacing it whole."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        for split in SPLITS:
+            np.savez_compressed(staging / f"{split}.npz", x=getattr(prepared, split))
+        (staging / "meta.json").write_text(json.dumps(asdict(prepared.meta), indent=2) + "\n")
+        replace_dir(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a finished `staging` folder to `target`, so `target` is never half-written."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def load_prepared(directory: Path) -> Prepared:
+    directory = Path(directory)
+    try:
+        raw = json.loads((directory / "meta.json").read_text())
+        meta = Meta(**{**raw, "image_shape": tuple(raw["image_shape"])})
+        arrays = {}
+        for split in SPLITS:
+            with np.load(directory / f"{split}.npz") as archive:
+                arrays[split] = archive["x"]
+    except FileNotFoundError as err:
+        raise DataError(f"prepared data missing ({err.filename}); run `dvc repro prepare` first") from None
+    except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"{directory}: prepared data is corrupt ({err}); run `dvc repro prepare` again") from None
+    for split, array in arrays.items():
+        if array.ndim != 2 or array.shape[1] != meta.dimension:
+            raise DataError(f"{directory}/{split}.npz: expected shape (N, {meta.dimension}), got {array.shape}")
+    return Prepared(meta=meta, **arrays)

@@ -1,0 +1,73 @@
+"""SavedModel export: named signatures a server (TF Serving, or `vae_tf` itself) can call.
+
+Signatures (inputs -> outputs, D = data dimension, L = latent dimension):
+- `encode`: x [B, D] -> mean, scale [B, L] of q(z|x);
+- `decode`: z [B, L] -> the likelihood's parameters (logits, or loc and scale) and its mean;
+- `sample`: num_samples [], seed [] -> x [n, D] drawn from p(z) p(x|z), and mean [n, D];
+- `reconstruct`: x [B, D] -> mean [B, D] of p(x|z) at z = E_q[z|x];
+- `log_likelihood`: x [B, D], num_samples [], seed [] -> log_likelihood [B], importance sampled.
+The first, `encode`, is also `serving_default`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from vae_tf.data import replace_dir
+from vae_tf.evaluation import importance_sampling
+
+
+def _stateless(seed: tf.Tensor) -> tf.Tensor:
+    return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+
+
+def export_model(model, directory: Path, chunk_size: int) -> None:
+    """Write `model`'s SavedModel to `directory` (replaced whole, never half-written)."""
+    d, latent = model.data_dim, model.latent_dim
+    x_spec = tf.TensorSpec([None, d], tf.float32, name="x")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def encode(x):
+        mean, scale = model.encoder.moments(x * model.input_scale)
+        return {"mean": mean, "scale": scale}
+
+    def decode(z):
+        raw = model.decoder(z)
+        return {**model.decoder.likelihood.parameters(raw), "mean": model.decoder.likelihood.mean(raw)}
+
+    def sample(num_samples, seed):
+        seeds = tf.random.experimental.stateless_split(_stateless(seed), 2)
+        z = model.prior().sample(num_samples, seed=seeds[0])
+        p = model.likelihood(z)
+        return {"x": p.sample(seed=seeds[1]), "mean": model.decoder.likelihood.mean(model.decoder(z))}
+
+    def reconstruct(x):
+        return {"mean": model(x)}
+
+    def log_likelihood(x, num_samples, seed):
+        estimates = importance_sampling(x, model.posterior, model.likelihood, model.prior(),
+                                        num_samples, chunk_size, _stateless(seed))
+        return {"log_likelihood": estimates["log_likelihood"]}
+
+    archive.add_endpoint("encode", encode, input_signature=[x_spec])
+    archive.add_endpoint("decode", decode, input_signature=[tf.TensorSpec([None, latent], tf.float32, name="z")])
+    archive.add_endpoint("sample", sample, input_signature=[
+        tf.TensorSpec([], tf.int32, name="num_samples"), tf.TensorSpec([], tf.int32, name="seed")])
+    archive.add_endpoint("reconstruct", reconstruct, input_signature=[x_spec])
+    archive.add_endpoint("log_likelihood", log_likelihood, input_signature=[
+        x_spec, tf.TensorSpec([], tf.int32, name="num_samples"), tf.TensorSpec([], tf.int32, name="seed")])
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        archive.write_out(str(staging / "model"), verbose=False)
+        replace_dir(staging / "model", directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""Image plots a person wants to see: data beside reconstructions, samples from the prior."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _as_images(x: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    if len(image_shape) >= 2:
+        return x.reshape(len(x), *image_shape)
+    side = math.isqrt(x.shape[1])
+    return x.reshape(len(x), side, -1) if side * side == x.shape[1] else x.reshape(len(x), 1, -1)
+
+
+def image_grid(rows: list[np.ndarray], image_shape: tuple[int, ...], path: Path, title: str,
+               row_labels: list[str] | None = None, vmax: float = 1.0) -> None:
+    """Save a grid: one row of images per array in `rows` (each [n, D], values in [0, vmax])."""
+    n_cols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * 0.9, len(rows) * 0.9 + 0.5), squeeze=False)
+    for r, row in enumerate(rows):
+        images = _as_images(np.asarray(row), image_shape)
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([]), ax.set_yticks([])
+            if c < len(images):
+                ax.imshow(np.clip(images[c] / vmax, 0, 1), cmap="gray_r" if images.ndim == 3 else None, vmin=0, vmax=1)
+            if c == 0 and row_labels:
+                ax.set_ylabel(row_labels[r], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,116 @@
+"""The DVC stages: each reads `params.yaml`, calls the library and writes its declared outputs.
+
+Paths (relative to the repository root, where `dvc repro` runs the stages):
+    data/prepared/                  prepare
+    models/<exp>/model.keras        train      (checkpoints/<exp>/ while it runs; dvclive/<exp>/)
+    metrics/<exp>.json, plots/<exp>/  evaluate
+    export/<exp>/<version>/         export
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vae_tf.config import load_params
+from vae_tf.data import load_prepared, prepare as prepare_data, replace_dir, save_prepared
+
+PREPARED = Path("data/prepared")
+
+
+def model_path(name: str) -> Path:
+    return Path("models") / name / "model.keras"
+
+
+def prepare(params_path: str = "params.yaml") -> None:
+    params = load_params(params_path)
+    save_prepared(prepare_data(params.data, params.seed), PREPARED)
+
+
+def _load_model(name: str):
+    import keras
+
+    import vae_tf.models  # noqa: F401  (registers the serializable classes)
+    from vae_tf.errors import DataError
+
+    path = model_path(name)
+    if not path.exists():
+        raise DataError(f"{path}: no trained model; run `dvc repro train@{name}` first")
+    return keras.models.load_model(path)
+
+
+def train(name: str, params_path: str = "params.yaml") -> None:
+    from vae_tf.training import train as fit
+
+    params = load_params(params_path).experiment(name)
+    fit(params, load_prepared(PREPARED), model_path(name), Path("dvclive") / name, Path("checkpoints") / name)
+
+
+def evaluate(name: str, params_path: str = "params.yaml") -> None:
+    import time
+
+    from vae_tf.evaluation import evaluate_model
+    from vae_tf.plots import image_grid
+
+    params = load_params(params_path).experiment(name)
+    e = params.evaluation
+    data = load_prepared(PREPARED)
+    model = _load_model(name)
+    start = time.perf_counter()
+    result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, params.seed,
+                            e.active_unit_threshold, jit_compile=params.training.jit_compile)
+    metrics = {"experiment": name, **result["metrics"], "seconds": time.perf_counter() - start}
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_mkdir("plots")))
+    try:
+        n = min(e.num_plot_images, len(data.test))
+        vmax = float(data.meta.n_levels - 1) if data.meta.representation == "levels" else 1.0
+        x = data.test[:n]
+        reconstruction = model(x).numpy()
+        half = (n + 1) // 2
+        image_grid([x[:half], reconstruction[:half], x[half:], reconstruction[half:]], data.meta.image_shape,
+                   staging / "reconstructions.png", f"{name}: test images and reconstructions (mean of p(x|z=E[z|x]))",
+                   ["data", "recon.", "data", "recon."], vmax)
+        z = model.prior().sample(n, seed=[params.seed, 1])
+        samples = model.decoder.likelihood.mean(model.decoder(z)).numpy()
+        image_grid([samples[:half], samples[half:]], data.meta.image_shape, staging / "prior_samples.png",
+                   f"{name}: mean of p(x|z), z ~ p(z)", vmax=vmax)
+        rows = ["dimension,kl,posterior_mean_variance"]
+        rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
+        (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
+        np.save(staging / "test_log_likelihood.npy", result["log_likelihood"])
+        replace_dir(staging, Path("plots") / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _write_json(Path("metrics") / f"{name}.json", metrics)
+
+
+def export(name: str, params_path: str = "params.yaml") -> None:
+    from vae_tf.export import export_model
+
+    params = load_params(params_path).experiment(name)
+    model = _load_model(name)
+    target = Path("export") / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_mkdir("export")))
+    try:
+        export_model(model, staging / str(params.export.version), params.export.chunk_size)
+        replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _mkdir(path: str) -> Path:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,218 @@
+"""Training: the model built from params, the input pipeline, callbacks, and `fit`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+from vae_tf.config import Params
+from vae_tf.data import Meta, Prepared
+from vae_tf.errors import ParamsError, TrainingError
+from vae_tf.likelihoods import REPRESENTATION
+from vae_tf.models import VAE
+
+OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
+              "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+
+
+def set_determinism(seed: int, jit_compile: bool) -> None:
+    """Same seed, same numbers: seeds Python, NumPy and TF. Without XLA it also turns on TF's
+    op determinism; with XLA it cannot (Keras then silently drops XLA), and XLA on CPU is
+    deterministic by itself (checked by the determinism test)."""
+    keras.utils.set_random_seed(seed)
+    if not jit_compile:
+        tf.config.experimental.enable_op_determinism()
+
+
+def check_compatible(params: Params, meta: Meta) -> None:
+    needed = REPRESENTATION[params.model.likelihood]
+    if meta.representation != needed and not (needed == "levels" and meta.representation == "binary"):
+        fix = {"levels": "levels", "binary": "binarize or dynamic_binarize", "continuous": "scale"}[needed]
+        raise ParamsError(
+            f"model.likelihood: {params.model.likelihood!r} needs {needed} data, but data.preprocessing "
+            f"{meta.preprocessing!r} gives {meta.representation} data; set data.preprocessing to {fix}"
+        )
+
+
+def build_model(params: Params, meta: Meta) -> VAE:
+    check_compatible(params, meta)
+    model = VAE(
+        data_dim=meta.dimension,
+        latent_dim=params.model.latent_dim,
+        hidden_units=params.model.hidden_units,
+        activation=params.model.activation,
+        likelihood=params.model.likelihood,
+        n_levels=meta.n_levels,
+        posterior=params.model.posterior,
+        prior=params.model.prior,
+        kl_weight=params.training.kl_weight,
+        dynamic_binarization=meta.dynamic_binarization,
+        seed=params.seed,
+    )
+    model.build((None, meta.dimension))
+    model.compile(
+        optimizer=OPTIMIZERS[params.training.optimizer](learning_rate=params.training.learning_rate),
+        jit_compile=params.training.jit_compile,
+    )
+    return model
+
+
+def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | None) -> tuple[tf.data.Dataset, int]:
+    """An endless dataset of (x [steps, batch, D], weights [steps, batch]), up to `fused_steps`
+    minibatches each, and the number of its elements that make one epoch.
+
+    Every example is used once per epoch, reshuffled each epoch when `seed` is given (else in
+    order, precomputed); the last minibatch is padded to `batch_size` with weight-0 rows, so
+    shapes stay static for XLA. The dataset repeats so that Keras keeps one iterator per `fit`.
+    """
+    n_minibatches = math.ceil(len(x) / batch_size)
+    fused_steps = min(fused_steps, n_minibatches)
+    steps_per_epoch = math.ceil(n_minibatches / fused_steps)
+
+    def pad(batch):
+        missing = batch_size - tf.shape(batch)[0]
+        weights = tf.concat([tf.ones(tf.shape(batch)[:1]), tf.zeros([missing])], 0)
+        return tf.pad(batch, [[0, missing], [0, 0]]), weights
+
+    dataset = tf.data.Dataset.from_tensor_slices(x)
+    if seed is None:
+        epoch = list(dataset.batch(batch_size).map(pad).batch(fused_steps))
+        return tf.data.Dataset.from_tensor_slices(tuple(map(tf.stack, zip(*epoch)))).repeat(), steps_per_epoch
+    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(pad).batch(fused_steps).repeat()
+    return dataset.prefetch(tf.data.AUTOTUNE), steps_per_epoch
+
+
+class KLWarmup(keras.callbacks.Callback):
+    """beta_epoch = kl_weight * min(1, (epoch + 1) / warmup_epochs): a linear KL warm-up."""
+
+    def __init__(self, kl_weight: float, warmup_epochs: int):
+        super().__init__()
+        self.target, self.warmup_epochs = kl_weight, warmup_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.kl_weight.assign(self.target * min(1.0, (epoch + 1) / self.warmup_epochs))
+
+
+class Checkpoint(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` every `every_epochs` epochs, with the state of `early_stopping` (best
+    value, wait, best weights) saved beside the weights, so a resumed run stops and restores
+    exactly as an uninterrupted one would (Keras' `EarlyStopping` starts afresh in every `fit`).
+    List it after `early_stopping` in the callbacks."""
+
+    def __init__(self, backup_dir: Path, every_epochs: int, early_stopping: keras.callbacks.EarlyStopping):
+        super().__init__(str(backup_dir))
+        self.every_epochs, self.early_stopping = every_epochs, early_stopping
+        self.state_path = Path(backup_dir) / "early_stopping.json"
+        self.weights_path = Path(backup_dir) / "early_stopping_best.npz"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.state_path.exists():
+            es, state = self.early_stopping, json.loads(self.state_path.read_text())
+            es.wait, es.best, es.best_epoch = state["wait"], state["best"], state["best_epoch"]
+            if self.weights_path.exists():
+                with np.load(self.weights_path) as saved:
+                    es.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        if self._current_epoch % self.every_epochs == 0:
+            self._save_model()
+
+    def _save_model(self):
+        es = self.early_stopping
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        if es.best_weights is not None:
+            _atomic(self.weights_path, lambda path: np.savez(path, *es.best_weights), suffix=".npz")
+        state = {"wait": es.wait, "best": float(es.best), "best_epoch": es.best_epoch}
+        _atomic(self.state_path, lambda path: Path(path).write_text(json.dumps(state)))
+        super()._save_model()
+
+
+class EpochTime(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time of the epoch, validation included) to the epoch logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self.start
+
+
+def _atomic(path: Path, write, suffix: str = "") -> None:
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _fingerprint(params: Params, meta: Meta) -> dict:
+    """What a checkpoint depends on: a checkpoint made under other settings is not resumed."""
+    return {"seed": params.seed, "model": params.model.model_dump(mode="json"),
+            "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
+
+
+def _prepare_backup(backup_dir: Path, fingerprint: dict) -> bool:
+    """Keep a checkpoint only if it was made with the same settings; True if one is resumed."""
+    marker = backup_dir / "fingerprint.json"
+    resumable = marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
+    if not resumable and backup_dir.exists():
+        shutil.rmtree(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint, indent=2))
+    return resumable and any(backup_dir.glob("*.weights.h5"))
+
+
+def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
+          extra_callbacks: list[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
+    """Fit a VAE and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
+    the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN."""
+    set_determinism(params.seed, params.training.jit_compile)
+    model = build_model(params, data.meta)
+    t = params.training
+    resuming = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
+    train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed)
+    val_set, val_steps = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_elbo", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
+        start_from_epoch=t.kl_warmup_epochs)
+    callbacks = [
+        EpochTime(),
+        keras.callbacks.TerminateOnNaN(),
+        early_stopping,
+        Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping),
+        *extra_callbacks,
+    ]
+    if t.kl_warmup_epochs > 0:
+        callbacks.insert(0, KLWarmup(t.kl_weight, t.kl_warmup_epochs))
+    with Live(str(live_dir), resume=resuming, dvcyaml=False, save_dvc_exp=False) as live:
+        callbacks.append(DVCLiveCallback(live=live))
+        history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
+                            validation_steps=val_steps, epochs=t.epochs, callbacks=callbacks, verbose=0)
+        losses = history.history.get("loss", [])
+        if losses and not np.isfinite(losses[-1]):
+            raise TrainingError(
+                f"training stopped at epoch {history.epoch[-1] + 1}: the loss became {losses[-1]} "
+                f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
+                "No model was saved."
+            )
+        live.summary["best_epoch"] = early_stopping.best_epoch + 1
+        live.summary["best_val_elbo"] = float(early_stopping.best)
+        live.summary["epochs_run"] = history.epoch[-1] + 1
+        live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(model_path, model.save, suffix=".keras")
+    return history
