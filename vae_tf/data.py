@@ -103,17 +103,18 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
     if not builder.is_prepared():
         _check_download_reachable(name)
     builder.download_and_prepare()
-    available = set(builder.info.splits.keys())
     if "image" not in builder.info.features:
         raise DataError(f"data.source: TFDS data set {name!r} has no 'image' feature")
 
     def images(split: str) -> np.ndarray:
-        return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))["image"]
+        batches = builder.as_dataset(split=split).map(lambda example: example["image"]).batch(4096)
+        return np.concatenate(list(tfds.as_numpy(batches)))
 
-    if "test" not in available:
-        raise DataError(f"data.source: TFDS data set {name!r} has no 'test' split (has {sorted(available)})")
-    splits = {"train": images("train"), "test": images("test")}
-    if "validation" in available:
+    try:
+        splits = {"train": images("train"), "test": images("test")}
+    except (KeyError, ValueError) as err:
+        raise DataError(f"data.source: TFDS data set {name!r} needs 'train' and 'test' splits ({err})") from None
+    if "validation" in builder.info.splits:
         splits["val"] = images("validation")
     else:
         splits = _hold_out_validation(splits, validation_size, f"tfds:{name}")

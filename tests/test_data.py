@@ -1,0 +1,127 @@
+import socket
+
+import numpy as np
+import pytest
+
+from vae_tf.config import DataParams
+from vae_tf.data import load_prepared, prepare, save_prepared
+from vae_tf.errors import DataError
+
+
+def test_digits_split_matches_the_reference(digits):
+    assert {s: len(getattr(digits, s)) for s in ("train", "val", "test")} == {"train": 1000, "val": 350, "test": 447}
+    assert digits.meta.n_levels == 17 and digits.meta.dimension == 64 and digits.meta.image_shape == (8, 8)
+    assert set(np.unique(digits.train)) <= set(range(17)) and digits.train.max() == 16
+    from sklearn.datasets import load_digits
+
+    np.testing.assert_array_equal(digits.test[0], load_digits().images[1350].ravel())
+
+
+def test_preprocessing_representations():
+    binary = prepare(DataParams(preprocessing="binarize", binarize_threshold=0.5), seed=0)
+    assert binary.meta.representation == "binary" and set(np.unique(binary.train)) == {0.0, 1.0}
+    scaled = prepare(DataParams(preprocessing="scale"), seed=0)
+    assert scaled.meta.representation == "continuous" and scaled.train.max() == 1.0 and scaled.meta.n_levels is None
+    dynamic = prepare(DataParams(preprocessing="dynamic_binarize"), seed=0)
+    assert dynamic.meta.dynamic_binarization
+    np.testing.assert_allclose(dynamic.train, scaled.train)  # intensities, binarized at each step
+    assert set(np.unique(dynamic.test)) == {0.0, 1.0}
+    # one fixed binarization of val/test, Bernoulli(intensity): its mean matches the intensities
+    assert abs(dynamic.test.mean() - scaled.test.mean()) < 0.01
+
+
+def test_prepare_is_deterministic_for_a_seed():
+    a, b = (prepare(DataParams(preprocessing="dynamic_binarize"), seed=3) for _ in range(2))
+    np.testing.assert_array_equal(a.test, b.test)
+    c = prepare(DataParams(preprocessing="dynamic_binarize"), seed=4)
+    assert not np.array_equal(a.test, c.test)
+
+
+def test_save_and_load_round_trip(tmp_path, digits):
+    save_prepared(digits, tmp_path / "prepared")
+    loaded = load_prepared(tmp_path / "prepared")
+    assert loaded.meta == digits.meta
+    np.testing.assert_array_equal(loaded.val, digits.val)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no staging left behind
+
+
+def test_load_prepared_missing_says_what_to_run(tmp_path):
+    with pytest.raises(DataError, match="dvc repro prepare"):
+        load_prepared(tmp_path)
+
+
+def npz_source(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return DataParams(source=f"npz:{path}", preprocessing="scale", validation_size=2)
+
+
+def test_npz_source_with_float_images(tmp_path, rng):
+    params = npz_source(tmp_path, train=rng.random((10, 4, 4)), test=rng.random((3, 4, 4)))
+    prepared = prepare(params, seed=0)
+    assert prepared.meta.sizes == {"train": 8, "val": 2, "test": 3}
+    assert prepared.meta.image_shape == (4, 4) and prepared.meta.dimension == 16
+
+
+def test_npz_integer_levels(tmp_path, rng):
+    path = tmp_path / "levels.npz"
+    np.savez(path, train=rng.integers(0, 4, (10, 3, 3, 1)), val=rng.integers(0, 4, (2, 3, 3, 1)),
+             test=rng.integers(0, 4, (2, 3, 3, 1)), n_levels=4)
+    prepared = prepare(DataParams(source=f"npz:{path}"), seed=0)
+    assert prepared.meta.n_levels == 4 and prepared.meta.image_shape == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"train": np.zeros((4, 2, 2))}, r"missing array\(s\) \['test'\]"),
+        ({"train": np.zeros((4, 2, 2)), "test": np.zeros((4, 3, 3))}, "different image shapes"),
+        ({"train": np.full((4, 2, 2), 2.0), "test": np.zeros((4, 2, 2))}, r"outside \[0, 1\]"),
+        ({"train": np.full((4, 2, 2), np.nan), "test": np.zeros((4, 2, 2))}, "NaN"),
+        ({"train": np.zeros((4,)), "test": np.zeros((4,))}, "must be a non-empty"),
+        ({"train": np.zeros((2, 2, 2)), "test": np.zeros((4, 2, 2))}, "validation_size"),
+    ],
+)
+def test_bad_npz_gets_a_clear_error(tmp_path, arrays, message):
+    with pytest.raises(DataError, match=message):
+        prepare(npz_source(tmp_path, **arrays), seed=0)
+
+
+def test_corrupt_or_missing_npz(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip archive")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        prepare(DataParams(source=f"npz:{bad}"), seed=0)
+    with pytest.raises(DataError, match="file not found"):
+        prepare(DataParams(source=f"npz:{tmp_path / 'none.npz'}"), seed=0)
+
+
+def test_levels_preprocessing_needs_integer_data(tmp_path, rng):
+    params = npz_source(tmp_path, train=rng.random((10, 4)), test=rng.random((3, 4)))
+    with pytest.raises(DataError, match="'levels' needs integer grey levels"):
+        prepare(params.model_copy(update={"preprocessing": "levels"}), seed=0)
+
+
+def test_tfds_source_through_mock_data(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr("vae_tf.data._check_download_reachable", lambda name: None)
+    with tfds.testing.mock_data(num_examples=12):
+        prepared = prepare(DataParams(source="tfds:mnist", preprocessing="binarize", validation_size=4), seed=0)
+    assert prepared.meta.sizes == {"train": 8, "val": 4, "test": 12}
+    assert prepared.meta.image_shape == (28, 28) and prepared.meta.dimension == 784
+    assert set(np.unique(prepared.train)) <= {0.0, 1.0}
+
+
+def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(DataError, match="cannot be downloaded.*tfds build mnist.*data.tfds_data_dir"):
+        prepare(DataParams(source="tfds:mnist", tfds_data_dir=str(tmp_path)), seed=0)
+
+
+def test_tfds_unknown_name(tmp_path):
+    with pytest.raises(DataError, match="unknown TFDS data set 'no_such_set'"):
+        prepare(DataParams(source="tfds:no_such_set", tfds_data_dir=str(tmp_path)), seed=0)

@@ -1,0 +1,83 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from vae_tf.config import Params
+from vae_tf.data import Prepared
+from vae_tf.errors import ParamsError, TrainingError
+from vae_tf.training import KLWarmup, build_model, check_compatible, train
+from tests.conftest import TINY
+
+
+def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
+    model, root = trained
+    summary = json.loads((root / "live" / "metrics.json").read_text())
+    history = (root / "live" / "plots" / "metrics" / "eval" / "elbo.tsv").read_text().splitlines()
+    values = [float(line.split("\t")[-1]) for line in history[1:]]
+    assert len(values) == 3 and values[-1] > values[0]
+    assert summary["epochs_run"] == 3 and summary["best_val_elbo"] == pytest.approx(max(values), abs=1e-4)
+    assert not (root / "backup").exists()  # a finished run leaves no checkpoint to resume
+
+
+def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digits, tiny_params, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    broken = np.array(digits.train)
+    broken[5, 3] = np.nan
+    data = Prepared(train=broken, val=digits.val, test=digits.test, meta=digits.meta)
+    with pytest.raises(TrainingError, match="loss became nan.*No model was saved"):
+        train(tiny_params, data, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_likelihood_must_fit_the_data_representation(digits):
+    params = Params.model_validate({"model": {"likelihood": "bernoulli"}})
+    with pytest.raises(ParamsError, match="model.likelihood.*binarize or dynamic_binarize"):
+        check_compatible(params, digits.meta)
+
+
+def test_kl_warmup_ramps_beta_linearly(digits):
+    model = build_model(Params.model_validate(TINY), digits.meta)
+    warmup = KLWarmup(kl_weight=0.8, warmup_epochs=4)
+    warmup.set_model(model)
+    betas = []
+    for epoch in range(6):
+        warmup.on_epoch_begin(epoch)
+        betas.append(float(model.kl_weight.numpy()))
+    np.testing.assert_allclose(betas, [0.2, 0.4, 0.6, 0.8, 0.8, 0.8], rtol=1e-6)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for a kill: the process stops mid-run, leaving the checkpoint behind."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_ends_as_good_as_an_uninterrupted_one(tmp_path, digits, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = Params.model_validate({**TINY, "training": {"epochs": 12, "checkpoint_every_epochs": 2}})
+
+    def run(folder, callbacks=()):
+        return train(params, digits, folder / "model.keras", folder / "live", folder / "backup", list(callbacks))
+
+    whole = run(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", [Interrupt(at_epoch=7)])
+    assert not (tmp_path / "killed" / "model.keras").exists()
+    assert json.loads((tmp_path / "killed" / "backup" / "training_metadata.json").read_text())["epoch"] == 6
+    resumed = run(tmp_path / "killed")
+    assert resumed.epoch[0] == 6 and resumed.epoch[-1] == 11  # resumed from the last checkpoint
+    summaries = [json.loads((tmp_path / name / "live" / "metrics.json").read_text()) for name in ("whole", "killed")]
+    assert summaries[1]["epochs_run"] == 12
+    assert abs(summaries[0]["best_val_elbo"] - summaries[1]["best_val_elbo"]) < 1.0
+    steps = (tmp_path / "killed" / "live" / "plots" / "metrics" / "eval" / "elbo.tsv").read_text().splitlines()
+    assert len(steps) - 1 >= 12  # the curve kept the epochs before the kill
+    assert whole.epoch[-1] == 11
