@@ -33,8 +33,12 @@ def trained(tmp_path_factory, digits, tiny_params):
     import keras
 
     root = tmp_path_factory.mktemp("trained")
+    cwd = os.getcwd()
     os.chdir(root)  # dvclive looks for a git/DVC repository from the working directory
-    train(tiny_params, digits, root / "model.keras", root / "live", root / "backup")
+    try:
+        train(tiny_params, digits, root / "model.keras", root / "live", root / "backup")
+    finally:
+        os.chdir(cwd)
     return keras.models.load_model(root / "model.keras"), root
 
 

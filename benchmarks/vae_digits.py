@@ -1,0 +1,75 @@
+"""Benchmark: the default VAE on digits against the reference PyTorch figures (issue #2).
+
+Trains the `vae` experiment of params.yaml for each seed, then estimates the test NLL by
+importance sampling with K = evaluation.num_samples. Prints figures; asserts nothing.
+
+    python benchmarks/vae_digits.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from vae_tf.config import load_params  # noqa: E402
+from vae_tf.data import prepare  # noqa: E402
+from vae_tf.evaluation import evaluate_model  # noqa: E402
+from vae_tf.training import train  # noqa: E402
+
+REFERENCE = {"nll": 93.71, "nll_spread": 0.61, "seconds_per_epoch": 0.066, "eval_seconds": 21.5}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    base = load_params(args.params).experiment("vae")
+    rows = []
+    for seed in args.seeds:
+        params = base.model_copy(update={"seed": seed})
+        data = prepare(params.data, seed)
+        with tempfile.TemporaryDirectory() as folder:
+            os.chdir(folder)
+            start = time.perf_counter()
+            history = train(params, data, Path(folder) / "model.keras", Path(folder) / "live", Path(folder) / "backup")
+            fit_seconds = time.perf_counter() - start
+            import keras
+
+            model = keras.models.load_model(Path(folder) / "model.keras")
+        e = params.evaluation
+        start = time.perf_counter()
+        result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, seed,
+                                e.active_unit_threshold)
+        eval_seconds = time.perf_counter() - start
+        epochs = len(history.epoch)
+        rows.append({
+            "seed": seed, "epochs": epochs, "nll": result["metrics"]["nll"],
+            "epoch_median": float(np.median(history.history["epoch_seconds"][1:])),
+            "epoch_mean_incl_compile": fit_seconds / epochs, "eval_seconds": eval_seconds,
+            "active_units": result["metrics"]["active_units"],
+        })
+        print(rows[-1], flush=True)
+
+    nll = np.array([row["nll"] for row in rows])
+    epoch = np.median([row["epoch_median"] for row in rows])
+    evaluation = np.median([row["eval_seconds"] for row in rows])
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"test NLL (IS, K={base.evaluation.num_samples}): {nll.mean():.2f} +- {nll.std(ddof=1) if len(nll) > 1 else 0:.2f} "
+          f"nats over seeds {args.seeds} (reference {REFERENCE['nll']} +- {REFERENCE['nll_spread']})")
+    print(f"seconds per epoch (median, validation and callbacks included): {epoch:.4f} "
+          f"= {epoch / REFERENCE['seconds_per_epoch']:.2f} x reference {REFERENCE['seconds_per_epoch']}")
+    print(f"evaluation, K={base.evaluation.num_samples} on {len(data.test)} test images (compile included): "
+          f"{evaluation:.1f} s = {evaluation / REFERENCE['eval_seconds']:.2f} x reference {REFERENCE['eval_seconds']}")
+
+
+if __name__ == "__main__":
+    main()

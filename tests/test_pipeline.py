@@ -1,0 +1,120 @@
+"""The pipeline for real: `dvc repro` on tiny params in a temporary copy of the repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json", "models/vae/model.keras",
+           "dvclive/vae/metrics.json", "metrics/vae.json", "plots/vae/reconstructions.png",
+           "plots/vae/prior_samples.png", "plots/vae/latent_dimensions.csv", "export/vae/1/saved_model.pb"]
+
+
+def run(args, cwd, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_repository(target: Path, params: dict) -> Path:
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file() and name != "dvc.lock":
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target / name)
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in params.items():
+        base[section] = {**base[section], **values} if isinstance(values, dict) else values
+    (target / "params.yaml").write_text(yaml.safe_dump(base))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        run(command, target)
+    return target
+
+
+def repro(cwd, *args):
+    return run(["dvc", "repro", *args], cwd).stdout
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    repo = copy_repository(tmp_path_factory.mktemp("repo"), TINY)
+    first = repro(repo)
+    return repo, first
+
+
+def test_repro_produces_every_declared_output(pipeline):
+    repo, first = pipeline
+    assert ran_stages(first) == ["prepare", "train@vae", "evaluate@vae", "export@vae"]
+    for name in OUTPUTS:
+        assert (repo / name).exists(), name
+    metrics = json.loads((repo / "metrics/vae.json").read_text())
+    assert metrics["estimator"] == "importance sampling, q(z|x) proposal, K=20"
+    assert metrics["elbo"] < -metrics["nll"]  # the bound is below the estimate of log p(x)
+    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert "metrics/vae.json" in shown and "dvclive/vae/metrics.json" in shown
+
+
+def test_second_repro_runs_nothing_and_evaluation_params_rerun_only_evaluation(pipeline):
+    repo, _ = pipeline
+    assert ran_stages(repro(repo)) == []
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluation"]["num_samples"] = 30
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran_stages(repro(repo)) == ["evaluate@vae"]
+    assert json.loads((repo / "metrics/vae.json").read_text())["num_samples"] == 30
+
+
+def test_same_seed_gives_identical_metrics(pipeline, tmp_path):
+    repo, _ = pipeline
+    other = copy_repository(tmp_path, TINY)
+    repro(other, "evaluate@vae")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluation"]["num_samples"] = 20
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    repro(repo, "evaluate@vae")
+
+    def numbers(folder):
+        metrics = json.loads((folder / "metrics/vae.json").read_text())
+        metrics.pop("seconds")
+        live = json.loads((folder / "dvclive/vae/metrics.json").read_text())
+        live.pop("seconds_per_epoch_median"), live["train"].pop("epoch_seconds")
+        return metrics, live
+
+    assert numbers(repo) == numbers(other)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
+        ({"model": {"likelihood": "bernoulli"}}, "model.likelihood: 'bernoulli' needs binary data"),
+        ({"data": {"source": "npz:missing.npz"}}, "file not found"),
+    ],
+)
+def test_user_errors_exit_nonzero_with_one_clear_line_and_no_outputs(tmp_path, params, message):
+    repo = copy_repository(tmp_path, params)
+    stage = ["pipeline/train.py", "vae"] if "model" in params else ["pipeline/prepare.py"]
+    if "model" in params:
+        run(["python", "pipeline/prepare.py"], repo)
+    result = run(["python", *stage], repo, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (repo / "models").exists()
+    assert run(["dvc", "repro"], repo, check=False).returncode != 0
