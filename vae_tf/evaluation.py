@@ -81,9 +81,11 @@ def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batc
         kl = kl_per_dimension(q, model.prior())
         return {**estimates, "kl_per_dim": kl, "posterior_mean": q.mean()}
 
-    parts = [batch_metrics(tf.constant(x[start:start + batch_size]), tf.constant([seed, start], tf.int32))
+    # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
+    padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
+    parts = [batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32))
              for start in range(0, len(x), batch_size)]
-    out = {key: np.concatenate([part[key].numpy() for part in parts]) for key in parts[0]}
+    out = {key: np.concatenate([part[key].numpy() for part in parts])[:len(x)] for key in parts[0]}
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], active_threshold)
     kl = float(out["kl_per_dim"].sum(axis=1).mean())
