@@ -1,0 +1,1 @@
+"""vae-tf: variational autoencoders with better inference, as DVC pipeline stages."""

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,6 @@ def train(name: str, params_path: str = "params.yaml") -> None:
 
 
 def evaluate(name: str, params_path: str = "params.yaml") -> None:
-    import time
-
     from vae_tf.evaluation import evaluate_model
     from vae_tf.plots import image_grid
 
