@@ -2,20 +2,36 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf.likelihoods import Bernoulli, Categorical, Gaussian
+from vae_tf.likelihoods import Bernoulli, Categorical, Gaussian, PixelCategorical
 from vae_tf.models import VAE
+from vae_tf.tfp import tfd
 from vae_tf.training import minibatches
 
 
 def test_categorical_likelihood_is_the_sum_of_log_softmax_at_the_observed_levels(rng):
-    raw = rng.normal(size=(2, 3 * 4)).astype(np.float32)
+    raw = rng.normal(size=(2, 4 * 3)).astype(np.float32)  # level-major: 4 levels x 3 pixels
     x = np.array([[0, 3, 1], [2, 2, 0]], np.float32)
-    logits = raw.reshape(2, 3, 4)
+    logits = raw.reshape(2, 4, 3).transpose(0, 2, 1)  # [batch, pixel, level]
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = np.take_along_axis(log_softmax, x.astype(int)[..., None], -1).sum((1, 2))
-    np.testing.assert_allclose(Categorical(3, 4).distribution(raw).log_prob(x), expected, rtol=1e-5)
-    mean = Categorical(3, 4).mean(tf.constant(raw)).numpy()
-    np.testing.assert_allclose(mean, (np.exp(log_softmax) * np.arange(4)).sum(-1), rtol=1e-5)
+    likelihood = Categorical(3, 4)
+    np.testing.assert_allclose(likelihood.distribution(raw).log_prob(x), expected, rtol=1e-5)
+    np.testing.assert_allclose(likelihood.mean(tf.constant(raw)), (np.exp(log_softmax) * np.arange(4)).sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(likelihood.parameters(tf.constant(raw))["logits"], logits)
+
+
+def test_pixel_categorical_matches_tfp_categorical(rng):
+    logits = tf.constant(rng.normal(size=(5, 2, 4, 3)), tf.float32)  # [K, batch, L, D]
+    ours = PixelCategorical(logits)
+    reference = tfd.Independent(tfd.Categorical(logits=tf.linalg.matrix_transpose(logits), dtype=tf.float32), 1)
+    assert ours.batch_shape == reference.batch_shape == (5, 2) and ours.event_shape == reference.event_shape == (3,)
+    x = tf.constant(rng.integers(0, 4, size=(2, 3)), tf.float32)  # broadcast against the K samples
+    np.testing.assert_allclose(ours.log_prob(x), reference.log_prob(x), rtol=1e-5)
+    np.testing.assert_allclose(ours.mean(), tf.reduce_sum(tf.nn.softmax(reference.distribution.logits) * tf.range(4.0), -1),
+                               rtol=1e-5)
+    draws = PixelCategorical(logits[0, 0]).sample(40_000, seed=[1, 2]).numpy()  # [n, D]
+    frequencies = np.stack([(draws == level).mean(0) for level in range(4)])  # [L, D]
+    np.testing.assert_allclose(frequencies, tf.nn.softmax(logits[0, 0], axis=0), atol=0.01)
 
 
 def test_bernoulli_and_gaussian_likelihoods(rng):

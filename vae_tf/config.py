@@ -69,7 +69,7 @@ class TrainingParams(_Section):
     kl_warmup_epochs: int = Field(0, ge=0)
     jit_compile: bool = True
     steps_per_execution: int = Field(32, ge=1)
-    checkpoint_every_epochs: int = Field(10, ge=1)
+    checkpoint_every_epochs: int = Field(25, ge=1)
 
 
 class EvaluationParams(_Section):

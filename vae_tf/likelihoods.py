@@ -11,11 +11,60 @@ import keras
 import tensorflow as tf
 
 from vae_tf.networks import mlp
-from vae_tf.tfp import tfd
+from vae_tf.tfp import tfd, tfp
 
 # The data representation (see `vae_tf.data`) each likelihood is a density for.
 REPRESENTATION = {"categorical": "levels", "bernoulli": "binary", "gaussian": "continuous"}
 MIN_SCALE = 1e-3
+
+
+class PixelCategorical(tfd.Distribution):
+    """Independent categoricals over grey levels 0..L-1, one per pixel: event shape [D].
+
+    log p(x) = sum_d [ logits[x_d, d] - logsumexp_l logits[l, d] ]
+
+    Same density as `tfd.Independent(tfd.Categorical(logits=logits^T), 1)`, but with logits stored
+    level-major, [..., L, D]: the log-normaliser then reduces over L with the D pixels contiguous,
+    which XLA on CPU vectorises (for L = 17 this made the importance-sampled evaluation about
+    a quarter faster than `tfd.Categorical`, whose reduction runs over its last, length-17 axis).
+    """
+
+    def __init__(self, logits, name: str = "PixelCategorical"):
+        parameters = dict(locals())
+        with tf.name_scope(name) as name:
+            self._logits = tf.convert_to_tensor(logits, dtype_hint=tf.float32, name="logits")
+            super().__init__(dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                             validate_args=False, allow_nan_stats=True, parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return {"logits": tfp.util.ParameterProperties(event_ndims=2)}
+
+    @property
+    def logits(self) -> tf.Tensor:
+        """[..., L, D]."""
+        return self._logits
+
+    def _event_shape(self):
+        return self._logits.shape[-1:]
+
+    def _event_shape_tensor(self):
+        return tf.shape(self._logits)[-1:]
+
+    def _log_prob(self, x):
+        x = tf.cast(x, tf.int32)  # [..., D] -> one-hot [..., L, D]
+        levels = tf.one_hot(x, tf.shape(self._logits)[-2], axis=x.shape.rank - 1, dtype=self._logits.dtype)
+        observed = tf.reduce_sum(levels * self._logits, axis=-2)
+        return tf.reduce_sum(observed - tf.reduce_logsumexp(self._logits, axis=-2), axis=-1)
+
+    def _sample_n(self, n, seed=None):
+        pixels = tfd.Categorical(logits=tf.linalg.matrix_transpose(self._logits), dtype=self.dtype)
+        return pixels.sample(n, seed=seed)
+
+    def _mean(self):
+        """E[x_d] = sum_l l * softmax_l(logits[:, d])."""
+        levels = tf.range(tf.shape(self._logits)[-2], dtype=self._logits.dtype)[:, tf.newaxis]
+        return tf.reduce_sum(tf.nn.softmax(self._logits, axis=-2) * levels, axis=-2)
 
 
 class Categorical:
@@ -26,18 +75,19 @@ class Categorical:
         self.raw_size = data_dim * n_levels
 
     def logits(self, raw: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(raw, tf.concat([tf.shape(raw)[:-1], [self.data_dim, self.n_levels]], 0))
+        """Level-major logits [..., L, D] (see `PixelCategorical`)."""
+        return tf.reshape(raw, tf.concat([tf.shape(raw)[:-1], [self.n_levels, self.data_dim]], 0))
 
     def distribution(self, raw: tf.Tensor) -> tfd.Distribution:
-        return tfd.Independent(tfd.Categorical(logits=self.logits(raw), dtype=tf.float32), 1)
+        return PixelCategorical(self.logits(raw))
 
     def parameters(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {"logits": self.logits(raw)}
+        """Logits in the usual pixel-major layout, [..., D, L]."""
+        return {"logits": tf.linalg.matrix_transpose(self.logits(raw))}
 
     def mean(self, raw: tf.Tensor) -> tf.Tensor:
-        """E[x_d] = sum_l l * softmax(logits_d)_l, in grey levels."""
-        levels = tf.range(self.n_levels, dtype=raw.dtype)
-        return tf.reduce_sum(tf.nn.softmax(self.logits(raw)) * levels, axis=-1)
+        """E[x_d], in grey levels."""
+        return self.distribution(raw).mean()
 
 
 class Bernoulli:
