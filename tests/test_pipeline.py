@@ -118,3 +118,35 @@ def test_user_errors_exit_nonzero_with_one_clear_line_and_no_outputs(tmp_path, p
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (repo / "models").exists()
     assert run(["dvc", "repro"], repo, check=False).returncode != 0
+
+
+def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
+    import signal
+    import time
+
+    tiny = {**TINY, "training": {"epochs": 300, "checkpoint_every_epochs": 2, "early_stopping_patience": 1000}}
+    repo = copy_repository(tmp_path, tiny)
+    repro(repo, "prepare")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(["dvc", "repro", "train@vae"], cwd=repo, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = repo / "checkpoints/vae/training_metadata.json"
+    deadline = time.time() + 120
+    while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 4):
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed_epoch = json.loads(metadata.read_text())["epoch"]
+    assert not (repo / "models/vae/model.keras").exists()
+
+    repro(repo, "train@vae")
+    assert (repo / "models/vae/model.keras").exists() and list((repo / "checkpoints/vae").iterdir()) == []
+    rows = (repo / "dvclive/vae/plots/metrics/train/epoch_seconds.tsv").read_text().splitlines()[1:]
+    seconds = {int(step): float(value) for step, value in (row.split("\t") for row in rows)}
+    assert sorted(seconds) == list(range(300))  # one curve, the epochs before the kill kept
+    # each process's first epoch includes XLA compilation: the second process began at the
+    # checkpoint's epoch, so the run resumed rather than restarted
+    typical = sorted(seconds.values())[150]
+    assert resumed_epoch >= 4 and seconds[resumed_epoch] > 10 * typical and seconds[0] > 10 * typical
+    assert ran_stages(repro(repo, "train@vae")) == []  # the empty checkpoint folder is a valid output

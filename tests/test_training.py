@@ -18,7 +18,7 @@ def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
     values = [float(line.split("\t")[-1]) for line in history[1:]]
     assert len(values) == 3 and values[-1] > values[0]
     assert summary["epochs_run"] == 3 and summary["best_val_elbo"] == pytest.approx(max(values), abs=1e-4)
-    assert not (root / "backup").exists()  # a finished run leaves no checkpoint to resume
+    assert list((root / "backup").iterdir()) == []  # a finished run leaves no checkpoint to resume
 
 
 def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digits, tiny_params, monkeypatch):

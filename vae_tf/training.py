@@ -76,7 +76,7 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
     Every example is used once per epoch; the last minibatch is padded to `batch_size` with
     weight-0 rows, so shapes stay static for XLA. With a `seed` (training) the examples are
     reshuffled every epoch and the dataset repeats, so that Keras keeps one iterator for the
-    whole `fit`. Without (validation) it is one epoch in order, computed once: Keras makes a new
+    whole `fit` (and prefetches one element, so the next shuffle overlaps validation). Without (validation) it is one epoch in order, computed once: Keras makes a new
     iterator for every validation, and that of a repeating dataset was measured to be slow to
     delete (tens of ms, every other epoch).
     """
@@ -94,7 +94,7 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
         epoch = [tf.data.Dataset.from_tensors(element) for element in dataset.batch(batch_size).map(pad).batch(fused_steps)]
         return functools.reduce(tf.data.Dataset.concatenate, epoch), steps_per_epoch
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).map(pad).batch(fused_steps).repeat(), steps_per_epoch
+    return dataset.batch(batch_size).map(pad).batch(fused_steps).repeat().prefetch(1), steps_per_epoch
 
 
 class KLWarmup(keras.callbacks.Callback):
@@ -170,15 +170,25 @@ def _fingerprint(params: Params, meta: Meta) -> dict:
             "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
 
 
-def _prepare_backup(backup_dir: Path, fingerprint: dict) -> bool:
-    """Keep a checkpoint only if it was made with the same settings; True if one is resumed."""
+def _prepare_backup(backup_dir: Path, fingerprint: dict) -> int:
+    """Keep a checkpoint only if it was made with the same settings. Returns the epoch training
+    resumes from (0: a fresh start)."""
     marker = backup_dir / "fingerprint.json"
+    metadata = backup_dir / "training_metadata.json"
     resumable = marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
     if not resumable and backup_dir.exists():
         shutil.rmtree(backup_dir)
     backup_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint, indent=2))
-    return resumable and any(backup_dir.glob("*.weights.h5"))
+    return json.loads(metadata.read_text())["epoch"] if resumable and metadata.exists() else 0
+
+
+def _rewind_live(live_dir: Path, epoch: int) -> None:
+    """Drop dvclive's curve points from `epoch` on: the resumed run logs those epochs again."""
+    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
+        header, *rows = tsv.read_text().splitlines()
+        kept = [row for row in rows if int(row.split("\t")[0]) < epoch]
+        tsv.write_text("\n".join([header, *kept]) + "\n")
 
 
 def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
@@ -188,7 +198,9 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     set_determinism(params.seed, params.training.jit_compile)
     model = build_model(params, data.meta)
     t = params.training
-    resuming = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
+    resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
+    if resume_epoch:
+        _rewind_live(live_dir, resume_epoch)
     train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed)
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
@@ -201,7 +213,8 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping),
         *extra_callbacks,
     ]
-    with Live(str(live_dir), resume=resuming, dvcyaml=False, save_dvc_exp=False) as live:
+    with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) as live:
+        live.step = resume_epoch  # dvclive step = Keras epoch
         # EpochTime last but for the logger, so that its time includes the other callbacks' work.
         callbacks += [EpochTime(), DVCLiveCallback(live=live)]
         history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
@@ -217,6 +230,8 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         live.summary["best_val_elbo"] = float(early_stopping.best)
         live.summary["epochs_run"] = history.epoch[-1] + 1
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
+    # BackupAndRestore deleted its checkpoint; the folder stays, empty, as DVC declares it.
+    Path(backup_dir).mkdir(parents=True, exist_ok=True)
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     _atomic(model_path, model.save, suffix=".keras")
