@@ -19,9 +19,13 @@ OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json", "models/vae/mod
            "plots/vae/prior_samples.png", "plots/vae/latent_dimensions.csv", "export/vae/1/saved_model.pb"]
 
 
+def venv_env() -> dict:
+    """The environment with this interpreter's bin first, so `dvc` and `python` are the tested ones."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def run(args, cwd, check=True):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(args, cwd=cwd, env=venv_env(), capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -127,8 +131,7 @@ def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
     tiny = {**TINY, "training": {"epochs": 300, "checkpoint_every_epochs": 2, "early_stopping_patience": 1000}}
     repo = copy_repository(tmp_path, tiny)
     repro(repo, "prepare")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(["dvc", "repro", "train@vae"], cwd=repo, env=env, start_new_session=True,
+    process = subprocess.Popen(["dvc", "repro", "train@vae"], cwd=repo, env=venv_env(), start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metadata = repo / "checkpoints/vae/training_metadata.json"
     deadline = time.time() + 120

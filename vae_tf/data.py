@@ -12,10 +12,7 @@ Preprocessing turns them into flat float32 arrays of one of three representation
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import tempfile
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 
 from vae_tf.config import DataParams
 from vae_tf.errors import DataError
+from vae_tf.files import staged_directory
 
 SPLITS = ("train", "val", "test")
 # scikit-learn's digits, split by index as in the reference VAE for this data set.
@@ -118,9 +116,8 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
         splits["val"] = images("validation")
     else:
         splits = _hold_out_validation(splits, validation_size, f"tfds:{name}")
-    n_levels = int(max(split.max() for split in splits.values())) + 1
-    n_levels = 2 if n_levels <= 2 else 256
-    return _checked(splits, n_levels, f"tfds:{name}")
+    binary = max(split.max() for split in splits.values()) <= 1  # e.g. binarized_mnist; else uint8 images
+    return _checked(splits, 2 if binary else 256, f"tfds:{name}")
 
 
 def _npz(path: Path, validation_size: int) -> Source:
@@ -224,28 +221,10 @@ def prepare(params: DataParams, seed: int) -> Prepared:
 
 def save_prepared(prepared: Prepared, directory: Path) -> None:
     """Write `{train,val,test}.npz` and `meta.json` into `directory`, replacing it whole."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+    with staged_directory(directory) as staging:
         for split in SPLITS:
             np.savez_compressed(staging / f"{split}.npz", x=getattr(prepared, split))
         (staging / "meta.json").write_text(json.dumps(asdict(prepared.meta), indent=2) + "\n")
-        replace_dir(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Move a finished `staging` folder to `target`, so `target` is never half-written."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
 
 
 def load_prepared(directory: Path) -> Prepared:

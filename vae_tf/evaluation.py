@@ -11,11 +11,11 @@ import tensorflow as tf
 from vae_tf.objectives import log_importance_weights
 from vae_tf.tfp import tfd
 
-Encoder = Callable[[tf.Tensor], tfd.Distribution]
-Decoder = Callable[[tf.Tensor], tfd.Distribution]
+PosteriorFn = Callable[[tf.Tensor], tfd.Distribution]  # x -> q(z|x)
+LikelihoodFn = Callable[[tf.Tensor], tfd.Distribution]  # z [..., L] -> p(x|z)
 
 
-def importance_sampling(x, posterior: Encoder, likelihood: Decoder, prior: tfd.Distribution,
+def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, prior: tfd.Distribution,
                         num_samples, chunk_size: int, seed) -> dict[str, tf.Tensor]:
     """Per-example estimates from K = `num_samples` draws z_k ~ q(z|x), the proposal:
 
@@ -75,11 +75,9 @@ def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batc
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed):
-        q = model.posterior(xb)
-        estimates = importance_sampling(xb, model.posterior, model.likelihood, model.prior(),
-                                        num_samples, chunk_size, batch_seed)
-        kl = kl_per_dimension(q, model.prior())
-        return {**estimates, "kl_per_dim": kl, "posterior_mean": q.mean()}
+        q, prior = model.posterior(xb), model.prior()
+        estimates = importance_sampling(xb, model.posterior, model.likelihood, prior, num_samples, chunk_size, batch_seed)
+        return {**estimates, "kl_per_dim": kl_per_dimension(q, prior), "posterior_mean": q.mean()}
 
     # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])

@@ -11,14 +11,11 @@ The first, `encode`, is also `serving_default`.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from vae_tf.data import replace_dir
 from vae_tf.evaluation import importance_sampling
 
 
@@ -27,7 +24,7 @@ def _stateless(seed: tf.Tensor) -> tf.Tensor:
 
 
 def export_model(model, directory: Path, chunk_size: int) -> None:
-    """Write `model`'s SavedModel to `directory` (replaced whole, never half-written)."""
+    """Write `model`'s SavedModel to `directory` (a new folder)."""
     d, latent = model.data_dim, model.latent_dim
     x_spec = tf.TensorSpec([None, d], tf.float32, name="x")
     archive = keras.export.ExportArchive()
@@ -38,14 +35,14 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
         return {"mean": mean, "scale": scale}
 
     def decode(z):
-        raw = model.decoder(z)
-        return {**model.decoder.likelihood.parameters(raw), "mean": model.decoder.likelihood.mean(raw)}
+        raw, likelihood = model.decoder(z), model.decoder.likelihood
+        return {**likelihood.parameters(raw), "mean": likelihood.distribution(raw).mean()}
 
     def sample(num_samples, seed):
         seeds = tf.random.experimental.stateless_split(_stateless(seed), 2)
         z = model.prior().sample(num_samples, seed=seeds[0])
         p = model.likelihood(z)
-        return {"x": p.sample(seed=seeds[1]), "mean": model.decoder.likelihood.mean(model.decoder(z))}
+        return {"x": p.sample(seed=seeds[1]), "mean": p.mean()}
 
     def reconstruct(x):
         return {"mean": model(x)}
@@ -63,11 +60,4 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
     archive.add_endpoint("log_likelihood", log_likelihood, input_signature=[
         x_spec, tf.TensorSpec([], tf.int32, name="num_samples"), tf.TensorSpec([], tf.int32, name="seed")])
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        archive.write_out(str(staging / "model"), verbose=False)
-        replace_dir(staging / "model", directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    archive.write_out(str(directory), verbose=False)

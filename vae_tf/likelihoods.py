@@ -85,10 +85,6 @@ class Categorical:
         """Logits in the usual pixel-major layout, [..., D, L]."""
         return {"logits": tf.linalg.matrix_transpose(self.logits(raw))}
 
-    def mean(self, raw: tf.Tensor) -> tf.Tensor:
-        """E[x_d], in grey levels."""
-        return self.distribution(raw).mean()
-
 
 class Bernoulli:
     """p(x|z) = prod_d Bernoulli(x_d | sigmoid(logits_d))."""
@@ -102,9 +98,6 @@ class Bernoulli:
 
     def parameters(self, raw: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"logits": raw}
-
-    def mean(self, raw: tf.Tensor) -> tf.Tensor:
-        return tf.sigmoid(raw)
 
 
 class Gaussian:
@@ -120,9 +113,6 @@ class Gaussian:
 
     def distribution(self, raw: tf.Tensor) -> tfd.Distribution:
         return tfd.Independent(tfd.Normal(**self.parameters(raw)), 1)
-
-    def mean(self, raw: tf.Tensor) -> tf.Tensor:
-        return self.parameters(raw)["loc"]
 
 
 LIKELIHOODS = {"categorical": Categorical, "bernoulli": Bernoulli, "gaussian": Gaussian}

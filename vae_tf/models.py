@@ -81,7 +81,7 @@ class VAE(keras.Model):
     def call(self, x):
         """Reconstruction: the mean of p(x|z) at the posterior mean z = mu(x)."""
         loc, _ = self.encoder.moments(x * self.input_scale)
-        return self.decoder.likelihood.mean(self.decoder(loc))
+        return self.likelihood(loc).mean()
 
     # --- training --------------------------------------------------------------------
 
@@ -109,9 +109,11 @@ class VAE(keras.Model):
                  "reconstruction": mean(reconstruction), "kl": mean(kl)}
         return loss, terms, total
 
-    def _track(self, terms, total):
+    def _track(self, terms, total) -> dict[str, tf.Tensor]:
+        """Add a minibatch's means (weighted by its example count); return the running means."""
         for name, value in terms.items():
             self.trackers[name].update_state(value, sample_weight=total)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
         """Runs one optimizer update per minibatch of `data` (see `as_minibatches`), all inside
@@ -135,8 +137,7 @@ class VAE(keras.Model):
     def test_step(self, data):
         x, weights = as_minibatches(data)
         _, terms, total = self._terms(tf.reshape(x, [-1, self.data_dim]), tf.reshape(weights, [-1]))
-        self._track(terms, total)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self._track(terms, total)
 
     @property
     def metrics(self):

@@ -10,16 +10,12 @@ Paths (relative to the repository root, where `dvc repro` runs the stages):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from vae_tf.config import load_params
-from vae_tf.data import load_prepared, prepare as prepare_data, replace_dir, save_prepared
+from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
+from vae_tf.files import atomic_write, staged_directory
 
 PREPARED = Path("data/prepared")
 
@@ -65,28 +61,21 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
                             e.active_unit_threshold, jit_compile=params.training.jit_compile)
     metrics = {"experiment": name, **result["metrics"], "seconds": time.perf_counter() - start}
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_mkdir("plots")))
-    try:
+    with staged_directory(Path("plots") / name) as staging:
         n = min(e.num_plot_images, len(data.test))
-        vmax = float(data.meta.n_levels - 1) if data.meta.representation == "levels" else 1.0
-        x = data.test[:n]
-        reconstruction = model(x).numpy()
         half = (n + 1) // 2
+        vmax = float(data.meta.n_levels - 1) if data.meta.representation == "levels" else 1.0
+        x, reconstruction = data.test[:n], model(data.test[:n]).numpy()
         image_grid([x[:half], reconstruction[:half], x[half:], reconstruction[half:]], data.meta.image_shape,
                    staging / "reconstructions.png", f"{name}: test images and reconstructions (mean of p(x|z=E[z|x]))",
                    ["data", "recon.", "data", "recon."], vmax)
-        z = model.prior().sample(n, seed=[params.seed, 1])
-        samples = model.decoder.likelihood.mean(model.decoder(z)).numpy()
+        samples = model.likelihood(model.prior().sample(n, seed=[params.seed, 1])).mean().numpy()
         image_grid([samples[:half], samples[half:]], data.meta.image_shape, staging / "prior_samples.png",
                    f"{name}: mean of p(x|z), z ~ p(z)", vmax=vmax)
         rows = ["dimension,kl,posterior_mean_variance"]
         rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
         (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
-        np.save(staging / "test_log_likelihood.npy", result["log_likelihood"])
-        replace_dir(staging, Path("plots") / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _write_json(Path("metrics") / f"{name}.json", metrics)
+    atomic_write(Path("metrics") / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
 
 
 def export(name: str, params_path: str = "params.yaml") -> None:
@@ -94,22 +83,5 @@ def export(name: str, params_path: str = "params.yaml") -> None:
 
     params = load_params(params_path).experiment(name)
     model = _load_model(name)
-    target = Path("export") / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_mkdir("export")))
-    try:
+    with staged_directory(Path("export") / name) as staging:
         export_model(model, staging / str(params.export.version), params.export.chunk_size)
-        replace_dir(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _mkdir(path: str) -> Path:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)

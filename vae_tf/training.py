@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import asdict
@@ -20,6 +19,7 @@ from dvclive.keras import DVCLiveCallback
 from vae_tf.config import Params
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
+from vae_tf.files import atomic_write
 from vae_tf.likelihoods import REPRESENTATION
 from vae_tf.models import VAE
 
@@ -138,9 +138,9 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         es = self.early_stopping
         Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
         if es.best_weights is not None:
-            _atomic(self.weights_path, lambda path: np.savez(path, *es.best_weights), suffix=".npz")
+            atomic_write(self.weights_path, lambda path: np.savez(path, *es.best_weights))
         state = {"wait": es.wait, "best": float(es.best), "best_epoch": es.best_epoch}
-        _atomic(self.state_path, lambda path: Path(path).write_text(json.dumps(state)))
+        atomic_write(self.state_path, lambda path: path.write_text(json.dumps(state)))
         super()._save_model()
 
 
@@ -156,12 +156,6 @@ class EpochTime(keras.callbacks.Callback):
         if logs is not None:
             logs["epoch_seconds"] = now - self.last
         self.last = now
-
-
-def _atomic(path: Path, write, suffix: str = "") -> None:
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _fingerprint(params: Params, meta: Meta) -> dict:
@@ -232,7 +226,5 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
     # BackupAndRestore deleted its checkpoint; the folder stays, empty, as DVC declares it.
     Path(backup_dir).mkdir(parents=True, exist_ok=True)
-    model_path = Path(model_path)
-    model_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(model_path, model.save, suffix=".keras")
+    atomic_write(Path(model_path), model.save)
     return history
