@@ -60,3 +60,39 @@ def test_missing_params_file(tmp_path):
 def test_unknown_experiment(tmp_path):
     with pytest.raises(ParamsError, match="no experiment named 'iwae'"):
         load_params(write(tmp_path, "{}")).experiment("iwae")
+
+
+def test_repository_params_define_the_iwae_and_the_k_study(request):
+    params = load_params(request.config.rootpath / REPO_PARAMS)
+    iwae = params.experiment("iwae")
+    assert (iwae.objective.name, iwae.objective.num_samples, iwae.objective.gradient_estimator) == ("iwae", 50, "dreg")
+    assert params.experiment("vae").objective.gradient_estimator == "reparameterized"
+    assert params.k_study.experiment == "iwae" and params.k_study.num_samples == (1, 5, 10, 50)
+    run = params.run("k_study/k5")
+    assert run.objective.num_samples == 5 and run.model_copy(update={"objective": iwae.objective}) == iwae
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("objective: {name: elbo, gradient: dreg}", "objective: gradient 'dreg' applies to the iwae objective"),
+        ("objective: {name: iwea}", "objective.name: Input should be 'elbo' or 'iwae'"),
+        ("objective: {num_samples: 0}", "objective.num_samples: Input should be greater than or equal to 1"),
+        ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
+        ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),
+        ("experiments: {vae: {objective: {name: iwae, gradient: stl}}}", "experiments.vae: objective.gradient"),
+        ("experiments: {vae: {objective: {name: iwae}, training: {kl_warmup_epochs: 5}}}",
+         "training.kl_weight / kl_warmup_epochs: apply to the elbo objective only"),
+    ],
+)
+def test_bad_objective_or_k_study_names_the_key(tmp_path, text, message):
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_params(write(tmp_path, text + "\n"))
+
+
+def test_k_study_runs_must_be_listed(tmp_path):
+    params = load_params(write(tmp_path, "k_study: {experiment: vae, num_samples: [1, 5]}\n"))
+    with pytest.raises(ParamsError, match=r"k_study.num_samples: 7 is not one of \[1, 5\]"):
+        params.run("k_study/k7")
+    with pytest.raises(ParamsError, match="no experiment named 'k_study/x'"):
+        params.run("k_study/x")

@@ -1,5 +1,6 @@
 """The pipeline for real: `dvc repro` on tiny params in a temporary copy of the repository."""
 
+import csv
 import json
 import os
 import shutil
@@ -14,9 +15,17 @@ from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json", "models/vae/model.keras",
-           "dvclive/vae/metrics.json", "metrics/vae.json", "plots/vae/reconstructions.png",
-           "plots/vae/prior_samples.png", "plots/vae/latent_dimensions.csv", "export/vae/1/saved_model.pb"]
+# Tiny params, both experiments (IWAE with K = 3) and a two-point K study.
+PIPELINE = {**TINY, "experiments": {"iwae": {"objective": {"name": "iwae", "num_samples": 3}}},
+            "k_study": {"num_samples": [1, 2]}}
+RUNS = ["vae", "iwae", "k_study/k1", "k_study/k2"]
+OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json", "export/vae/1/saved_model.pb",
+           "export/iwae/1/saved_model.pb", "reports/summary.json", "reports/summary.md",
+           "reports/plots/kl_per_dimension.png", "reports/k_study.json", "reports/k_study.csv", "reports/k_study.png",
+           *(f"{folder}/{run}/{name}" for run in RUNS for folder, name in
+             [("models", "model.keras"), ("dvclive", "metrics.json"), ("plots", "reconstructions.png"),
+              ("plots", "prior_samples.png"), ("plots", "latent_dimensions.csv")]),
+           *(f"metrics/{run}.json" for run in RUNS)]
 
 
 def venv_env() -> dict:
@@ -58,21 +67,46 @@ def ran_stages(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    repo = copy_repository(tmp_path_factory.mktemp("repo"), TINY)
+    repo = copy_repository(tmp_path_factory.mktemp("repo"), PIPELINE)
     first = repro(repo)
     return repo, first
 
 
 def test_repro_produces_every_declared_output(pipeline):
     repo, first = pipeline
-    assert ran_stages(first) == ["prepare", "train@vae", "evaluate@vae", "export@vae"]
+    stages = ["prepare", "report", "k_study"] + [f"{stage}@{exp}" for exp in ("vae", "iwae")
+                                                 for stage in ("train", "evaluate", "export")]
+    stages += [f"{stage}@{k}" for k in (1, 2) for stage in ("train_k", "evaluate_k")]
+    assert sorted(ran_stages(first)) == sorted(stages)
     for name in OUTPUTS:
         assert (repo / name).exists(), name
     metrics = json.loads((repo / "metrics/vae.json").read_text())
     assert metrics["estimator"] == "importance sampling, q(z|x) proposal, K=20"
     assert metrics["elbo"] < -metrics["nll"]  # the bound is below the estimate of log p(x)
+    iwae = json.loads((repo / "metrics/iwae.json").read_text())
+    assert iwae["iwae_num_samples"] == 3 and iwae["iwae_bound"] < -iwae["nll"]
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
-    assert "metrics/vae.json" in shown and "dvclive/vae/metrics.json" in shown
+    for name in ("metrics/vae.json", "dvclive/vae/metrics.json", "reports/summary.json", "reports/k_study.json"):
+        assert name in shown
+
+
+def test_report_and_k_study_hold_the_runs_numbers(pipeline):
+    repo, _ = pipeline
+    summary = json.loads((repo / "reports/summary.json").read_text())["experiments"]
+    table = (repo / "reports/summary.md").read_text()
+    for name in ("vae", "iwae"):
+        test = json.loads((repo / f"metrics/{name}.json").read_text())
+        training = json.loads((repo / f"dvclive/{name}/metrics.json").read_text())
+        assert summary[name]["nll"] == test["nll"] and summary[name]["active_units"] == test["active_units"]
+        assert summary[name]["seconds_per_epoch"] == training["seconds_per_epoch_median"]
+        assert f"| {name} | " in table and f"{test['nll']:.2f} ± {test['nll_stderr']:.2f}" in table
+    assert "iwae K=3 (dreg)" in table and "elbo K=1 (reparameterized)" in table
+    rows = list(csv.DictReader((repo / "reports/k_study.csv").read_text().splitlines()))
+    assert [int(row["num_samples"]) for row in rows] == [1, 2]
+    for row in rows:
+        test = json.loads((repo / f"metrics/k_study/k{row['num_samples']}.json").read_text())
+        assert float(row["nll"]) == pytest.approx(test["nll"]) and int(row["active_units"]) == test["active_units"]
+        assert test["iwae_num_samples"] == int(row["num_samples"])
 
 
 def test_second_repro_runs_nothing_and_evaluation_params_rerun_only_evaluation(pipeline):
@@ -81,13 +115,14 @@ def test_second_repro_runs_nothing_and_evaluation_params_rerun_only_evaluation(p
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluation"]["num_samples"] = 30
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    assert ran_stages(repro(repo)) == ["evaluate@vae"]
+    evaluations = ["evaluate@vae", "evaluate@iwae", "evaluate_k@1", "evaluate_k@2"]
+    assert sorted(ran_stages(repro(repo))) == sorted([*evaluations, "report", "k_study"])
     assert json.loads((repo / "metrics/vae.json").read_text())["num_samples"] == 30
 
 
 def test_same_seed_gives_identical_metrics(pipeline, tmp_path):
     repo, _ = pipeline
-    other = copy_repository(tmp_path, TINY)
+    other = copy_repository(tmp_path, PIPELINE)
     repro(other, "evaluate@vae")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluation"]["num_samples"] = 20

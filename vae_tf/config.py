@@ -10,13 +10,17 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.errors import ParamsError
+
+
+# A YAML list of integers, held as a tuple (params are frozen).
+Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
 
 
 class _Section(BaseModel):
@@ -40,16 +44,11 @@ class DataParams(_Section):
 
 class ModelParams(_Section):
     latent_dim: int = Field(16, ge=1, le=4096)
-    hidden_units: tuple[int, ...] = Field((256, 256), min_length=1)
+    hidden_units: Ints = Field((256, 256), min_length=1)
     activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
     posterior: Literal["gaussian"] = "gaussian"
     likelihood: Literal["categorical", "bernoulli", "gaussian"] = "categorical"
     prior: Literal["standard_normal"] = "standard_normal"
-
-    @field_validator("hidden_units", mode="before")
-    @classmethod
-    def _list_to_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("hidden_units")
     @classmethod
@@ -57,6 +56,26 @@ class ModelParams(_Section):
         if any(units < 1 for units in value):
             raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
         return value
+
+
+class ObjectiveParams(_Section):
+    """What training maximises (see `vae_tf.objectives`)."""
+
+    name: Literal["elbo", "iwae"] = "elbo"
+    num_samples: int = Field(1, ge=1, le=10000)
+    gradient: Optional[Literal["reparameterized", "dreg"]] = None
+
+    @model_validator(mode="after")
+    def _gradient_fits_objective(self) -> "ObjectiveParams":
+        if self.name == "elbo" and self.gradient == "dreg":
+            raise ValueError("gradient 'dreg' applies to the iwae objective; the elbo objective "
+                             "(analytic KL) uses 'reparameterized' (or leave gradient null)")
+        return self
+
+    @property
+    def gradient_estimator(self) -> str:
+        """The gradient used: as set, else DReG for iwae and the reparameterized one for elbo."""
+        return self.gradient or ("dreg" if self.name == "iwae" else "reparameterized")
 
 
 class TrainingParams(_Section):
@@ -91,15 +110,44 @@ class Params(_Section):
     seed: int = Field(0, ge=0, lt=2**31)
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
+    objective: ObjectiveParams = ObjectiveParams()
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
     export: ExportParams = ExportParams()
 
+    @model_validator(mode="after")
+    def _kl_weight_needs_the_elbo(self) -> "Params":
+        t = self.training
+        if self.objective.name != "elbo" and (t.kl_weight != 1.0 or t.kl_warmup_epochs > 0):
+            raise ValueError(f"training.kl_weight / kl_warmup_epochs: apply to the elbo objective only; "
+                             f"objective.name is {self.objective.name!r} (set kl_weight: 1.0, kl_warmup_epochs: 0)")
+        return self
+
+
+class KStudyParams(_Section):
+    """The K study: one experiment trained and evaluated once per number of samples K."""
+
+    experiment: str = "iwae"
+    num_samples: Ints = Field((1, 5, 10, 50), min_length=1)
+
+    @field_validator("num_samples")
+    @classmethod
+    def _distinct_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(k < 1 for k in value) or len(set(value)) != len(value):
+            raise ValueError(f"needs distinct values >= 1, got {list(value)}")
+        return value
+
+
+K_STUDY_RUN = re.compile(r"k_study/k(\d+)")
+
 
 class ParamsFile(Params):
-    """`params.yaml`: a base `Params` plus named experiments (overrides of the base)."""
+    """`params.yaml`: a base `Params`, named experiments (overrides of the base), and the K
+    study (an experiment repeated over K). A *run* is what one train/evaluate stage runs: an
+    experiment name, or `k_study/k<K>`."""
 
     experiments: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"vae": {}})
+    k_study: Optional[KStudyParams] = None
 
     @field_validator("experiments")
     @classmethod
@@ -111,8 +159,16 @@ class ParamsFile(Params):
                 raise ValueError(f"experiment name {name!r} may use only letters, digits, '_' and '-'")
         return value
 
+    @field_validator("k_study")
+    @classmethod
+    def _k_study_experiment(cls, value: Optional[KStudyParams], info: ValidationInfo) -> Optional[KStudyParams]:
+        experiments = info.data.get("experiments", {})
+        if value is not None and value.experiment not in experiments:
+            raise ValueError(f"experiment: no experiment named {value.experiment!r}; defined: {sorted(experiments)}")
+        return value
+
     def base(self) -> dict[str, Any]:
-        return self.model_dump(mode="python", exclude={"experiments"})
+        return self.model_dump(mode="python", exclude={"experiments", "k_study"})
 
     def experiment(self, name: str) -> Params:
         """The base params with experiment `name`'s overrides deep-merged on top."""
@@ -120,6 +176,21 @@ class ParamsFile(Params):
             raise ParamsError(f"experiments: no experiment named {name!r}; defined: {sorted(self.experiments)}")
         merged = _deep_merge(self.base(), self.experiments[name] or {})
         return _validate(Params, merged, where=f"experiments.{name}")
+
+    def run(self, name: str) -> Params:
+        """The params of run `name`: an experiment, or `k_study/k<K>` (the K study's experiment
+        with objective.num_samples = K, K one of k_study.num_samples)."""
+        match = K_STUDY_RUN.fullmatch(name)
+        if not match:
+            return self.experiment(name)
+        k = int(match.group(1))
+        if self.k_study is None:
+            raise ParamsError("k_study: not set in params; add k_study: {experiment: ..., num_samples: [...]}")
+        if k not in self.k_study.num_samples:
+            raise ParamsError(f"k_study.num_samples: {k} is not one of {list(self.k_study.num_samples)}")
+        params = self.experiment(self.k_study.experiment)
+        objective = params.objective.model_copy(update={"num_samples": k})
+        return params.model_copy(update={"objective": objective})
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -183,4 +254,6 @@ def load_params(path: str | Path = "params.yaml") -> ParamsFile:
     params = _validate(ParamsFile, raw if raw is not None else {}, where=str(path))
     for name in params.experiments:
         params.experiment(name)
+    for k in params.k_study.num_samples if params.k_study else ():
+        params.run(f"k_study/k{k}")
     return params

@@ -71,13 +71,19 @@ def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np
 
 def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batch_size: int,
                    seed: int, active_threshold: float, jit_compile: bool = True) -> dict:
-    """Every test metric of a `VAE` on x [N, D] (seeded: the same call gives the same numbers)."""
+    """Every test metric of a `VAE` on x [N, D] (seeded: the same call gives the same numbers):
+    log p(x) by importance sampling with K = `num_samples`, and the bound the model was trained
+    on, L_K at its own K (`model.num_samples`; for K = 1 a one-sample ELBO estimate)."""
+    bound_k = model.num_samples
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed):
         q, prior = model.posterior(xb), model.prior()
-        estimates = importance_sampling(xb, model.posterior, model.likelihood, prior, num_samples, chunk_size, batch_seed)
-        return {**estimates, "kl_per_dim": kl_per_dimension(q, prior), "posterior_mean": q.mean()}
+        seeds = tf.random.experimental.stateless_split(batch_seed, 2)
+        estimates = importance_sampling(xb, model.posterior, model.likelihood, prior, num_samples, chunk_size, seeds[0])
+        bound = importance_sampling(xb, model.posterior, model.likelihood, prior, bound_k, min(bound_k, chunk_size), seeds[1])
+        return {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dimension(q, prior),
+                "posterior_mean": q.mean()}
 
     # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
@@ -96,6 +102,8 @@ def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batc
             "num_examples": len(x),
             **summarize(out["log_likelihood"], x.shape[1]),
             "elbo": reconstruction - kl,
+            "iwae_bound": float(out["iwae_bound"].mean()),  # L_K, K = iwae_num_samples: a bound, not log p(x)
+            "iwae_num_samples": bound_k,
             "reconstruction": reconstruction,
             "kl": kl,
             "active_units": n_active,

@@ -17,16 +17,21 @@ from vae_tf.tfp import tfd
 
 @keras.saving.register_keras_serializable(package="vae_tf")
 class VAE(keras.Model):
-    """Variational autoencoder trained on the ELBO with a reparameterized one-sample estimate:
+    """Variational autoencoder: q(z|x), p(x|z) and p(z), trained on one of two bounds on
+    log p(x), each estimated from K reparameterized draws z_k = mu(x) + sigma(x) * eps_k:
 
-        ELBO(x) = E_{q(z|x)}[log p(x|z)] - KL(q(z|x) || p(z)),   z = mu(x) + sigma(x) * eps.
+    - `elbo`: ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)), the expectation averaged over
+      the K draws, the KL analytic where TFP has it. Training maximises
+      E[log p(x|z)] - beta * KL, beta the `kl_weight` variable (a warm-up callback may ramp it).
+    - `iwae`: L_K(x) = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)] (Burda et al. 2016), with the
+      reparameterized gradient of L_K or the doubly reparameterized one (DReG, Tucker et al.
+      2018; see `_dreg_gradients`).
 
-    The KL is analytic where TFP has it (Gaussian q, standard normal p). Training maximises
-    E[log p(x|z)] - beta * KL, beta the `kl_weight` variable (a KL warm-up callback may ramp it).
+    The K draws of a whole minibatch go through the decoder in one call ([K * batch] latents).
     Data x is in the prepared representation (grey levels, {0, 1} or [0, 1]).
     """
 
-    METRICS = ("loss", "elbo", "reconstruction", "kl")
+    METRICS = ("loss", "bound", "elbo", "reconstruction", "kl")
 
     def __init__(
         self,
@@ -38,6 +43,9 @@ class VAE(keras.Model):
         n_levels: Optional[int] = None,
         posterior: str = "gaussian",
         prior: str = "standard_normal",
+        objective: str = "elbo",
+        num_samples: int = 1,
+        gradient: str = "reparameterized",
         kl_weight: float = 1.0,
         dynamic_binarization: bool = False,
         seed: int = 0,
@@ -47,10 +55,12 @@ class VAE(keras.Model):
         self.config = dict(
             data_dim=data_dim, latent_dim=latent_dim, hidden_units=list(hidden_units),
             activation=activation, likelihood=likelihood, n_levels=n_levels, posterior=posterior,
-            prior=prior, kl_weight=kl_weight, dynamic_binarization=dynamic_binarization, seed=seed,
+            prior=prior, objective=objective, num_samples=num_samples, gradient=gradient,
+            kl_weight=kl_weight, dynamic_binarization=dynamic_binarization, seed=seed,
         )
         self.data_dim, self.latent_dim = data_dim, latent_dim
         self.prior_name, self.dynamic_binarization = prior, dynamic_binarization
+        self.objective, self.num_samples, self.gradient = objective, num_samples, gradient
         # The encoder sees grey levels scaled to [0, 1].
         self.input_scale = 1.0 / (n_levels - 1) if likelihood == "categorical" else 1.0
         self.encoder = POSTERIORS[posterior](latent_dim, hidden_units, activation, name="encoder")
@@ -83,31 +93,82 @@ class VAE(keras.Model):
         loc, _ = self.encoder.moments(x * self.input_scale)
         return self.likelihood(loc).mean()
 
-    # --- training --------------------------------------------------------------------
+    # --- the objective ---------------------------------------------------------------
 
     def next_seed(self) -> tf.Tensor:
         """A fresh stateless seed for TFP samplers, drawn from the model's seed generator."""
         return tf.cast(self.seed_generator.next(), tf.int32)
 
-    def elbo_terms(self, x) -> tuple[tf.Tensor, tf.Tensor]:
-        """Per-example one-sample estimate of E_q[log p(x|z)], and KL(q(z|x) || p(z))."""
+    def draws(self, x, stop_posterior_gradient: bool = False) -> dict[str, tf.Tensor]:
+        """K draws z_k ~ q(z|x) per example and the log-densities at them: z [K, batch, L];
+        log_px (log p(x|z_k)), log_weights [K, batch]; kl [batch] (analytic where TFP has it).
+        With `stop_posterior_gradient` the log q(z_k|x) in the weights is taken with q's
+        parameters held fixed (z_k still depends on them): the DReG form."""
         q = self.posterior(x)
-        z = q.sample(seed=self.next_seed())
-        reconstruction = self.likelihood(z).log_prob(x)
-        return reconstruction, objectives.kl_divergence(q, self.prior(), z)
+        z = q.sample(self.num_samples, seed=self.next_seed())
+        log_px = self.likelihood(z).log_prob(x)
+        q_weights = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_posterior_gradient else q
+        prior = self.prior()
+        return {"z": z, "log_px": log_px,
+                "log_weights": objectives.log_importance_weights(log_px, prior.log_prob(z), q_weights.log_prob(z)),
+                "kl": objectives.kl_divergence(q, prior, z)}
 
-    def _terms(self, x, weights):
-        """Example-weighted means of the training loss and the ELBO terms of a minibatch."""
-        reconstruction, kl = self.elbo_terms(x)
+    def _terms(self, draws, weights) -> tuple[tf.Tensor, dict[str, tf.Tensor], tf.Tensor]:
+        """Example-weighted minibatch means: the loss minimised, and the terms tracked (`bound`
+        is the objective's bound: the ELBO, or L_K)."""
         total = tf.reduce_sum(weights)
 
         def mean(values):
             return tf.reduce_sum(weights * values) / total
 
-        loss = -mean(objectives.elbo(reconstruction, kl, self.kl_weight))
-        terms = {"loss": loss, "elbo": mean(objectives.elbo(reconstruction, kl)),
+        reconstruction, kl = tf.reduce_mean(draws["log_px"], axis=0), draws["kl"]
+        elbo = objectives.elbo(reconstruction, kl)
+        if self.objective == "iwae":
+            bound = objectives.iwae_bound(draws["log_weights"])
+            loss = -mean(bound)
+        else:
+            bound = elbo
+            loss = -mean(objectives.elbo(reconstruction, kl, self.kl_weight))
+        terms = {"loss": loss, "bound": mean(bound), "elbo": mean(elbo),
                  "reconstruction": mean(reconstruction), "kl": mean(kl)}
         return loss, terms, total
+
+    def _gradients(self, x, weights):
+        """Gradients of the loss for `self.trainable_variables`, and the minibatch terms."""
+        dreg = self.objective == "iwae" and self.gradient == "dreg"
+        with tf.GradientTape(persistent=dreg) as tape:
+            draws = self.draws(x, stop_posterior_gradient=dreg)
+            loss, terms, total = self._terms(draws, weights)
+            if dreg:
+                surrogate = -tf.reduce_sum(
+                    weights * tf.reduce_sum(objectives.normalized_weights(draws["log_weights"]) * draws["log_weights"], 0)
+                ) / total
+        if not dreg:
+            return tape.gradient(loss, self.trainable_variables), terms, total
+        return self._dreg_gradients(tape, surrogate, draws), terms, total
+
+    def _dreg_gradients(self, tape, surrogate, draws):
+        """DReG (Tucker et al. 2018) from one backward pass through the decoder.
+
+        With log w_k taken with q's parameters held fixed and w~ = softmax_k(log w):
+            decoder (and other model) parameters theta: sum_k w~_k d log w_k / d theta (IWAE's own),
+            encoder parameters phi: sum_k w~_k^2 (d log w_k / d z_k) (d z_k / d phi).
+        The surrogate sum_k w~_k log w_k (w~ held fixed) gives the first and, for z, the
+        gradients w~_k d log w_k / d z_k; scaling those by w~_k and back-propagating through
+        z = mu(x) + sigma(x) * eps alone gives the second. Its expectation equals the IWAE
+        encoder gradient's, with a signal-to-noise ratio that does not vanish as K grows.
+        """
+        encoder_ids = {id(v) for v in self.encoder.trainable_variables}
+        model_variables = [v for v in self.trainable_variables if id(v) not in encoder_ids]
+        *model_gradients, z_gradient = tape.gradient(surrogate, [*model_variables, draws["z"]])
+        w = objectives.normalized_weights(draws["log_weights"])[..., tf.newaxis]
+        encoder_gradients = tape.gradient(draws["z"], self.encoder.trainable_variables,
+                                          output_gradients=w * z_gradient)
+        by_id = {id(v): g for v, g in zip(model_variables, model_gradients)}
+        by_id.update({id(v): g for v, g in zip(self.encoder.trainable_variables, encoder_gradients)})
+        return [by_id[id(v)] for v in self.trainable_variables]
+
+    # --- training --------------------------------------------------------------------
 
     def _track(self, terms, total) -> dict[str, tf.Tensor]:
         """Add a minibatch's means (weighted by its example count); return the running means."""
@@ -124,9 +185,7 @@ class VAE(keras.Model):
             batch = x[i]
             if self.dynamic_binarization:
                 batch = tfd.Bernoulli(probs=batch, dtype=batch.dtype).sample(seed=self.next_seed())
-            with tf.GradientTape() as tape:
-                loss, terms, total = self._terms(batch, weights[i])
-            gradients = tape.gradient(loss, self.trainable_variables)
+            gradients, terms, total = self._gradients(batch, weights[i])
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
             self._track(terms, total)
             return (i + 1,)
@@ -135,9 +194,16 @@ class VAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def test_step(self, data):
+        """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
         x, weights = as_minibatches(data)
-        _, terms, total = self._terms(tf.reshape(x, [-1, self.data_dim]), tf.reshape(weights, [-1]))
-        return self._track(terms, total)
+
+        def evaluate(i):
+            _, terms, total = self._terms(self.draws(x[i]), weights[i])
+            self._track(terms, total)
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(x)[0], evaluate, (tf.constant(0),))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     @property
     def metrics(self):

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf.networks import mlp
-from vae_tf.tfp import tfd
+from vae_tf.tfp import Normal, tfd
 
 MIN_SCALE = 1e-5
 
@@ -38,7 +38,7 @@ class GaussianEncoder(keras.layers.Layer):
 
     def distribution(self, x) -> tfd.Distribution:
         loc, scale = self.moments(x)
-        return tfd.Independent(tfd.Normal(loc=loc, scale=scale), 1)
+        return tfd.Independent(Normal(loc=loc, scale=scale), 1)
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim,

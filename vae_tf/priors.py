@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vae_tf.tfp import tfd
+from vae_tf.tfp import Normal, tfd
 
 
 def standard_normal(latent_dim: int) -> tfd.Distribution:
     """p(z) = N(0, I)."""
     zeros = tf.zeros([latent_dim])
-    return tfd.Independent(tfd.Normal(loc=zeros, scale=tf.ones_like(zeros)), 1)
+    return tfd.Independent(Normal(loc=zeros, scale=tf.ones_like(zeros)), 1)
 
 
 PRIORS = {"standard_normal": standard_normal}

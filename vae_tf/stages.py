@@ -1,10 +1,13 @@
 """The DVC stages: each reads `params.yaml`, calls the library and writes its declared outputs.
 
-Paths (relative to the repository root, where `dvc repro` runs the stages):
+A run is an experiment `<exp>` or a point of the K study, `k_study/k<K>`. Paths (relative to
+the repository root, where `dvc repro` runs the stages):
     data/prepared/                  prepare
-    models/<exp>/model.keras        train      (checkpoints/<exp>/ while it runs; dvclive/<exp>/)
-    metrics/<exp>.json, plots/<exp>/  evaluate
-    export/<exp>/<version>/         export
+    models/<run>/model.keras        train      (checkpoints/<run>/ while it runs; dvclive/<run>/)
+    metrics/<run>.json, plots/<run>/  evaluate
+    export/<exp>/<version>/         export     (experiments only)
+    reports/summary.{json,md}, reports/plots/  report   (every experiment)
+    reports/k_study.{json,csv,png}             k_study  (every K)
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def _load_model(name: str):
 def train(name: str, params_path: str = "params.yaml") -> None:
     from vae_tf.training import train as fit
 
-    params = load_params(params_path).experiment(name)
+    params = load_params(params_path).run(name)
     fit(params, load_prepared(PREPARED), model_path(name), Path("dvclive") / name, Path("checkpoints") / name)
 
 
@@ -52,14 +55,14 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
     from vae_tf.evaluation import evaluate_model
     from vae_tf.plots import image_grid
 
-    params = load_params(params_path).experiment(name)
+    params = load_params(params_path).run(name)
     e = params.evaluation
     data = load_prepared(PREPARED)
     model = _load_model(name)
     start = time.perf_counter()
     result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, params.seed,
                             e.active_unit_threshold, jit_compile=params.training.jit_compile)
-    metrics = {"experiment": name, **result["metrics"], "seconds": time.perf_counter() - start}
+    metrics = {"run": name, **result["metrics"], "seconds": time.perf_counter() - start}
 
     with staged_directory(Path("plots") / name) as staging:
         n = min(e.num_plot_images, len(data.test))
@@ -85,3 +88,37 @@ def export(name: str, params_path: str = "params.yaml") -> None:
     model = _load_model(name)
     with staged_directory(Path("export") / name) as staging:
         export_model(model, staging / str(params.export.version), params.export.chunk_size)
+
+
+def _run_summary(name: str) -> dict:
+    """Test metrics (evaluate) and training summary (train) of run `name`, as written."""
+    from vae_tf.errors import DataError
+
+    paths = {"test": Path("metrics") / f"{name}.json", "training": Path("dvclive") / name / "metrics.json"}
+    missing = [str(path) for path in paths.values() if not path.exists()]
+    if missing:
+        raise DataError(f"{', '.join(missing)}: missing; run `dvc repro` (train and evaluate {name}) first")
+    return {part: json.loads(path.read_text()) for part, path in paths.items()}
+
+
+def report(params_path: str = "params.yaml") -> None:
+    from vae_tf.report import comparison
+
+    params = load_params(params_path)
+    runs = {name: {**_run_summary(name), "objective": params.experiment(name).objective.model_dump(),
+                   "latent_csv": Path("plots") / name / "latent_dimensions.csv"}
+            for name in params.experiments}
+    summary, table = comparison(runs, Path("reports") / "plots")
+    atomic_write(Path("reports") / "summary.md", lambda tmp: tmp.write_text(table))
+    atomic_write(Path("reports") / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+
+
+def k_study(params_path: str = "params.yaml") -> None:
+    from vae_tf.errors import ParamsError
+    from vae_tf.report import k_study as study
+
+    params = load_params(params_path)
+    if params.k_study is None:
+        raise ParamsError("k_study: not set in params.yaml")
+    runs = {k: _run_summary(f"k_study/k{k}") for k in sorted(params.k_study.num_samples)}
+    study(params.k_study.experiment, runs, Path("reports"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import resource
 import shutil
 import time
 from dataclasses import asdict
@@ -57,6 +58,9 @@ def build_model(params: Params, meta: Meta) -> VAE:
         n_levels=meta.n_levels,
         posterior=params.model.posterior,
         prior=params.model.prior,
+        objective=params.objective.name,
+        num_samples=params.objective.num_samples,
+        gradient=params.objective.gradient_estimator,
         kl_weight=params.training.kl_weight,
         dynamic_binarization=meta.dynamic_binarization,
         seed=params.seed,
@@ -144,6 +148,11 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         super()._save_model()
 
 
+def peak_memory_mb() -> float:
+    """The process's peak resident memory so far (ru_maxrss; Linux reports KiB), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class EpochTime(keras.callbacks.Callback):
     """Adds `epoch_seconds` to the epoch logs: wall time from the end of the previous epoch (the
     start of training for the first), so validation and the callbacks listed before it count."""
@@ -161,6 +170,7 @@ class EpochTime(keras.callbacks.Callback):
 def _fingerprint(params: Params, meta: Meta) -> dict:
     """What a checkpoint depends on: a checkpoint made under other settings is not resumed."""
     return {"seed": params.seed, "model": params.model.model_dump(mode="json"),
+            "objective": params.objective.model_dump(mode="json"),
             "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
 
 
@@ -198,7 +208,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed)
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_elbo", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
+        monitor="val_bound", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
         start_from_epoch=t.kl_warmup_epochs)
     callbacks = [
         *([KLWarmup(t.kl_weight, t.kl_warmup_epochs)] if t.kl_warmup_epochs > 0 else []),
@@ -221,9 +231,10 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                 "No model was saved."
             )
         live.summary["best_epoch"] = early_stopping.best_epoch + 1
-        live.summary["best_val_elbo"] = float(early_stopping.best)
+        live.summary["best_val_bound"] = float(early_stopping.best)  # ELBO, or L_K for iwae
         live.summary["epochs_run"] = history.epoch[-1] + 1
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
+        live.summary["peak_memory_mb"] = peak_memory_mb()
     # BackupAndRestore deleted its checkpoint; the folder stays, empty, as DVC declares it.
     Path(backup_dir).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(model_path), model.save)

@@ -1,0 +1,114 @@
+"""Reports across runs: the comparison of experiments, and the K study.
+
+Both read what train (dvclive summary) and evaluate (test metrics) wrote, and only that.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vae_tf.files import atomic_write, staged_directory  # noqa: E402
+
+
+def _row(name: str, run: dict) -> dict:
+    """One run's figures: test metrics, and training's seconds per epoch and peak memory."""
+    test, training = run["test"], run["training"]
+    return {
+        "run": name,
+        "nll": test["nll"], "nll_stderr": test["nll_stderr"], "nll_estimator": test["estimator"],
+        "elbo": test["elbo"], "iwae_bound": test["iwae_bound"], "iwae_num_samples": test["iwae_num_samples"],
+        "active_units": test["active_units"], "latent_dim": test["latent_dim"],
+        "seconds_per_epoch": training["seconds_per_epoch_median"], "epochs_run": training["epochs_run"],
+        "best_val_bound": training["best_val_bound"], "peak_memory_mb": training["peak_memory_mb"],
+    }
+
+
+def _read_latent_csv(path: Path) -> list[float]:
+    with open(path) as f:
+        return [float(row["kl"]) for row in csv.DictReader(f)]
+
+
+def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
+    """The experiments side by side: a summary (JSON-able, one entry per experiment), a
+    Markdown table, and a plot of the KL of each latent dimension (posterior collapse shows as
+    dimensions with KL ~ 0) written to `plots_dir`."""
+    rows = []
+    for name, run in runs.items():
+        objective = run["objective"]
+        gradient = objective["gradient"] or ("dreg" if objective["name"] == "iwae" else "reparameterized")
+        rows.append({**_row(name, run), "objective": f"{objective['name']} K={objective['num_samples']} ({gradient})"})
+    lines = [
+        "| experiment | objective | test NLL (nats) | ELBO | L_K (K) | active units | s / epoch | epochs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(f"| {r['run']} | {r['objective']} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['elbo']:.2f} | "
+          f"{r['iwae_bound']:.2f} ({r['iwae_num_samples']}) | {r['active_units']} / {r['latent_dim']} | "
+          f"{r['seconds_per_epoch']:.3f} | {r['epochs_run']} |" for r in rows),
+        "",
+        f"Test NLL: {rows[0]['nll_estimator']}, ± one standard error over test images. ELBO and L_K are "
+        "bounds on log p(x) on the test set (L_K at the K each model was trained with). s / epoch: "
+        "median wall time of a training epoch, validation included.",
+    ]
+    with staged_directory(plots_dir) as staging:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, run in runs.items():
+            kl = _read_latent_csv(run["latent_csv"])
+            ax.plot(range(len(kl)), sorted(kl, reverse=True), marker="o", label=name)
+        ax.set(xlabel="latent dimension (sorted by KL)", ylabel="KL(q(z_j|x) || p(z_j)), nats",
+               title="KL per latent dimension (test set)")
+        ax.legend()
+        fig.savefig(staging / "kl_per_dimension.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return {"experiments": {r["run"]: {k: v for k, v in r.items() if k != "run"} for r in rows}}, "\n".join(lines) + "\n"
+
+
+K_STUDY_COLUMNS = ("num_samples", "best_val_bound", "iwae_bound", "elbo", "nll", "nll_stderr", "active_units",
+                   "seconds_per_epoch", "epochs_run", "peak_memory_mb")
+K_STUDY_PANELS = (  # (column, axis label)
+    ("best_val_bound", "validation L_K (nats)"),
+    ("seconds_per_epoch", "seconds per epoch"),
+    ("nll", "test NLL (nats, IS)"),
+    ("active_units", "active units"),
+)
+
+
+def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
+    """The K study into `reports_dir`: k_study.csv (one row per K, for `dvc plots`),
+    k_study.json (the same, as metrics) and k_study.png (validation L_K, seconds per epoch,
+    test NLL and active units against K)."""
+    rows = [{"num_samples": k, **{key: v for key, v in _row(f"k_study/k{k}", run).items() if key != "run"}}
+            for k, run in sorted(runs.items())]
+    ks = [row["num_samples"] for row in rows]
+
+    def write_csv(path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, K_STUDY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write_plot(path: Path) -> None:
+        fig, axes = plt.subplots(1, len(K_STUDY_PANELS), figsize=(4 * len(K_STUDY_PANELS), 3.2))
+        for ax, (column, label) in zip(axes, K_STUDY_PANELS):
+            values = [row[column] for row in rows]
+            if column == "nll":
+                ax.errorbar(ks, values, yerr=[row["nll_stderr"] for row in rows], marker="o", capsize=3)
+            else:
+                ax.plot(ks, values, marker="o")
+            ax.set(xscale="log", xlabel="K (samples per example in training)", ylabel=label)
+            ax.set_xticks(ks, [str(k) for k in ks])
+        fig.suptitle(f"K study: experiment {experiment!r} trained with K samples")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
+        plt.close(fig)
+
+    summary = {"experiment": experiment, "nll_estimator": rows[0]["nll_estimator"],
+               "by_k": {str(row["num_samples"]): row for row in rows}}
+    atomic_write(reports_dir / "k_study.csv", write_csv)
+    atomic_write(reports_dir / "k_study.png", write_plot)
+    atomic_write(reports_dir / "k_study.json", lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"))
