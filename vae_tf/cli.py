@@ -27,3 +27,28 @@ def run_experiment_stage(stage_name: str) -> None:
         print(f"usage: python pipeline/{stage_name}.py <experiment>", file=sys.stderr)
         sys.exit(2)
     run(getattr(stages, stage_name), sys.argv[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`vae-tf serve ...`: the command-line entry point (see `vae-tf --help`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="vae-tf", description="vae-tf commands (the pipeline itself runs with `dvc repro`)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve an exported model over TF Serving's REST API")
+    serve.add_argument("--model-name", required=True, help="the <name> in /v1/models/<name>")
+    serve.add_argument("--model-base-path", required=True, help="folder of numbered versions, e.g. export/vae")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501, help="TF Serving's REST port by default")
+    serve.add_argument("--max-batch-size", type=int, default=1024, help="most rows in one request")
+    serve.add_argument("--max-num-samples", type=int, default=10000, help="largest scalar num_samples input")
+    serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for a new version")
+    args = parser.parse_args(argv)
+    for flag in ("max_batch_size", "max_num_samples", "poll_seconds"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be positive")
+
+    from vae_tf.serving import Limits, serve as run_server
+
+    run(run_server, args.model_name, args.model_base_path, args.host, args.port,
+        Limits(args.max_batch_size, args.max_num_samples), args.poll_seconds)

@@ -1,0 +1,208 @@
+"""The REST server for real: `vae-tf serve` on loopback, serving a real exported model."""
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_tf.export import export_model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """One keep-alive HTTP connection to the server."""
+
+    def __init__(self, port):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def request(self, method, path, body=None):
+        data = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        self.connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        return response.status, json.loads(response.read())
+
+    def predict(self, body, path="/v1/models/vae:predict"):
+        return self.request("POST", path, body)
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    """`vae-tf serve` over export/vae/1 of the tiny trained model; yields (port, base path, model)."""
+    model, _ = trained
+    base = tmp_path_factory.mktemp("export") / "vae"
+    export_model(model, base / "1", chunk_size=8)
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "vae-tf"), "serve", "--model-name", "vae", "--model-base-path", str(base),
+               "--port", str(port), "--max-batch-size", "100", "--max-num-samples", "500", "--poll-seconds", "0.2"]
+    log = base.parent / "server.log"  # a file, not a pipe: an undrained pipe would block the server
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    deadline = time.time() + 120
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if Client(port).request("GET", "/v1/models/vae")[0] == 200:
+                break
+        except OSError:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.2)
+    yield port, base, tf.saved_model.load(str(base / "1"))
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def client(server):
+    return Client(server[0])
+
+
+def test_status_and_metadata_describe_the_served_version(client):
+    status, body = client.request("GET", "/v1/models/vae")
+    assert status == 200
+    assert body == {"model_version_status": [{"version": "1", "state": "AVAILABLE",
+                                              "status": {"error_code": "OK", "error_message": ""}}]}
+    status, body = client.request("GET", "/v1/models/vae/metadata")
+    assert status == 200 and body["model_spec"] == {"name": "vae", "signature_name": "", "version": "1"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert {"encode", "decode", "sample", "reconstruct", "log_likelihood", "serving_default"} <= set(signatures)
+    log_likelihood = signatures["log_likelihood"]
+    assert set(log_likelihood["inputs"]) == {"x", "num_samples", "seed"}
+    assert log_likelihood["inputs"]["x"]["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in log_likelihood["inputs"]["x"]["tensor_shape"]["dim"]] == ["-1", "64"]
+    assert log_likelihood["inputs"]["seed"]["dtype"] == "DT_INT32"
+    assert log_likelihood["inputs"]["seed"]["tensor_shape"]["dim"] == []
+    assert [d["size"] for d in signatures["decode"]["outputs"]["logits"]["tensor_shape"]["dim"]] == ["-1", "64", "17"]
+
+
+def test_every_signature_over_http_matches_the_saved_model(client, server, digits):
+    loaded = server[2]
+    x = digits.test[:5]
+    z = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    calls = [
+        ("encode", {"x": x}), ("reconstruct", {"x": x}), ("decode", {"z": z}),
+        ("sample", {"num_samples": np.int32(4), "seed": np.int32(7)}),
+        ("log_likelihood", {"x": x, "num_samples": np.int32(30), "seed": np.int32(3)}),
+    ]
+    for name, inputs in calls:
+        expected = {key: value.numpy() for key, value in loaded.signatures[name](**inputs).items()}
+        status, body = client.predict({"signature_name": name, "inputs": {k: v.tolist() for k, v in inputs.items()}})
+        assert status == 200, body
+        outputs = body["outputs"] if len(expected) > 1 else {next(iter(expected)): body["outputs"]}
+        assert set(outputs) == set(expected)
+        for key, value in expected.items():
+            np.testing.assert_allclose(outputs[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{name}.{key}")
+
+
+def test_row_format_answers_one_prediction_per_instance(client, server, digits):
+    loaded = server[2]
+    x = digits.test[:3]
+    expected = loaded.signatures["encode"](x=x)
+    status, body = client.predict({"signature_name": "encode", "instances": x.tolist()})
+    assert status == 200 and len(body["predictions"]) == 3
+    for i, prediction in enumerate(body["predictions"]):
+        np.testing.assert_allclose(prediction["mean"], expected["mean"][i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(prediction["scale"], expected["scale"][i], rtol=1e-5, atol=1e-6)
+    status, named = client.predict({"signature_name": "encode", "instances": [{"x": row} for row in x.tolist()]})
+    assert status == 200 and named == body
+    status, one_output = client.predict({"signature_name": "reconstruct", "instances": x.tolist()})
+    np.testing.assert_allclose(one_output["predictions"], loaded.signatures["reconstruct"](x=x)["mean"], rtol=1e-5, atol=1e-6)
+    status, default = client.predict({"instances": x.tolist()})  # serving_default is encode
+    assert status == 200 and default == body
+
+
+ROW = [0.0] * 64
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        (":predict", '{"instances": [', 400, "malformed JSON"),
+        (":predict", '["not", "an", "object"]', 400, "request body must be a JSON object"),
+        (":predict", {"instances": [ROW], "inputs": {"x": [ROW]}}, 400, "exactly one of 'instances'"),
+        (":predict", {"signature_name": "nope", "inputs": {"x": [ROW]}}, 400, "unknown signature_name 'nope'"),
+        (":predict", {"signature_name": "encode", "inputs": {"y": [ROW]}}, 400, "unknown input names ['y']"),
+        (":predict", {"signature_name": "log_likelihood", "inputs": {"x": [ROW]}}, 400, "missing inputs ['num_samples', 'seed']"),
+        (":predict", {"signature_name": "encode", "inputs": {"x": [[0.0] * 63]}}, 400, "shape [1, 63] does not match [-1, 64]"),
+        (":predict", {"signature_name": "encode", "instances": [ROW, ROW[:10]]}, 400, "ragged"),
+        (":predict", {"signature_name": "encode", "inputs": {"x": [["a"] * 64]}}, 400, "expected numbers (DT_FLOAT), got text"),
+        (":predict", {"signature_name": "sample", "inputs": {"num_samples": 2.5, "seed": 1}}, 400, "expected integers"),
+        (":predict", '{"signature_name": "encode", "inputs": {"x": [[NaN' + ", 0" * 63 + ']]}}', 400, "NaN or infinite"),
+        (":predict", {"signature_name": "encode", "instances": [ROW] * 101}, 413, "exceeds max_batch_size 100"),
+        (":predict", {"signature_name": "sample", "inputs": {"num_samples": 501, "seed": 1}}, 413, "max_num_samples = 500"),
+        (":predict", {"signature_name": "sample", "inputs": {"num_samples": 0, "seed": 1}}, 400, "outside [1,"),
+        (":predict", {"signature_name": "log_likelihood", "instances": [{"x": ROW, "num_samples": 5, "seed": 1}]}, 400,
+         "use the columnar format"),
+        ("/versions/7:predict", {"instances": [ROW]}, 404, "version 7 of model vae"),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(client, path, body, status, message):
+    got_status, got = client.predict(body, path=f"/v1/models/vae{path}")
+    assert got_status == status, got
+    assert set(got) == {"error"} and message in got["error"], got
+
+
+def test_unknown_model_route_or_method_is_a_json_4xx(client):
+    assert client.predict({"instances": [ROW]}, path="/v1/models/other:predict")[0] == 404
+    status, body = client.request("GET", "/v1/models/other")
+    assert status == 404 and "model 'other'" in body["error"]
+    status, body = client.request("GET", "/v1/nothing/here")
+    assert status == 404 and "error" in body
+    status, body = client.request("GET", "/v1/models/vae:predict")
+    assert status in (404, 405) and "error" in body
+
+
+@pytest.mark.slow
+def test_load_of_20_concurrent_clients_has_no_failed_request(server, digits):
+    port = server[0]
+    x = digits.test[:8].tolist()
+    bodies = [{"signature_name": "sample", "inputs": {"num_samples": 4, "seed": 1}},
+              {"signature_name": "log_likelihood", "inputs": {"x": x, "num_samples": 20, "seed": 2}},
+              {"signature_name": "encode", "instances": x}]
+
+    def worker(i):
+        client = Client(port)
+        return [client.predict(bodies[(i + n) % 3])[0] for n in range(100)]
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = [s for result in pool.map(worker, range(20)) for s in result]
+    assert len(statuses) == 2000 and set(statuses) == {200}
+
+
+def test_a_new_version_folder_is_served_without_a_restart(client, server, digits):
+    _, base, _ = server
+    staging = base.parent / "staging"
+    shutil.copytree(base / "1", staging)
+    staging.rename(base / "2")  # appears whole, as the export stage writes it
+    deadline = time.time() + 60
+    while client.request("GET", "/v1/models/vae")[1]["model_version_status"][0]["version"] != "2":
+        assert time.time() < deadline, "version 2 was not picked up"
+        time.sleep(0.2)
+    status, body = client.predict({"signature_name": "encode", "instances": digits.test[:2].tolist()},
+                                  path="/v1/models/vae/versions/2:predict")
+    assert status == 200 and len(body["predictions"]) == 2
+    assert client.predict({"instances": [ROW]}, path="/v1/models/vae/versions/1:predict")[0] == 404
+
+
+def test_serve_without_a_model_exits_2_with_one_clear_line(tmp_path):
+    (tmp_path / "vae" / "notaversion").mkdir(parents=True)
+    vae_tf_command = str(Path(sys.executable).parent / "vae-tf")
+    result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", str(tmp_path / "vae")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--model-base-path" in result.stderr and "no version folder" in result.stderr
+    result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", "x", "--max-batch-size", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--max-batch-size must be positive" in result.stderr

@@ -1,0 +1,327 @@
+"""A TensorFlow-Serving-compatible REST server for exported SavedModels (aiohttp).
+
+    vae-tf serve --model-name vae --model-base-path export/vae [--host 127.0.0.1] [--port 8501]
+
+Speaks TF Serving's REST API, so a client written against one works against the other:
+    GET  /v1/models/<name>                         status of the served version
+    GET  /v1/models/<name>/metadata                signatures: input/output names, dtypes, shapes
+    POST /v1/models/<name>[/versions/<n>]:predict  {"signature_name": ..., "instances": [...]}
+                                                   (row format -> {"predictions": ...}) or
+                                                   {"signature_name": ..., "inputs": {...}}
+                                                   (columnar -> {"outputs": ...})
+As TF Serving (its default "latest" version policy), the newest numeric version folder under the
+base path is served, and a newer one is picked up without a restart (polled every
+`poll_seconds`). Every bad request gets a 4xx answer {"error": "..."} naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+from aiohttp import web
+
+log = logging.getLogger("vae_tf.serving")
+
+# TF Serving's names for the dtypes a signature may use.
+DTYPE_NAMES = {tf.float32: "DT_FLOAT", tf.float64: "DT_DOUBLE", tf.int32: "DT_INT32", tf.int64: "DT_INT64"}
+
+
+class RequestError(Exception):
+    """A client's mistake: answered with `status` and {"error": message}."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for: rows of a batched input, and a scalar `num_samples` input
+    (the rows `sample` draws, the importance samples of `log_likelihood`)."""
+
+    max_batch_size: int = 1024
+    max_num_samples: int = 10000
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One signature of a loaded SavedModel: its function and input/output specs."""
+
+    function: Any
+    inputs: dict[str, tf.TensorSpec]
+    outputs: dict[str, tf.TensorSpec]
+
+    @classmethod
+    def of(cls, function) -> "Signature":
+        return cls(function, dict(sorted(function.structured_input_signature[1].items())),
+                   dict(sorted(function.structured_outputs.items())))
+
+    def metadata(self) -> dict:
+        def describe(spec: tf.TensorSpec) -> dict:
+            dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
+            return {"dtype": DTYPE_NAMES.get(spec.dtype, spec.dtype.name), "tensor_shape": {"dim": dims, "unknown_rank": False},
+                    "name": spec.name}
+
+        return {"inputs": {name: describe(spec) for name, spec in self.inputs.items()},
+                "outputs": {name: describe(spec) for name, spec in self.outputs.items()},
+                "method_name": "tensorflow/serving/predict"}
+
+    def convert(self, name: str, value: Any, limits: Limits) -> np.ndarray:
+        """One JSON value -> an array of input `name`'s dtype and shape, or `RequestError`."""
+        spec = self.inputs[name]
+        try:
+            array = np.asarray(value)
+        except ValueError:
+            raise RequestError(f"input {name!r}: ragged nested lists; expected shape {_shape(spec)}") from None
+        if array.dtype.kind not in "iuf" or array.dtype == object:
+            raise RequestError(f"input {name!r}: expected numbers ({DTYPE_NAMES.get(spec.dtype, spec.dtype.name)}), "
+                               f"got {_json_kind(value)}")
+        if spec.dtype.is_integer:
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array) & (array == np.round(array))):
+                raise RequestError(f"input {name!r}: expected integers ({DTYPE_NAMES[spec.dtype]})")
+            info = np.iinfo(spec.dtype.as_numpy_dtype)
+            if array.size and (array.min() < info.min or array.max() > info.max):
+                raise RequestError(f"input {name!r}: out of range for {DTYPE_NAMES[spec.dtype]}")
+        elif not np.all(np.isfinite(array)):
+            raise RequestError(f"input {name!r}: NaN or infinite values are not valid data")
+        array = array.astype(spec.dtype.as_numpy_dtype)
+        if not spec.shape.is_compatible_with(array.shape):
+            raise RequestError(f"input {name!r}: shape {list(array.shape)} does not match {_shape(spec)}")
+        if array.ndim and array.shape[0] > limits.max_batch_size:
+            raise RequestError(f"input {name!r}: batch of {array.shape[0]} exceeds max_batch_size {limits.max_batch_size}",
+                               status=413)
+        if name == "num_samples" and array.ndim == 0 and not 1 <= int(array) <= limits.max_num_samples:
+            raise RequestError(f"input 'num_samples': {int(array)} is outside [1, max_num_samples = {limits.max_num_samples}]",
+                               status=413 if int(array) > limits.max_num_samples else 400)
+        return array
+
+
+def _shape(spec: tf.TensorSpec) -> list:
+    return [-1 if d is None else d for d in spec.shape.as_list()]
+
+
+def _json_kind(value: Any) -> str:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return {str: "text", bool: "true/false", type(None): "null", dict: "an object", list: "an empty list"}.get(
+        type(value), type(value).__name__)
+
+
+def parse_inputs(body: Any, signature: Signature, limits: Limits) -> tuple[dict[str, np.ndarray], bool]:
+    """A predict request's body -> (input arrays, row format?), as TF Serving reads it.
+
+    Row format, {"instances": [...]}: one entry per example, a value (for a one-input signature)
+    or an object of every input; the inputs are stacked along a new first axis, so every input
+    must be batched. Columnar, {"inputs": {...}} (or a bare value for a one-input signature):
+    whole tensors, scalars included.
+    """
+    if not isinstance(body, dict):
+        raise RequestError("request body must be a JSON object")
+    unknown = set(body) - {"signature_name", "instances", "inputs"}
+    if unknown:
+        raise RequestError(f"unknown request keys {sorted(unknown)}; expected signature_name and instances or inputs")
+    if ("instances" in body) == ("inputs" in body):
+        raise RequestError("request needs exactly one of 'instances' (row format) or 'inputs' (columnar format)")
+    names = list(signature.inputs)
+    if "inputs" in body:
+        inputs = body["inputs"]
+        if len(names) == 1 and not isinstance(inputs, dict):
+            inputs = {names[0]: inputs}  # a one-input signature takes the bare tensor
+        if not isinstance(inputs, dict):
+            raise RequestError(f"'inputs' must be an object with keys {names}")
+        _check_names(inputs, names)
+        return {name: signature.convert(name, inputs[name], limits) for name in names}, False
+
+    instances = body["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise RequestError("'instances' must be a non-empty list")
+    scalars = [name for name, spec in signature.inputs.items() if spec.shape.rank == 0]
+    if scalars:
+        raise RequestError(f"inputs {scalars} are scalars, which the row format ('instances') cannot express; "
+                           "use the columnar format ('inputs')")
+    if len(instances) > limits.max_batch_size:
+        raise RequestError(f"batch of {len(instances)} instances exceeds max_batch_size {limits.max_batch_size}", status=413)
+    if all(isinstance(instance, dict) for instance in instances):
+        for instance in instances:
+            _check_names(instance, names)
+        columns = {name: [instance[name] for instance in instances] for name in names}
+    elif len(names) == 1 and not any(isinstance(instance, dict) for instance in instances):
+        columns = {names[0]: instances}
+    else:
+        raise RequestError(f"each instance must be an object with keys {names}")
+    return {name: signature.convert(name, columns[name], limits) for name in names}, True
+
+
+def _check_names(given: dict, names: list[str]) -> None:
+    missing, unknown = sorted(set(names) - set(given)), sorted(set(given) - set(names))
+    if unknown:
+        raise RequestError(f"unknown input names {unknown}; this signature takes {names}")
+    if missing:
+        raise RequestError(f"missing inputs {missing}; this signature takes {names}")
+
+
+def format_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
+    """Arrays -> TF Serving's answer: {"predictions": one entry per example} for the row format
+    (a value if the signature has one output, else an object), {"outputs": ...} for columnar."""
+    lists = {name: np.asarray(value).tolist() for name, value in outputs.items()}
+    if not row_format:
+        return {"outputs": next(iter(lists.values())) if len(lists) == 1 else lists}
+    if len(lists) == 1:
+        return {"predictions": next(iter(lists.values()))}
+    n = len(next(iter(lists.values())))
+    return {"predictions": [{name: value[i] for name, value in lists.items()} for i in range(n)]}
+
+
+@dataclass(frozen=True)
+class Servable:
+    version: int
+    signatures: dict[str, Signature]
+
+
+class ModelRepository:
+    """The numbered version folders under `base_path`; the newest loadable one is served."""
+
+    def __init__(self, name: str, base_path: Path):
+        self.name, self.base_path = name, Path(base_path)
+        self.servable: Optional[Servable] = None
+        self.failed: dict[int, str] = {}  # version -> why it could not be loaded
+        self._lock = threading.Lock()
+
+    def versions_on_disk(self) -> list[int]:
+        if not self.base_path.is_dir():
+            return []
+        return sorted(int(p.name) for p in self.base_path.iterdir()
+                      if p.name.isdigit() and (p / "saved_model.pb").exists())
+
+    def refresh(self) -> None:
+        """Load the newest version on disk if it is newer than the one served (blocking)."""
+        with self._lock:
+            for version in reversed(self.versions_on_disk()):
+                if self.servable and version <= self.servable.version:
+                    return
+                if version in self.failed:
+                    continue
+                try:
+                    loaded = tf.saved_model.load(str(self.base_path / str(version)))
+                    signatures = {name: Signature.of(fn) for name, fn in loaded.signatures.items()}
+                except Exception as err:  # a broken folder must not take the server down
+                    self.failed[version] = f"{type(err).__name__}: {err}"
+                    log.error("model %s version %d failed to load: %s", self.name, version, err)
+                    continue
+                self.servable = Servable(version, signatures)
+                self._model = loaded  # keep the loaded object (and its variables) alive
+                log.info("serving model %s version %d", self.name, version)
+                return
+
+    def get(self, version: Optional[int]) -> Servable:
+        servable = self.servable
+        if servable is None or (version is not None and version != servable.version):
+            which = f"version {version}" if version is not None else "any version"
+            raise RequestError(f"Servable not found for request: {which} of model {self.name}", status=404)
+        return servable
+
+
+def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_seconds: float = 1.0) -> web.Application:
+    """The aiohttp application; it polls `repository` for new versions while it runs."""
+    routes = web.RouteTableDef()
+
+    def model_named(request) -> ModelRepository:
+        name = request.match_info["name"]
+        if name != repository.name:
+            raise RequestError(f"Servable not found for request: model {name!r} (this server has {repository.name!r})",
+                               status=404)
+        return repository
+
+    def version_of(request) -> Optional[int]:
+        text = request.match_info.get("version")
+        return int(text) if text is not None else None
+
+    @routes.get("/v1/models/{name}")
+    @routes.get(r"/v1/models/{name}/versions/{version:\d+}")
+    async def status(request):
+        repo = model_named(request)
+        servable = repo.get(version_of(request))
+        return web.json_response({"model_version_status": [
+            {"version": str(servable.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+    @routes.get("/v1/models/{name}/metadata")
+    @routes.get(r"/v1/models/{name}/versions/{version:\d+}/metadata")
+    async def metadata(request):
+        servable = model_named(request).get(version_of(request))
+        return web.json_response({
+            "model_spec": {"name": repository.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {"signature_def": {"signature_def": {
+                name: signature.metadata() for name, signature in servable.signatures.items()}}},
+        })
+
+    @routes.post("/v1/models/{name:[^/:]+}:predict")
+    @routes.post(r"/v1/models/{name:[^/:]+}/versions/{version:\d+}:predict")
+    async def predict(request):
+        servable = model_named(request).get(version_of(request))
+        try:
+            body = json.loads(await request.text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RequestError(f"malformed JSON: {err}") from None
+        name = body.get("signature_name", "serving_default") if isinstance(body, dict) else None
+        if isinstance(body, dict) and name not in servable.signatures:
+            raise RequestError(f"unknown signature_name {name!r}; this model has {sorted(servable.signatures)}")
+        signature = servable.signatures.get(name)
+        inputs, row_format = parse_inputs(body, signature, limits)
+        outputs = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
+        return web.json_response(format_outputs(outputs, row_format), dumps=_dumps)
+
+    @web.middleware
+    async def errors(request, handler):
+        try:
+            return await handler(request)
+        except RequestError as err:
+            return web.json_response({"error": str(err)}, status=err.status)
+        except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
+            return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
+        except tf.errors.InvalidArgumentError as err:
+            return web.json_response({"error": err.message}, status=400)
+
+    async def poll(app):
+        async def loop():
+            while True:
+                await asyncio.get_running_loop().run_in_executor(None, repository.refresh)
+                await asyncio.sleep(poll_seconds)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    app = web.Application(middlewares=[errors], client_max_size=64 * 2**20)
+    app.add_routes(routes)
+    app.cleanup_ctx.append(poll)
+    return app
+
+
+def _dumps(value) -> str:
+    """JSON as TF Serving writes it: non-finite floats as NaN / Infinity."""
+    return json.dumps(value, allow_nan=True)
+
+
+def serve(model_name: str, model_base_path: str, host: str, port: int, limits: Limits, poll_seconds: float) -> None:
+    from vae_tf.errors import DataError
+
+    repository = ModelRepository(model_name, Path(model_base_path))
+    if not repository.versions_on_disk():
+        raise DataError(f"--model-base-path {model_base_path}: no version folder (<n>/saved_model.pb) found; "
+                        "export a model first (dvc repro export@<experiment>)")
+    repository.refresh()
+    if repository.servable is None:
+        raise DataError(f"--model-base-path {model_base_path}: no version could be loaded: {repository.failed}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    web.run_app(make_app(repository, limits, poll_seconds), host=host, port=port, print=lambda text: log.info(text))
+
+
