@@ -22,12 +22,17 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
         log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K
         E_q[log p(x|z)] ~= (1/K) sum_k log p(x|z_k)
 
-    Draws are taken `chunk_size` at a time (the decoder sees [chunk_size * batch] latents), the
-    log-sum-exp is accumulated across chunks, so memory is bounded for any K. K may be a
-    tensor: draws past K in the last chunk are masked, keeping every shape static (XLA).
+    Draws are taken min(chunk_size, K) at a time (the decoder sees [chunk * batch] latents),
+    the log-sum-exp is accumulated across chunks, so memory is bounded for any K. K may be a
+    tensor (the exported signature's input; the chunk is then dynamic): draws past K in the last
+    chunk are masked. Under XLA pass K as a Python int, so that every shape is static.
     x: [batch, D]; seed: a stateless seed, shape [2]. Returns tensors of shape [batch].
     """
     q = posterior(x)
+    if isinstance(num_samples, int):
+        chunk_size = min(chunk_size, num_samples)
+    else:
+        chunk_size = tf.minimum(chunk_size, tf.cast(num_samples, tf.int32))
     num_samples = tf.cast(num_samples, tf.int32)
     n_chunks = (num_samples + chunk_size - 1) // chunk_size
     batch = tf.shape(x)[0]
@@ -81,7 +86,7 @@ def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batc
         q, prior = model.posterior(xb), model.prior()
         seeds = tf.random.experimental.stateless_split(batch_seed, 2)
         estimates = importance_sampling(xb, model.posterior, model.likelihood, prior, num_samples, chunk_size, seeds[0])
-        bound = importance_sampling(xb, model.posterior, model.likelihood, prior, bound_k, min(bound_k, chunk_size), seeds[1])
+        bound = importance_sampling(xb, model.posterior, model.likelihood, prior, bound_k, chunk_size, seeds[1])
         return {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dimension(q, prior),
                 "posterior_mean": q.mean()}
 
