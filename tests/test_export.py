@@ -43,3 +43,12 @@ def test_exported_log_likelihood_agrees_with_evaluation_within_monte_carlo_error
     mc_stderr = np.std(served[0] - served[1], ddof=1) / np.sqrt(2 * len(x))
     assert abs(np.mean(served[0]) - np.mean(evaluated)) < 4 * mc_stderr + 1e-3
     assert served[0].shape == (100,) and not np.array_equal(served[0], served[1])
+
+
+def test_exported_signatures_reject_data_the_likelihood_is_not_a_density_for(exported, digits):
+    _, loaded = exported
+    for bad in (17.0, -1.0, 2.5, np.nan):
+        x = np.array(digits.test[:2])
+        x[1, 5] = bad
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"x: values must be grey levels, integers in \[0, 16\]"):
+            loaded.signatures["encode"](x=tf.constant(x))

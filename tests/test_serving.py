@@ -146,6 +146,9 @@ ROW = [0.0] * 64
         (":predict", {"signature_name": "log_likelihood", "instances": [{"x": ROW, "num_samples": 5, "seed": 1}]}, 400,
          "use the columnar format"),
         ("/versions/7:predict", {"instances": [ROW]}, 404, "version 7 of model vae"),
+        (":predict", {"signature_name": "log_likelihood", "inputs": {"x": [[17.0] * 64], "num_samples": 5, "seed": 1}},
+         400, "x: values must be grey levels, integers in [0, 16]"),
+        (":predict", {"signature_name": "reconstruct", "instances": [[0.5] * 64]}, 400, "x: values must be grey levels"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem(client, path, body, status, message):

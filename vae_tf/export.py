@@ -23,6 +23,22 @@ def _stateless(seed: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
 
 
+def _checked(model, x: tf.Tensor) -> tf.Tensor:
+    """x, after an assertion that it is data the model's p(x|z) is a density for (finite; grey
+    levels: integers in [0, L-1]; binary: 0 or 1). A violation fails the call with
+    InvalidArgumentError, which a server answers with 400."""
+    valid, rule = tf.reduce_all(tf.math.is_finite(x)), "finite numbers"
+    name, levels = model.decoder.likelihood_name, model.decoder.n_levels
+    if name == "categorical":
+        valid &= tf.reduce_all((x >= 0) & (x <= levels - 1) & (x == tf.round(x)))
+        rule = f"grey levels, integers in [0, {levels - 1}]"
+    elif name == "bernoulli":
+        valid &= tf.reduce_all((x == 0) | (x == 1))
+        rule = "binary, 0 or 1"
+    with tf.control_dependencies([tf.debugging.Assert(valid, [f"x: values must be {rule}"])]):
+        return tf.identity(x)
+
+
 def export_model(model, directory: Path, chunk_size: int) -> None:
     """Write `model`'s SavedModel to `directory` (a new folder)."""
     d, latent = model.data_dim, model.latent_dim
@@ -31,7 +47,7 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
     archive.track(model)
 
     def encode(x):
-        mean, scale = model.encoder.moments(x * model.input_scale)
+        mean, scale = model.encoder.moments(_checked(model, x) * model.input_scale)
         return {"mean": mean, "scale": scale}
 
     def decode(z):
@@ -45,10 +61,10 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
         return {"x": p.sample(seed=seeds[1]), "mean": p.mean()}
 
     def reconstruct(x):
-        return {"mean": model(x)}
+        return {"mean": model(_checked(model, x))}
 
     def log_likelihood(x, num_samples, seed):
-        estimates = importance_sampling(x, model.posterior, model.likelihood, model.prior(),
+        estimates = importance_sampling(_checked(model, x), model.posterior, model.likelihood, model.prior(),
                                         num_samples, chunk_size, _stateless(seed))
         return {"log_likelihood": estimates["log_likelihood"]}
 

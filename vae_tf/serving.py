@@ -287,8 +287,8 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
             return web.json_response({"error": str(err)}, status=err.status)
         except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
             return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
-        except tf.errors.InvalidArgumentError as err:
-            return web.json_response({"error": err.message}, status=400)
+        except tf.errors.InvalidArgumentError as err:  # the model's own checks of its inputs
+            return web.json_response({"error": err.message.strip()}, status=400)
 
     async def poll(app):
         async def loop():
