@@ -140,9 +140,7 @@ class VAE(keras.Model):
             draws = self.draws(x, stop_posterior_gradient=dreg)
             loss, terms, total = self._terms(draws, weights)
             if dreg:
-                surrogate = -tf.reduce_sum(
-                    weights * tf.reduce_sum(objectives.normalized_weights(draws["log_weights"]) * draws["log_weights"], 0)
-                ) / total
+                surrogate = -tf.reduce_sum(weights * objectives.iwae_surrogate(draws["log_weights"])) / total
         if not dreg:
             return tape.gradient(loss, self.trainable_variables), terms, total
         return self._dreg_gradients(tape, surrogate, draws), terms, total
@@ -153,7 +151,7 @@ class VAE(keras.Model):
         With log w_k taken with q's parameters held fixed and w~ = softmax_k(log w):
             decoder (and other model) parameters theta: sum_k w~_k d log w_k / d theta (IWAE's own),
             encoder parameters phi: sum_k w~_k^2 (d log w_k / d z_k) (d z_k / d phi).
-        The surrogate sum_k w~_k log w_k (w~ held fixed) gives the first and, for z, the
+        The surrogate sum_k w~_k log w_k (`objectives.iwae_surrogate`) gives the first and, for z, the
         gradients w~_k d log w_k / d z_k; scaling those by w~_k and back-propagating through
         z = mu(x) + sigma(x) * eps alone gives the second. Its expectation equals the IWAE
         encoder gradient's, with a signal-to-noise ratio that does not vanish as K grows.

@@ -41,3 +41,9 @@ def normalized_weights(log_weights: tf.Tensor) -> tf.Tensor:
     """w~_k = w_k / sum_j w_j over the leading axis, with no gradient: the weights of the IWAE
     gradient, grad L_K = sum_k w~_k grad log w_k."""
     return tf.stop_gradient(tf.nn.softmax(log_weights, axis=0))
+
+
+def iwae_surrogate(log_weights: tf.Tensor) -> tf.Tensor:
+    """sum_k w~_k log w_k with w~ held fixed, per example: equal in value to no bound, but its
+    gradient is the IWAE gradient sum_k w~_k grad log w_k (the form DReG builds on)."""
+    return tf.reduce_sum(normalized_weights(log_weights) * log_weights, axis=0)
