@@ -139,6 +139,14 @@ def test_same_seed_gives_identical_metrics(pipeline, tmp_path):
     assert numbers(repo) == numbers(other)
 
 
+def test_changing_one_experiment_reruns_only_its_stages_and_the_report(pipeline):
+    repo, _ = pipeline
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["experiments"]["vae"] = {"training": {"learning_rate": 0.002}}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert sorted(ran_stages(repro(repo))) == ["evaluate@vae", "export@vae", "report", "train@vae"]
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

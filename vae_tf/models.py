@@ -186,10 +186,8 @@ class VAE(keras.Model):
             gradients, terms, total = self._gradients(batch, weights[i])
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
             self._track(terms, total)
-            return (i + 1,)
 
-        tf.while_loop(lambda i: i < tf.shape(x)[0], update, (tf.constant(0),))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return self._each_minibatch(x, update)
 
     def test_step(self, data):
         """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
@@ -198,9 +196,18 @@ class VAE(keras.Model):
         def evaluate(i):
             _, terms, total = self._terms(self.draws(x[i]), weights[i])
             self._track(terms, total)
+
+        return self._each_minibatch(x, evaluate)
+
+    def _each_minibatch(self, x, step) -> dict[str, tf.Tensor]:
+        """`step(i)` for every minibatch i of x [steps, batch, D] in a `tf.while_loop` (one
+        compiled call); returns the trackers' running means."""
+
+        def body(i):
+            step(i)
             return (i + 1,)
 
-        tf.while_loop(lambda i: i < tf.shape(x)[0], evaluate, (tf.constant(0),))
+        tf.while_loop(lambda i: i < tf.shape(x)[0], body, (tf.constant(0),))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     @property

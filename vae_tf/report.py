@@ -42,8 +42,7 @@ def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
     rows = []
     for name, run in runs.items():
         objective = run["objective"]
-        gradient = objective["gradient"] or ("dreg" if objective["name"] == "iwae" else "reparameterized")
-        rows.append({**_row(name, run), "objective": f"{objective['name']} K={objective['num_samples']} ({gradient})"})
+        rows.append({**_row(name, run), "objective": f"{objective.name} K={objective.num_samples} ({objective.gradient_estimator})"})
     lines = [
         "| experiment | objective | test NLL (nats) | ELBO | L_K (K) | active units | s / epoch | epochs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

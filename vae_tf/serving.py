@@ -66,7 +66,7 @@ class Signature:
 
     def metadata(self) -> dict:
         def describe(spec: tf.TensorSpec) -> dict:
-            dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape.as_list()]
+            dims = [{"size": str(d), "name": ""} for d in _shape(spec)]
             return {"dtype": DTYPE_NAMES.get(spec.dtype, spec.dtype.name), "tensor_shape": {"dim": dims, "unknown_rank": False},
                     "name": spec.name}
 
@@ -184,6 +184,7 @@ def format_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
 class Servable:
     version: int
     signatures: dict[str, Signature]
+    saved_model: Any  # the loaded object: it owns the variables the signatures read
 
 
 class ModelRepository:
@@ -216,8 +217,7 @@ class ModelRepository:
                     self.failed[version] = f"{type(err).__name__}: {err}"
                     log.error("model %s version %d failed to load: %s", self.name, version, err)
                     continue
-                self.servable = Servable(version, signatures)
-                self._model = loaded  # keep the loaded object (and its variables) alive
+                self.servable = Servable(version, signatures, loaded)
                 log.info("serving model %s version %d", self.name, version)
                 return
 

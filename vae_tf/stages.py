@@ -105,7 +105,7 @@ def report(params_path: str = "params.yaml") -> None:
     from vae_tf.report import comparison
 
     params = load_params(params_path)
-    runs = {name: {**_run_summary(name), "objective": params.experiment(name).objective.model_dump(),
+    runs = {name: {**_run_summary(name), "objective": params.experiment(name).objective,
                    "latent_csv": Path("plots") / name / "latent_dimensions.csv"}
             for name in params.experiments}
     summary, table = comparison(runs, Path("reports") / "plots")
