@@ -59,7 +59,7 @@ def one_run(k: int, seed: int, epochs: int, params_path: str) -> dict:
         model = keras.models.load_model(Path(folder) / "model.keras")
     e = params.evaluation
     start = time.perf_counter()
-    result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, seed, e.active_unit_threshold)
+    result = evaluate_model(model, data.test, e.model_copy(update={"ais": None}), seed)
     seconds = history.history["epoch_seconds"][1:]  # the first epoch includes XLA compilation
     batch = params.training.batch_size
     return {

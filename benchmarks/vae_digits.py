@@ -47,8 +47,7 @@ def main() -> None:
             model = keras.models.load_model(Path(folder) / "model.keras")
         e = params.evaluation
         start = time.perf_counter()
-        result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, seed,
-                                e.active_unit_threshold)
+        result = evaluate_model(model, data.test, e.model_copy(update={"ais": None}), seed)
         eval_seconds = time.perf_counter() - start
         epochs = len(history.epoch)
         rows.append({

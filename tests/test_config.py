@@ -76,18 +76,40 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
     ("text", "message"),
     [
         ("objective: {name: elbo, gradient: dreg}", "objective: gradient 'dreg' applies to the iwae objective"),
-        ("objective: {name: iwea}", "objective.name: Input should be 'elbo' or 'iwae'"),
+        ("objective: {name: iwea}", "objective.name: Input should be 'elbo', 'iwae' or 'avb'"),
         ("objective: {num_samples: 0}", "objective.num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
         ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),
         ("experiments: {vae: {objective: {name: iwae, gradient: stl}}}", "experiments.vae: objective.gradient"),
         ("experiments: {vae: {objective: {name: iwae}, training: {kl_warmup_epochs: 5}}}",
          "training.kl_weight / kl_warmup_epochs: apply to the elbo objective only"),
+        ("model: {posterior: implicit}", "model.posterior / objective.name: an implicit posterior has no density"),
+        ("experiments: {a: {objective: {name: avb}}}", "experiments.a: model.posterior / objective.name: .* got posterior "
+                                                       "'gaussian' with objective 'avb'"),
+        ("model: {posterior: implicit}\nobjective: {name: avb, gradient: dreg}", "objective.gradient: applies to elbo / iwae"),
+        ("avb: {discriminator_units: [8, 0]}", "avb.discriminator_units: every layer needs at least 1 unit"),
+        ("avb: {moment_samples: 1}", "avb.moment_samples: Input should be greater than or equal to 2"),
+        ("avb: {discriminator_steps: 0}", "avb.discriminator_steps: Input should be greater than or equal to 1"),
+        ("evaluation: {ais: {num_chains: 0}}", "evaluation.ais.num_chains: Input should be greater than or equal to 1"),
+        ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
+                                              "\\['num_chains', 'num_steps', 'leapfrog_steps', 'step_size'\\]"),
     ],
 )
 def test_bad_objective_or_k_study_names_the_key(tmp_path, text, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_params(write(tmp_path, text + "\n"))
+
+
+def test_repository_params_define_avb_with_ais_for_every_experiment(request):
+    params = load_params(request.config.rootpath / REPO_PARAMS)
+    avb = params.experiment("avb")
+    assert (avb.model.posterior, avb.objective.name, avb.avb.adaptive_contrast) == ("implicit", "avb", True)
+    assert all(params.experiment(name).evaluation.ais is not None for name in params.experiments)
+    assert params.experiment("vae").model.posterior == "gaussian"
+
+
+def test_ais_can_be_turned_off(tmp_path):
+    assert load_params(write(tmp_path, "evaluation: {ais: null}\n")).experiment("vae").evaluation.ais is None
 
 
 def test_k_study_runs_must_be_listed(tmp_path):

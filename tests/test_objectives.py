@@ -9,6 +9,8 @@ from vae_tf.evaluation import importance_sampling
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
 
+from tests.conftest import LinearGaussian
+
 
 def diagonal_gaussian(loc, scale):
     return tfd.Independent(tfd.Normal(tf.constant(loc, tf.float32), tf.constant(scale, tf.float32)), 1)
@@ -40,34 +42,6 @@ def test_elbo_and_log_weights():
     assert objectives.log_importance_weights(-10.0, -1.0, -3.0) == -8.0
 
 
-class LinearGaussian:
-    """Probabilistic PCA: z ~ N(0, I), x | z ~ N(W z + b, sigma^2 I), so p(x) = N(b, W W^T + sigma^2 I)."""
-
-    def __init__(self, rng, d=6, latent=2, sigma=0.5):
-        self.w = rng.normal(size=(d, latent)).astype(np.float32)
-        self.b = rng.normal(size=d).astype(np.float32)
-        self.sigma, self.latent = sigma, latent
-
-    def exact_log_likelihood(self, x):
-        cov = self.w @ self.w.T + self.sigma**2 * np.eye(len(self.b))
-        return tfd.MultivariateNormalFullCovariance(self.b, cov.astype(np.float32)).log_prob(x).numpy()
-
-    def likelihood(self, z):
-        loc = tf.einsum("...l,dl->...d", z, self.w) + self.b
-        return tfd.Independent(tfd.Normal(loc, self.sigma), 1)
-
-    def proposal(self, shift, inflate):
-        """A deliberately imperfect diagonal Gaussian around the exact posterior."""
-        precision = np.eye(self.latent) + self.w.T @ self.w / self.sigma**2
-        cov = np.linalg.inv(precision)
-
-        def posterior(x):
-            mean = (x - self.b) @ self.w @ cov.T / self.sigma**2
-            return diagonal_gaussian(mean + shift, np.broadcast_to(inflate * np.sqrt(np.diag(cov)), mean.shape))
-
-        return posterior
-
-
 def test_importance_sampling_recovers_the_exact_log_likelihood_of_a_linear_gaussian(rng):
     model = LinearGaussian(rng)
     x = (rng.normal(size=(20, 2)) @ model.w.T + model.b + 0.5 * rng.normal(size=(20, 6))).astype(np.float32)
@@ -87,13 +61,7 @@ def test_exact_posterior_gives_exact_log_likelihood_for_any_k_and_chunking(rng, 
     so any K and any chunking (masked last chunk included) must return log p(x) itself."""
     model = LinearGaussian(rng, d=3, latent=2)
     x = rng.normal(size=(4, 3)).astype(np.float32)
-    cov = np.linalg.inv(np.eye(2) + model.w.T @ model.w / model.sigma**2)
-
-    def exact_posterior(x):
-        mean = (x - model.b) @ model.w @ cov.T / model.sigma**2
-        return tfd.MultivariateNormalTriL(mean.astype(np.float32), np.linalg.cholesky(cov).astype(np.float32))
-
-    estimate = importance_sampling(x, exact_posterior, model.likelihood, standard_normal(2),
+    estimate = importance_sampling(x, model.exact_posterior, model.likelihood, standard_normal(2),
                                    tf.constant(num_samples), chunk_size, tf.constant([1, 2]))
     np.testing.assert_allclose(estimate["log_likelihood"], model.exact_log_likelihood(x), atol=1e-4)
 

@@ -15,13 +15,15 @@ from tests.conftest import TINY
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-# Tiny params, both experiments (IWAE with K = 3) and a two-point K study.
+# Tiny params, the three experiments (IWAE with K = 3; AVB) and a two-point K study.
 PIPELINE = {**TINY, "experiments": {"iwae": {"objective": {"name": "iwae", "num_samples": 3}}},
             "k_study": {"num_samples": [1, 2]}}
-RUNS = ["vae", "iwae", "k_study/k1", "k_study/k2"]
-OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json", "export/vae/1/saved_model.pb",
-           "export/iwae/1/saved_model.pb", "reports/summary.json", "reports/summary.md",
-           "reports/plots/kl_per_dimension.png", "reports/k_study.json", "reports/k_study.csv", "reports/k_study.png",
+EXPERIMENTS = ("vae", "iwae", "avb")
+RUNS = [*EXPERIMENTS, "k_study/k1", "k_study/k2"]
+OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json",
+           *(f"export/{name}/1/saved_model.pb" for name in EXPERIMENTS), "reports/summary.json", "reports/summary.md",
+           "reports/plots/kl_per_dimension.png", "reports/plots/discriminator_accuracy.png",
+           "reports/k_study.json", "reports/k_study.csv", "reports/k_study.png",
            *(f"{folder}/{run}/{name}" for run in RUNS for folder, name in
              [("models", "model.keras"), ("dvclive", "metrics.json"), ("plots", "reconstructions.png"),
               ("plots", "prior_samples.png"), ("plots", "latent_dimensions.csv")]),
@@ -74,7 +76,7 @@ def pipeline(tmp_path_factory):
 
 def test_repro_produces_every_declared_output(pipeline):
     repo, first = pipeline
-    stages = ["prepare", "report", "k_study"] + [f"{stage}@{exp}" for exp in ("vae", "iwae")
+    stages = ["prepare", "report", "k_study"] + [f"{stage}@{exp}" for exp in EXPERIMENTS
                                                  for stage in ("train", "evaluate", "export")]
     stages += [f"{stage}@{k}" for k in (1, 2) for stage in ("train_k", "evaluate_k")]
     assert sorted(ran_stages(first)) == sorted(stages)
@@ -83,8 +85,15 @@ def test_repro_produces_every_declared_output(pipeline):
     metrics = json.loads((repo / "metrics/vae.json").read_text())
     assert metrics["estimator"] == "importance sampling, q(z|x) proposal, K=20"
     assert metrics["elbo"] < -metrics["nll"]  # the bound is below the estimate of log p(x)
+    assert metrics["ais"]["estimator"] == "annealed importance sampling from p(z), 2 chains x 10 HMC steps (1 leapfrog)"
     iwae = json.loads((repo / "metrics/iwae.json").read_text())
     assert iwae["iwae_num_samples"] == 3 and iwae["iwae_bound"] < -iwae["nll"]
+    avb = json.loads((repo / "metrics/avb.json").read_text())
+    assert avb["estimator"] == "importance sampling, Gaussian fitted to 20 draws of q(z|x), scale x2 proposal, K=20"
+    assert avb["elbo"] < -avb["nll"] and "ais" in avb
+    curves = repo / "dvclive/avb/plots/metrics"
+    for split in ("train", "eval"):
+        assert (curves / split / "discriminator_accuracy.tsv").exists() and (curves / split / "discriminator_loss.tsv").exists()
     shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
     for name in ("metrics/vae.json", "dvclive/vae/metrics.json", "reports/summary.json", "reports/k_study.json"):
         assert name in shown
@@ -94,13 +103,18 @@ def test_report_and_k_study_hold_the_runs_numbers(pipeline):
     repo, _ = pipeline
     summary = json.loads((repo / "reports/summary.json").read_text())["experiments"]
     table = (repo / "reports/summary.md").read_text()
-    for name in ("vae", "iwae"):
+    for name in EXPERIMENTS:
         test = json.loads((repo / f"metrics/{name}.json").read_text())
         training = json.loads((repo / f"dvclive/{name}/metrics.json").read_text())
         assert summary[name]["nll"] == test["nll"] and summary[name]["active_units"] == test["active_units"]
         assert summary[name]["seconds_per_epoch"] == training["seconds_per_epoch_median"]
         assert f"| {name} | " in table and f"{test['nll']:.2f} ± {test['nll_stderr']:.2f}" in table
+        assert f"{test['ais']['nll']:.2f} ± {test['ais']['nll_stderr']:.2f}" in table
+        assert f"- {name}: IS = {test['estimator']}; AIS = {test['ais']['estimator']}" in table
     assert "iwae K=3 (dreg)" in table and "elbo K=1 (reparameterized)" in table
+    assert "avb K=1 (adaptive contrast, 1 T step / update)" in table
+    accuracy = json.loads((repo / "dvclive/avb/metrics.json").read_text())["eval"]["discriminator_accuracy"]
+    assert summary["avb"]["val_discriminator_accuracy"] == accuracy and f"avb {accuracy:.3f}" in table
     rows = list(csv.DictReader((repo / "reports/k_study.csv").read_text().splitlines()))
     assert [int(row["num_samples"]) for row in rows] == [1, 2]
     for row in rows:
@@ -115,7 +129,7 @@ def test_second_repro_runs_nothing_and_evaluation_params_rerun_only_evaluation(p
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluation"]["num_samples"] = 30
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    evaluations = ["evaluate@vae", "evaluate@iwae", "evaluate_k@1", "evaluate_k@2"]
+    evaluations = [*(f"evaluate@{name}" for name in EXPERIMENTS), "evaluate_k@1", "evaluate_k@2"]
     assert sorted(ran_stages(repro(repo))) == sorted([*evaluations, "report", "k_study"])
     assert json.loads((repo / "metrics/vae.json").read_text())["num_samples"] == 30
 

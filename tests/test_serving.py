@@ -44,7 +44,7 @@ def server(trained, tmp_path_factory):
     """`vae-tf serve` over export/vae/1 of the tiny trained model; yields (port, base path, model)."""
     model, _ = trained
     base = tmp_path_factory.mktemp("export") / "vae"
-    export_model(model, base / "1", chunk_size=8)
+    export_model(model, base / "1", chunk_size=8, proposal_samples=100, proposal_scale=2.0)
     port = free_port()
     command = [str(Path(sys.executable).parent / "vae-tf"), "serve", "--model-name", "vae", "--model-base-path", str(base),
                "--port", str(port), "--max-batch-size", "100", "--max-num-samples", "500", "--poll-seconds", "0.2"]

@@ -10,17 +10,27 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import pydantic
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.errors import ParamsError
 
 
 # A YAML list of integers, held as a tuple (params are frozen).
 Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
+
+
+def _positive_units(value: tuple[int, ...]) -> tuple[int, ...]:
+    if any(units < 1 for units in value):
+        raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
+    return value
+
+
+# The widths of a network's hidden layers.
+Units = Annotated[Ints, AfterValidator(_positive_units)]
 
 
 class _Section(BaseModel):
@@ -44,24 +54,18 @@ class DataParams(_Section):
 
 class ModelParams(_Section):
     latent_dim: int = Field(16, ge=1, le=4096)
-    hidden_units: Ints = Field((256, 256), min_length=1)
+    hidden_units: Units = Field((256, 256), min_length=1)
     activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
-    posterior: Literal["gaussian"] = "gaussian"
+    posterior: Literal["gaussian", "implicit"] = "gaussian"
+    noise_dim: int = Field(16, ge=1, le=4096)
     likelihood: Literal["categorical", "bernoulli", "gaussian"] = "categorical"
     prior: Literal["standard_normal"] = "standard_normal"
-
-    @field_validator("hidden_units")
-    @classmethod
-    def _positive_units(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(units < 1 for units in value):
-            raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
-        return value
 
 
 class ObjectiveParams(_Section):
     """What training maximises (see `vae_tf.objectives`)."""
 
-    name: Literal["elbo", "iwae"] = "elbo"
+    name: Literal["elbo", "iwae", "avb"] = "elbo"
     num_samples: int = Field(1, ge=1, le=10000)
     gradient: Optional[Literal["reparameterized", "dreg"]] = None
 
@@ -78,6 +82,16 @@ class ObjectiveParams(_Section):
         return self.gradient or ("dreg" if self.name == "iwae" else "reparameterized")
 
 
+class AVBParams(_Section):
+    """Adversarial Variational Bayes (objective avb): the discriminator T(x, z) and its game."""
+
+    discriminator_units: Units = Field((256, 256), min_length=1)
+    discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    discriminator_steps: int = Field(1, ge=1, le=100)
+    adaptive_contrast: bool = True
+    moment_samples: int = Field(32, ge=2, le=10000)
+
+
 class TrainingParams(_Section):
     epochs: int = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -91,10 +105,22 @@ class TrainingParams(_Section):
     checkpoint_every_epochs: int = Field(25, ge=1)
 
 
+class AISParams(_Section):
+    """Annealed importance sampling from the prior to p(z|x), HMC transitions."""
+
+    num_chains: int = Field(16, ge=1)
+    num_steps: int = Field(500, ge=1)
+    leapfrog_steps: int = Field(1, ge=1)
+    step_size: float = Field(0.1, gt=0.0)
+
+
 class EvaluationParams(_Section):
     num_samples: int = Field(5000, ge=1)
     chunk_size: int = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
+    proposal_samples: int = Field(1000, ge=2)
+    proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
+    ais: Optional[AISParams] = AISParams()
     active_unit_threshold: float = Field(0.01, gt=0.0)
     num_plot_images: int = Field(16, ge=1, le=256)
 
@@ -111,6 +137,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     objective: ObjectiveParams = ObjectiveParams()
+    avb: AVBParams = AVBParams()
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
     export: ExportParams = ExportParams()
@@ -121,6 +148,17 @@ class Params(_Section):
         if self.objective.name != "elbo" and (t.kl_weight != 1.0 or t.kl_warmup_epochs > 0):
             raise ValueError(f"training.kl_weight / kl_warmup_epochs: apply to the elbo objective only; "
                              f"objective.name is {self.objective.name!r} (set kl_weight: 1.0, kl_warmup_epochs: 0)")
+        return self
+
+    @model_validator(mode="after")
+    def _implicit_posterior_needs_avb(self) -> "Params":
+        implicit, avb = self.model.posterior == "implicit", self.objective.name == "avb"
+        if implicit != avb:
+            raise ValueError(f"model.posterior / objective.name: an implicit posterior has no density, so it "
+                             f"trains with the avb objective only, and avb trains an implicit posterior; got "
+                             f"posterior {self.model.posterior!r} with objective {self.objective.name!r}")
+        if avb and self.objective.gradient is not None:
+            raise ValueError("objective.gradient: applies to elbo / iwae; leave it null for avb")
         return self
 
 
@@ -207,10 +245,12 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names of the section that contains the (unknown) key at `loc`."""
     for part in loc[:-1]:
         field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # a section, or an Optional section (Optional[X] is Union[X, None])
+        candidates = [field.annotation, *get_args(field.annotation)] if field else []
+        sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not sections:
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 
@@ -230,7 +270,7 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
                 message += f" (got {error['input']!r})"
                 if isinstance(error["input"], str) and _is_number(error["input"]):
                     message += "; YAML reads 1e-3 as text: write 0.001 or 1.0e-3"
-            problems.append(f"{where}: {key}: {message}")
+            problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
         raise ParamsError("invalid params:\n  " + "\n  ".join(problems)) from None
 
 

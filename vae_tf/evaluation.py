@@ -8,8 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from vae_tf.ais import ais_log_likelihood
+from vae_tf.config import EvaluationParams
 from vae_tf.objectives import log_importance_weights
-from vae_tf.tfp import tfd
+from vae_tf.tfp import Normal, tfd
 
 PosteriorFn = Callable[[tf.Tensor], tfd.Distribution]  # x -> q(z|x)
 LikelihoodFn = Callable[[tf.Tensor], tfd.Distribution]  # z [..., L] -> p(x|z)
@@ -20,7 +22,7 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
     """Per-example estimates from K = `num_samples` draws z_k ~ q(z|x), the proposal:
 
         log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K
-        E_q[log p(x|z)] ~= (1/K) sum_k log p(x|z_k)
+        E_q[log p(x|z)] ~= (1/K) sum_k log p(x|z_k),   ELBO(q) ~= (1/K) sum_k log w_k
 
     Draws are taken min(chunk_size, K) at a time (the decoder sees [chunk * batch] latents),
     the log-sum-exp is accumulated across chunks, so memory is bounded for any K. K may be a
@@ -37,19 +39,20 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
     n_chunks = (num_samples + chunk_size - 1) // chunk_size
     batch = tf.shape(x)[0]
 
-    def body(i, log_sum_w, sum_log_px):
+    def body(i, log_sum_w, sum_log_px, sum_log_w):
         z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, i))  # [chunk, batch, L]
         log_px = likelihood(z).log_prob(x)
         log_w = log_importance_weights(log_px, prior.log_prob(z), q.log_prob(z))
         valid = (i * chunk_size + tf.range(chunk_size))[:, tf.newaxis] < num_samples
         log_sum_w = tf.reduce_logsumexp(
             tf.stack([log_sum_w, tf.reduce_logsumexp(tf.where(valid, log_w, -np.inf), axis=0)]), axis=0)
-        return i + 1, log_sum_w, sum_log_px + tf.reduce_sum(tf.where(valid, log_px, 0.0), axis=0)
+        return (i + 1, log_sum_w, sum_log_px + tf.reduce_sum(tf.where(valid, log_px, 0.0), axis=0),
+                sum_log_w + tf.reduce_sum(tf.where(valid, log_w, 0.0), axis=0))
 
-    start = (tf.constant(0), tf.fill([batch], -np.inf), tf.zeros([batch]))
-    _, log_sum_w, sum_log_px = tf.while_loop(lambda i, *_: i < n_chunks, body, start)
+    start = (tf.constant(0), tf.fill([batch], -np.inf), tf.zeros([batch]), tf.zeros([batch]))
+    _, log_sum_w, sum_log_px, sum_log_w = tf.while_loop(lambda i, *_: i < n_chunks, body, start)
     k = tf.cast(num_samples, tf.float32)
-    return {"log_likelihood": log_sum_w - tf.math.log(k), "reconstruction": sum_log_px / k}
+    return {"log_likelihood": log_sum_w - tf.math.log(k), "reconstruction": sum_log_px / k, "elbo": sum_log_w / k}
 
 
 def summarize(log_likelihood: np.ndarray, dimension: int) -> dict[str, float]:
@@ -62,10 +65,12 @@ def summarize(log_likelihood: np.ndarray, dimension: int) -> dict[str, float]:
     }
 
 
-def kl_per_dimension(q: tfd.Distribution, p: tfd.Distribution) -> tf.Tensor:
-    """KL(q(z_j|x) || p(z_j)) for each latent dimension j: [batch, latent_dim], for factorised
-    q and p (`tfd.Independent` over univariate parts)."""
-    return tfd.kl_divergence(q.distribution, p.distribution)
+def kl_per_dimension(mean: tf.Tensor, scale: tf.Tensor, p: tfd.Distribution) -> tf.Tensor:
+    """KL(N(mean_j, scale_j^2) || p(z_j)) for each latent dimension j: [batch, latent_dim], for a
+    factorised prior p (`tfd.Independent` over univariate parts). For a Gaussian q this is
+    KL(q(z_j|x) || p(z_j)); for another q, that of the Gaussian with its moments, which is no
+    more than KL(q(z_j|x) || p(z_j)) (a Gaussian has the most entropy for its variance)."""
+    return tfd.kl_divergence(Normal(mean, scale), p.distribution)
 
 
 def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np.ndarray]:
@@ -74,46 +79,64 @@ def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np
     return int(np.sum(variances > threshold)), variances
 
 
-def evaluate_model(model, x: np.ndarray, num_samples: int, chunk_size: int, batch_size: int,
-                   seed: int, active_threshold: float, jit_compile: bool = True) -> dict:
-    """Every test metric of a `VAE` on x [N, D] (seeded: the same call gives the same numbers):
-    log p(x) by importance sampling with K = `num_samples`, and the bound the model was trained
-    on, L_K at its own K (`model.num_samples`; for K = 1 a one-sample ELBO estimate)."""
-    bound_k = model.num_samples
+def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, jit_compile: bool = True) -> dict:
+    """Every test metric of a model on x [N, D] (seeded: the same call gives the same numbers):
+
+    - log p(x) by importance sampling with K = `params.num_samples` draws of the model's proposal
+      (q(z|x), or for an implicit q a Gaussian fitted to its draws, widened by `proposal_scale`), and the ELBO of that proposal,
+      E[log p(x, z) - log q(z|x)] estimated from the same draws;
+    - log p(x) by annealed importance sampling (`params.ais`; none if null);
+    - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
+      it was trained on (for K = 1 a one-sample ELBO estimate);
+    - KL per latent dimension and active units, from the posterior moments."""
+    bound_k, ais = model.num_samples, params.ais
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed):
-        q, prior = model.posterior(xb), model.prior()
-        seeds = tf.random.experimental.stateless_split(batch_seed, 2)
-        estimates = importance_sampling(xb, model.posterior, model.likelihood, prior, num_samples, chunk_size, seeds[0])
-        bound = importance_sampling(xb, model.posterior, model.likelihood, prior, bound_k, chunk_size, seeds[1])
-        return {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dimension(q, prior),
-                "posterior_mean": q.mean()}
+        prior = model.prior()
+        seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
+        proposal = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
+        estimates = importance_sampling(xb, lambda _: proposal, model.likelihood, prior, params.num_samples,
+                                        params.chunk_size, seeds[1])
+        bound = importance_sampling(xb, lambda _: proposal, model.likelihood, prior, bound_k, params.chunk_size,
+                                    seeds[2])
+        mean, scale = model.posterior_moments(xb, seeds[3])
+        out = {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dimension(mean, scale, prior),
+               "posterior_mean": mean}
+        if ais is not None:
+            annealed = ais_log_likelihood(xb, model.likelihood, prior, ais.num_chains, ais.num_steps,
+                                          ais.leapfrog_steps, ais.step_size, seeds[4])
+            out.update(ais_log_likelihood=annealed["log_likelihood"], ais_acceptance=annealed["acceptance"])
+        return out
 
     # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
+    batch_size = params.batch_size
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
     parts = [batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32))
              for start in range(0, len(x), batch_size)]
     out = {key: np.concatenate([part[key].numpy() for part in parts])[:len(x)] for key in parts[0]}
     kl_dims = out["kl_per_dim"].mean(axis=0)
-    n_active, variances = active_units(out["posterior_mean"], active_threshold)
-    kl = float(out["kl_per_dim"].sum(axis=1).mean())
-    reconstruction = float(out["reconstruction"].mean())
-    return {
-        "log_likelihood": out["log_likelihood"],
-        "metrics": {
-            "estimator": f"importance sampling, q(z|x) proposal, K={num_samples}",
-            "num_samples": num_samples,
-            "num_examples": len(x),
-            **summarize(out["log_likelihood"], x.shape[1]),
-            "elbo": reconstruction - kl,
-            "iwae_bound": float(out["iwae_bound"].mean()),  # L_K, K = iwae_num_samples: a bound, not log p(x)
-            "iwae_num_samples": bound_k,
-            "reconstruction": reconstruction,
-            "kl": kl,
-            "active_units": n_active,
-            "latent_dim": int(kl_dims.shape[0]),
-        },
-        "kl_per_dim": kl_dims,
-        "activity": variances,
+    n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
+    reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
+    metrics = {
+        "estimator": f"importance sampling, {model.proposal_description(params.proposal_samples, params.proposal_scale)} proposal, "
+                     f"K={params.num_samples}",
+        "num_samples": params.num_samples,
+        "num_examples": len(x),
+        **summarize(out["log_likelihood"], x.shape[1]),
+        "elbo": elbo,  # of the proposal
+        "iwae_bound": float(out["iwae_bound"].mean()),  # L_K, K = iwae_num_samples: a bound, not log p(x)
+        "iwae_num_samples": bound_k,
+        "reconstruction": reconstruction,
+        "kl": reconstruction - elbo,
+        "active_units": n_active,
+        "latent_dim": int(kl_dims.shape[0]),
     }
+    if ais is not None:
+        metrics["ais"] = {
+            "estimator": f"annealed importance sampling from p(z), {ais.num_chains} chains x {ais.num_steps} "
+                         f"HMC steps ({ais.leapfrog_steps} leapfrog)",
+            **summarize(out["ais_log_likelihood"], x.shape[1]),
+            "acceptance": float(out["ais_acceptance"].mean()),
+        }
+    return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances}

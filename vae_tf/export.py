@@ -1,11 +1,14 @@
 """SavedModel export: named signatures a server (TF Serving, or `vae_tf` itself) can call.
 
 Signatures (inputs -> outputs, D = data dimension, L = latent dimension):
-- `encode`: x [B, D] -> mean, scale [B, L] of q(z|x);
+- `encode`: x [B, D] -> mean, scale [B, L] of q(z|x) (for an implicit q: estimated from its
+  draws, also returned as samples [B, n, L]; drawn with a fixed seed, so the same x gets the same
+  answer);
 - `decode`: z [B, L] -> the likelihood's parameters (logits, or loc and scale) and its mean;
 - `sample`: num_samples [], seed [] -> x [n, D] drawn from p(z) p(x|z), and mean [n, D];
 - `reconstruct`: x [B, D] -> mean [B, D] of p(x|z) at z = E_q[z|x];
-- `log_likelihood`: x [B, D], num_samples [], seed [] -> log_likelihood [B], importance sampled.
+- `log_likelihood`: x [B, D], num_samples [], seed [] -> log_likelihood [B], importance sampled
+  with the model's proposal (q(z|x), or a Gaussian fitted to draws of an implicit q).
 The first, `encode`, is also `serving_default`.
 """
 
@@ -39,7 +42,10 @@ def _checked(model, x: tf.Tensor) -> tf.Tensor:
         return tf.identity(x)
 
 
-def export_model(model, directory: Path, chunk_size: int) -> None:
+ENCODE_SEED = (0, 0)
+
+
+def export_model(model, directory: Path, chunk_size: int, proposal_samples: int, proposal_scale: float) -> None:
     """Write `model`'s SavedModel to `directory` (a new folder)."""
     d, latent = model.data_dim, model.latent_dim
     x_spec = tf.TensorSpec([None, d], tf.float32, name="x")
@@ -47,8 +53,7 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
     archive.track(model)
 
     def encode(x):
-        mean, scale = model.encoder.moments(_checked(model, x) * model.input_scale)
-        return {"mean": mean, "scale": scale}
+        return model.encode(_checked(model, x), tf.constant(ENCODE_SEED))
 
     def decode(z):
         raw, likelihood = model.decoder(z), model.decoder.likelihood
@@ -64,8 +69,11 @@ def export_model(model, directory: Path, chunk_size: int) -> None:
         return {"mean": model(_checked(model, x))}
 
     def log_likelihood(x, num_samples, seed):
-        estimates = importance_sampling(_checked(model, x), model.posterior, model.likelihood, model.prior(),
-                                        num_samples, chunk_size, _stateless(seed))
+        seeds = tf.random.experimental.stateless_split(_stateless(seed), 2)
+        x = _checked(model, x)
+        proposal = model.proposal(x, seeds[0], proposal_samples, proposal_scale)
+        estimates = importance_sampling(x, lambda _: proposal, model.likelihood, model.prior(),
+                                        num_samples, chunk_size, seeds[1])
         return {"log_likelihood": estimates["log_likelihood"]}
 
     archive.add_endpoint("encode", encode, input_signature=[x_spec])

@@ -1,4 +1,5 @@
-"""The VAE: a Keras model composed of a posterior q(z|x), a decoder p(x|z) and a prior p(z)."""
+"""Latent-variable models as Keras models: the base they share (decoder p(x|z), prior p(z), the
+fused minibatch loop) and the VAE, whose posterior q(z|x) is a distribution (AVB: `vae_tf.avb`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,113 @@ from vae_tf.priors import make_prior
 from vae_tf.tfp import tfd
 
 
+class LatentVariableModel(keras.Model):
+    """What every model here shares: a decoder p(x|z), a prior p(z), a posterior q(z|x) (its
+    kind is the subclass's), seeds, and a train/test step that loops over fused minibatches.
+
+    A subclass defines `METRICS`, `encoder`, and
+    - `posterior_moments(x, seed)`: E_q[z|x] and the standard deviations of q(z|x), [batch, L];
+    - `proposal(x, seed, num_draws, scale)`: the importance-sampling proposal for log p(x), a
+      distribution with batch shape [batch] (and `proposal_description`, it in words);
+    - `_update(x, weights)`: one optimizer step on a minibatch; `_test_terms(x, weights)`: the
+      terms without a step; both return (terms, total example weight).
+    Data x is in the prepared representation (grey levels, {0, 1} or [0, 1]); the encoder sees
+    grey levels scaled to [0, 1].
+    """
+
+    METRICS: tuple[str, ...] = ()
+
+    def __init__(self, data_dim: int, latent_dim: int, hidden_units: Sequence[int] = (256, 256),
+                 activation: str = "leaky_relu", likelihood: str = "categorical", n_levels: Optional[int] = None,
+                 prior: str = "standard_normal", num_samples: int = 1, dynamic_binarization: bool = False,
+                 seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.config = dict(
+            data_dim=data_dim, latent_dim=latent_dim, hidden_units=list(hidden_units), activation=activation,
+            likelihood=likelihood, n_levels=n_levels, prior=prior, num_samples=num_samples,
+            dynamic_binarization=dynamic_binarization, seed=seed,
+        )
+        self.data_dim, self.latent_dim, self.num_samples = data_dim, latent_dim, num_samples
+        self.prior_name, self.dynamic_binarization = prior, dynamic_binarization
+        self.input_scale = 1.0 / (n_levels - 1) if likelihood == "categorical" else 1.0
+        self.decoder = Decoder(data_dim, n_levels, likelihood, hidden_units, activation, name="decoder")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.METRICS}
+
+    def likelihood(self, z) -> tfd.Distribution:
+        """p(x|z) for z of shape [..., latent_dim]: batch shape [...], event shape [data_dim]."""
+        return self.decoder.distribution(z)
+
+    def prior(self) -> tfd.Distribution:
+        """p(z): event shape [latent_dim]."""
+        return make_prior(self.prior_name, self.latent_dim)
+
+    def encode(self, x, seed) -> dict[str, tf.Tensor]:
+        """What `encode` serves: the mean and scale of q(z|x), [batch, L] each."""
+        mean, scale = self.posterior_moments(x, seed)
+        return {"mean": mean, "scale": scale}
+
+    def call(self, x):
+        """Reconstruction: the mean of p(x|z) at the posterior mean z = E_q[z|x]."""
+        loc, _ = self.posterior_moments(x, seed=tf.constant([0, 0]))
+        return self.likelihood(loc).mean()
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh stateless seed for TFP samplers, drawn from the model's seed generator."""
+        return tf.cast(self.seed_generator.next(), tf.int32)
+
+    # --- training --------------------------------------------------------------------
+
+    def _track(self, terms, total) -> dict[str, tf.Tensor]:
+        """Add a minibatch's means (weighted by its example count); return the running means."""
+        for name, value in terms.items():
+            self.trackers[name].update_state(value, sample_weight=total)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        """Runs one update (`_update`) per minibatch of `data` (see `as_minibatches`), all inside
+        one compiled call: with XLA this saves a host round trip per update."""
+        x, weights = as_minibatches(data)
+
+        def update(i):
+            batch = x[i]
+            if self.dynamic_binarization:
+                batch = tfd.Bernoulli(probs=batch, dtype=batch.dtype).sample(seed=self.next_seed())
+            self._track(*self._update(batch, weights[i]))
+
+        return self._each_minibatch(x, update)
+
+    def test_step(self, data):
+        """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
+        x, weights = as_minibatches(data)
+        return self._each_minibatch(x, lambda i: self._track(*self._test_terms(x[i], weights[i])))
+
+    def _each_minibatch(self, x, step) -> dict[str, tf.Tensor]:
+        """`step(i)` for every minibatch i of x [steps, batch, D] in a `tf.while_loop` (one
+        compiled call); returns the trackers' running means."""
+
+        def body(i):
+            step(i)
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(x)[0], body, (tf.constant(0),))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
+
+
+def weighted_mean(weights, total):
+    """The example-weighted minibatch mean: sum_i w_i v_i / sum_i w_i (padding has weight 0)."""
+    return lambda values: tf.reduce_sum(weights * values) / total
+
+
 @keras.saving.register_keras_serializable(package="vae_tf")
-class VAE(keras.Model):
+class VAE(LatentVariableModel):
     """Variational autoencoder: q(z|x), p(x|z) and p(z), trained on one of two bounds on
     log p(x), each estimated from K reparameterized draws z_k = mu(x) + sigma(x) * eps_k:
 
@@ -33,41 +139,15 @@ class VAE(keras.Model):
 
     METRICS = ("loss", "bound", "elbo", "reconstruction", "kl")
 
-    def __init__(
-        self,
-        data_dim: int,
-        latent_dim: int,
-        hidden_units: Sequence[int] = (256, 256),
-        activation: str = "leaky_relu",
-        likelihood: str = "categorical",
-        n_levels: Optional[int] = None,
-        posterior: str = "gaussian",
-        prior: str = "standard_normal",
-        objective: str = "elbo",
-        num_samples: int = 1,
-        gradient: str = "reparameterized",
-        kl_weight: float = 1.0,
-        dynamic_binarization: bool = False,
-        seed: int = 0,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.config = dict(
-            data_dim=data_dim, latent_dim=latent_dim, hidden_units=list(hidden_units),
-            activation=activation, likelihood=likelihood, n_levels=n_levels, posterior=posterior,
-            prior=prior, objective=objective, num_samples=num_samples, gradient=gradient,
-            kl_weight=kl_weight, dynamic_binarization=dynamic_binarization, seed=seed,
-        )
-        self.data_dim, self.latent_dim = data_dim, latent_dim
-        self.prior_name, self.dynamic_binarization = prior, dynamic_binarization
-        self.objective, self.num_samples, self.gradient = objective, num_samples, gradient
-        # The encoder sees grey levels scaled to [0, 1].
-        self.input_scale = 1.0 / (n_levels - 1) if likelihood == "categorical" else 1.0
+    def __init__(self, data_dim: int, latent_dim: int, hidden_units: Sequence[int] = (256, 256),
+                 activation: str = "leaky_relu", posterior: str = "gaussian", objective: str = "elbo",
+                 gradient: str = "reparameterized", kl_weight: float = 1.0, **kwargs):
+        super().__init__(data_dim, latent_dim, hidden_units, activation, **kwargs)
+        self.config = {**self.config, "posterior": posterior, "objective": objective, "gradient": gradient,
+                       "kl_weight": kl_weight}
+        self.objective, self.gradient = objective, gradient
         self.encoder = POSTERIORS[posterior](latent_dim, hidden_units, activation, name="encoder")
-        self.decoder = Decoder(data_dim, n_levels, likelihood, hidden_units, activation, name="decoder")
         self.kl_weight = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.METRICS}
 
     def build(self, input_shape):
         self.encoder.build(input_shape)
@@ -80,24 +160,18 @@ class VAE(keras.Model):
         """q(z|x): batch shape [batch], event shape [latent_dim]."""
         return self.encoder.distribution(x * self.input_scale)
 
-    def likelihood(self, z) -> tfd.Distribution:
-        """p(x|z) for z of shape [..., latent_dim]: batch shape [...], event shape [data_dim]."""
-        return self.decoder.distribution(z)
+    def posterior_moments(self, x, seed=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """The mean and scale of q(z|x), exact (`seed` unused)."""
+        return self.encoder.moments(x * self.input_scale)
 
-    def prior(self) -> tfd.Distribution:
-        """p(z): event shape [latent_dim]."""
-        return make_prior(self.prior_name, self.latent_dim)
+    def proposal(self, x, seed=None, num_draws=None, scale=None) -> tfd.Distribution:
+        """q(z|x) itself (the other arguments are for implicit posteriors)."""
+        return self.posterior(x)
 
-    def call(self, x):
-        """Reconstruction: the mean of p(x|z) at the posterior mean z = mu(x)."""
-        loc, _ = self.encoder.moments(x * self.input_scale)
-        return self.likelihood(loc).mean()
+    def proposal_description(self, num_draws=None, scale=None) -> str:
+        return "q(z|x)"
 
     # --- the objective ---------------------------------------------------------------
-
-    def next_seed(self) -> tf.Tensor:
-        """A fresh stateless seed for TFP samplers, drawn from the model's seed generator."""
-        return tf.cast(self.seed_generator.next(), tf.int32)
 
     def draws(self, x, stop_posterior_gradient: bool = False) -> dict[str, tf.Tensor]:
         """K draws z_k ~ q(z|x) per example and the log-densities at them: z [K, batch, L];
@@ -117,10 +191,7 @@ class VAE(keras.Model):
         """Example-weighted minibatch means: the loss minimised, and the terms tracked (`bound`
         is the objective's bound: the ELBO, or L_K)."""
         total = tf.reduce_sum(weights)
-
-        def mean(values):
-            return tf.reduce_sum(weights * values) / total
-
+        mean = weighted_mean(weights, total)
         reconstruction, kl = tf.reduce_mean(draws["log_px"], axis=0), draws["kl"]
         elbo = objectives.elbo(reconstruction, kl)
         if self.objective == "iwae":
@@ -166,56 +237,14 @@ class VAE(keras.Model):
         by_id.update({id(v): g for v, g in zip(self.encoder.trainable_variables, encoder_gradients)})
         return [by_id[id(v)] for v in self.trainable_variables]
 
-    # --- training --------------------------------------------------------------------
+    def _update(self, x, weights):
+        gradients, terms, total = self._gradients(x, weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return terms, total
 
-    def _track(self, terms, total) -> dict[str, tf.Tensor]:
-        """Add a minibatch's means (weighted by its example count); return the running means."""
-        for name, value in terms.items():
-            self.trackers[name].update_state(value, sample_weight=total)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    def train_step(self, data):
-        """Runs one optimizer update per minibatch of `data` (see `as_minibatches`), all inside
-        one compiled call: with XLA this saves a host round trip per update."""
-        x, weights = as_minibatches(data)
-
-        def update(i):
-            batch = x[i]
-            if self.dynamic_binarization:
-                batch = tfd.Bernoulli(probs=batch, dtype=batch.dtype).sample(seed=self.next_seed())
-            gradients, terms, total = self._gradients(batch, weights[i])
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-            self._track(terms, total)
-
-        return self._each_minibatch(x, update)
-
-    def test_step(self, data):
-        """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
-        x, weights = as_minibatches(data)
-
-        def evaluate(i):
-            _, terms, total = self._terms(self.draws(x[i]), weights[i])
-            self._track(terms, total)
-
-        return self._each_minibatch(x, evaluate)
-
-    def _each_minibatch(self, x, step) -> dict[str, tf.Tensor]:
-        """`step(i)` for every minibatch i of x [steps, batch, D] in a `tf.while_loop` (one
-        compiled call); returns the trackers' running means."""
-
-        def body(i):
-            step(i)
-            return (i + 1,)
-
-        tf.while_loop(lambda i: i < tf.shape(x)[0], body, (tf.constant(0),))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
-
-    def get_config(self):
-        return {**super().get_config(), **self.config}
+    def _test_terms(self, x, weights):
+        _, terms, total = self._terms(self.draws(x), weights)
+        return terms, total
 
 
 def as_minibatches(data) -> tuple[tf.Tensor, tf.Tensor]:

@@ -47,3 +47,24 @@ def iwae_surrogate(log_weights: tf.Tensor) -> tf.Tensor:
     """sum_k w~_k log w_k with w~ held fixed, per example: equal in value to no bound, but its
     gradient is the IWAE gradient sum_k w~_k grad log w_k (the form DReG builds on)."""
     return tf.reduce_sum(normalized_weights(log_weights) * log_weights, axis=0)
+
+
+def discriminator_loss(t_posterior: tf.Tensor, t_reference: tf.Tensor) -> tf.Tensor:
+    """The logistic loss of a discriminator T(x, z) (logits) telling z ~ q(z|x) (label 1) from
+    z ~ r(z) (label 0): -log sigmoid(T(x, z_q)) - log(1 - sigmoid(T(x, z_r))), in the stable form
+    softplus(-T_q) + softplus(T_r). Its minimiser is T*(x, z) = log q(z|x) - log r(z) (the
+    density-ratio trick; Mescheder et al. 2017, Prop. 1)."""
+    return tf.nn.softplus(-t_posterior) + tf.nn.softplus(t_reference)
+
+
+def discriminator_accuracy(t_posterior: tf.Tensor, t_reference: tf.Tensor) -> tf.Tensor:
+    """The fraction of the pair classified right: (1[T_q > 0] + 1[T_r < 0]) / 2. 1/2 when T cannot
+    tell q from r, 1 when it always can."""
+    return 0.5 * (tf.cast(t_posterior > 0, t_posterior.dtype) + tf.cast(t_reference < 0, t_reference.dtype))
+
+
+def avb_kl(t: tf.Tensor, log_reference: tf.Tensor, log_prior: tf.Tensor) -> tf.Tensor:
+    """log q(z|x) - log p(z) at z ~ q(z|x), estimated with a discriminator T ~ log q - log r:
+    T(x, z) + log r(z|x) - log p(z). Its mean over z ~ q estimates KL(q(z|x) || p(z)); r = p
+    gives plain AVB, r a Gaussian matched to q's moments gives adaptive contrast."""
+    return t + log_reference - log_prior

@@ -20,14 +20,30 @@ from vae_tf.files import atomic_write, staged_directory  # noqa: E402
 def _row(name: str, run: dict) -> dict:
     """One run's figures: test metrics, and training's seconds per epoch and peak memory."""
     test, training = run["test"], run["training"]
+    ais = test.get("ais") or {}
     return {
         "run": name,
         "nll": test["nll"], "nll_stderr": test["nll_stderr"], "nll_estimator": test["estimator"],
+        "ais_nll": ais.get("nll"), "ais_nll_stderr": ais.get("nll_stderr"), "ais_estimator": ais.get("estimator"),
         "elbo": test["elbo"], "iwae_bound": test["iwae_bound"], "iwae_num_samples": test["iwae_num_samples"],
         "active_units": test["active_units"], "latent_dim": test["latent_dim"],
         "seconds_per_epoch": training["seconds_per_epoch_median"], "epochs_run": training["epochs_run"],
         "best_val_bound": training["best_val_bound"], "peak_memory_mb": training["peak_memory_mb"],
+        "val_discriminator_accuracy": training.get("eval", {}).get("discriminator_accuracy"),
     }
+
+
+def describe_objective(params) -> str:
+    """The objective of a run's `Params`, in a few words."""
+    objective = params.objective
+    if objective.name == "avb":
+        contrast = "adaptive contrast" if params.avb.adaptive_contrast else "contrast with p(z)"
+        return f"avb K={objective.num_samples} ({contrast}, {params.avb.discriminator_steps} T step / update)"
+    return f"{objective.name} K={objective.num_samples} ({objective.gradient_estimator})"
+
+
+def _nll(value, stderr) -> str:
+    return "–" if value is None else f"{value:.2f} ± {stderr:.2f}"
 
 
 def _read_latent_csv(path: Path) -> list[float]:
@@ -38,33 +54,61 @@ def _read_latent_csv(path: Path) -> list[float]:
 def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
     """The experiments side by side: a summary (JSON-able, one entry per experiment), a
     Markdown table, and a plot of the KL of each latent dimension (posterior collapse shows as
-    dimensions with KL ~ 0) written to `plots_dir`."""
-    rows = []
-    for name, run in runs.items():
-        objective = run["objective"]
-        rows.append({**_row(name, run), "objective": f"{objective.name} K={objective.num_samples} ({objective.gradient_estimator})"})
+    dimensions with KL ~ 0) and, for adversarially trained runs, of the discriminator's accuracy
+    over training, written to `plots_dir`. Each run is its test metrics, training summary,
+    `params`, `latent_csv` and `curves` (its dvclive plots/metrics folder)."""
+    rows = [{**_row(name, run), "objective": describe_objective(run["params"])} for name, run in runs.items()]
     lines = [
-        "| experiment | objective | test NLL (nats) | ELBO | L_K (K) | active units | s / epoch | epochs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(f"| {r['run']} | {r['objective']} | {r['nll']:.2f} ± {r['nll_stderr']:.2f} | {r['elbo']:.2f} | "
+        "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | L_K (K) | active units | s / epoch | epochs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(f"| {r['run']} | {r['objective']} | {_nll(r['nll'], r['nll_stderr'])} | "
+          f"{_nll(r['ais_nll'], r['ais_nll_stderr'])} | {r['elbo']:.2f} | "
           f"{r['iwae_bound']:.2f} ({r['iwae_num_samples']}) | {r['active_units']} / {r['latent_dim']} | "
           f"{r['seconds_per_epoch']:.3f} | {r['epochs_run']} |" for r in rows),
         "",
-        f"Test NLL: {rows[0]['nll_estimator']}, ± one standard error over test images. ELBO and L_K are "
-        "bounds on log p(x) on the test set (L_K at the K each model was trained with). s / epoch: "
-        "median wall time of a training epoch, validation included.",
+        "Test NLL in nats per example, ± one standard error over test images, by estimator:",
+        "",
+        *(f"- {r['run']}: IS = {r['nll_estimator']}; AIS = {r['ais_estimator'] or 'not run (evaluation.ais is null)'}"
+          for r in rows),
+        "",
+        "ELBO and L_K are bounds on log p(x) on the test set, of the importance-sampling proposal (q(z|x), or the "
+        "Gaussian fitted to an implicit q), L_K at the K each model was trained with. s / epoch: median wall time "
+        "of a training epoch, validation included.",
     ]
+    adversarial = [r for r in rows if r["val_discriminator_accuracy"] is not None]
+    if adversarial:
+        lines += ["", "Discriminator accuracy on validation data, last epoch (1/2: T cannot tell q from its "
+                  "reference; 1: always can): " + ", ".join(f"{r['run']} {r['val_discriminator_accuracy']:.3f}"
+                                                       for r in adversarial) + "."]
     with staged_directory(plots_dir) as staging:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name, run in runs.items():
             kl = _read_latent_csv(run["latent_csv"])
             ax.plot(range(len(kl)), sorted(kl, reverse=True), marker="o", label=name)
         ax.set(xlabel="latent dimension (sorted by KL)", ylabel="KL(q(z_j|x) || p(z_j)), nats",
-               title="KL per latent dimension (test set)")
+               title="KL per latent dimension (test set; implicit q: its Gaussian moments)")
         ax.legend()
         fig.savefig(staging / "kl_per_dimension.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
+        if adversarial:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for r in adversarial:
+                for split, style in (("train", "-"), ("eval", "--")):
+                    steps, values = _read_curve(runs[r["run"]]["curves"] / split / "discriminator_accuracy.tsv")
+                    ax.plot(steps, values, style, label=f"{r['run']} ({'validation' if split == 'eval' else 'training'})")
+            ax.axhline(0.5, color="grey", linewidth=0.8)
+            ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="Discriminator accuracy over training")
+            ax.legend()
+            fig.savefig(staging / "discriminator_accuracy.png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
     return {"experiments": {r["run"]: {k: v for k, v in r.items() if k != "run"} for r in rows}}, "\n".join(lines) + "\n"
+
+
+def _read_curve(path: Path) -> tuple[list[int], list[float]]:
+    """A dvclive curve (step, value) from its .tsv."""
+    with open(path) as f:
+        rows = list(csv.reader(f, delimiter="\t"))[1:]
+    return [int(row[0]) for row in rows], [float(row[-1]) for row in rows]
 
 
 K_STUDY_COLUMNS = ("num_samples", "best_val_bound", "iwae_bound", "elbo", "nll", "nll_stderr", "active_units",

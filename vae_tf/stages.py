@@ -35,7 +35,7 @@ def prepare(params_path: str = "params.yaml") -> None:
 def _load_model(name: str):
     import keras
 
-    import vae_tf.models  # noqa: F401  (registers the serializable classes)
+    import vae_tf.avb  # noqa: F401  (registers the serializable classes)
     from vae_tf.errors import DataError
 
     path = model_path(name)
@@ -60,8 +60,7 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
     data = load_prepared(PREPARED)
     model = _load_model(name)
     start = time.perf_counter()
-    result = evaluate_model(model, data.test, e.num_samples, e.chunk_size, e.batch_size, params.seed,
-                            e.active_unit_threshold, jit_compile=params.training.jit_compile)
+    result = evaluate_model(model, data.test, e, params.seed, jit_compile=params.training.jit_compile)
     metrics = {"run": name, **result["metrics"], "seconds": time.perf_counter() - start}
 
     with staged_directory(Path("plots") / name) as staging:
@@ -87,7 +86,9 @@ def export(name: str, params_path: str = "params.yaml") -> None:
     params = load_params(params_path).experiment(name)
     model = _load_model(name)
     with staged_directory(Path("export") / name) as staging:
-        export_model(model, staging / str(params.export.version), params.export.chunk_size)
+        e = params.evaluation
+        export_model(model, staging / str(params.export.version), params.export.chunk_size, e.proposal_samples,
+                     e.proposal_scale)
 
 
 def _run_summary(name: str) -> dict:
@@ -105,8 +106,9 @@ def report(params_path: str = "params.yaml") -> None:
     from vae_tf.report import comparison
 
     params = load_params(params_path)
-    runs = {name: {**_run_summary(name), "objective": params.experiment(name).objective,
-                   "latent_csv": Path("plots") / name / "latent_dimensions.csv"}
+    runs = {name: {**_run_summary(name), "params": params.experiment(name),
+                   "latent_csv": Path("plots") / name / "latent_dimensions.csv",
+                   "curves": Path("dvclive") / name / "plots" / "metrics"}
             for name in params.experiments}
     summary, table = comparison(runs, Path("reports") / "plots")
     atomic_write(Path("reports") / "summary.md", lambda tmp: tmp.write_text(table))

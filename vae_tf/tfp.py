@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 
 
 class Normal(tfd.Normal):
@@ -26,4 +27,4 @@ class Normal(tfd.Normal):
         return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype, alg="philox") * scale + loc
 
 
-__all__ = ["tfp", "tfd", "Normal"]
+__all__ = ["tfp", "tfd", "tfb", "Normal"]

@@ -22,7 +22,8 @@ from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.files import atomic_write
 from vae_tf.likelihoods import REPRESENTATION
-from vae_tf.models import VAE
+from vae_tf.avb import AVB
+from vae_tf.models import VAE, LatentVariableModel
 
 OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -47,29 +48,29 @@ def check_compatible(params: Params, meta: Meta) -> None:
         )
 
 
-def build_model(params: Params, meta: Meta) -> VAE:
+def build_model(params: Params, meta: Meta) -> LatentVariableModel:
+    """The model params describe (a `VAE`, or an `AVB` for the avb objective), built and compiled."""
     check_compatible(params, meta)
-    model = VAE(
-        data_dim=meta.dimension,
-        latent_dim=params.model.latent_dim,
-        hidden_units=params.model.hidden_units,
-        activation=params.model.activation,
-        likelihood=params.model.likelihood,
-        n_levels=meta.n_levels,
-        posterior=params.model.posterior,
-        prior=params.model.prior,
-        objective=params.objective.name,
-        num_samples=params.objective.num_samples,
-        gradient=params.objective.gradient_estimator,
-        kl_weight=params.training.kl_weight,
-        dynamic_binarization=meta.dynamic_binarization,
-        seed=params.seed,
-    )
+    m, t = params.model, params.training
+    common = dict(data_dim=meta.dimension, latent_dim=m.latent_dim, hidden_units=m.hidden_units,
+                  activation=m.activation, likelihood=m.likelihood, n_levels=meta.n_levels, prior=m.prior,
+                  num_samples=params.objective.num_samples, dynamic_binarization=meta.dynamic_binarization,
+                  seed=params.seed)
+    optimizer = OPTIMIZERS[t.optimizer]
+    if params.objective.name == "avb":
+        a = params.avb
+        model = AVB(**common, noise_dim=m.noise_dim, discriminator_units=a.discriminator_units,
+                    discriminator_steps=a.discriminator_steps, adaptive_contrast=a.adaptive_contrast,
+                    moment_samples=a.moment_samples)
+        model.build((None, meta.dimension))
+        model.compile(optimizer=optimizer(learning_rate=t.learning_rate),
+                      discriminator_optimizer=optimizer(learning_rate=a.discriminator_learning_rate),
+                      jit_compile=t.jit_compile)
+        return model
+    model = VAE(**common, posterior=m.posterior, objective=params.objective.name,
+                gradient=params.objective.gradient_estimator, kl_weight=t.kl_weight)
     model.build((None, meta.dimension))
-    model.compile(
-        optimizer=OPTIMIZERS[params.training.optimizer](learning_rate=params.training.learning_rate),
-        jit_compile=params.training.jit_compile,
-    )
+    model.compile(optimizer=optimizer(learning_rate=t.learning_rate), jit_compile=t.jit_compile)
     return model
 
 
@@ -170,7 +171,7 @@ class EpochTime(keras.callbacks.Callback):
 def _fingerprint(params: Params, meta: Meta) -> dict:
     """What a checkpoint depends on: a checkpoint made under other settings is not resumed."""
     return {"seed": params.seed, "model": params.model.model_dump(mode="json"),
-            "objective": params.objective.model_dump(mode="json"),
+            "objective": params.objective.model_dump(mode="json"), "avb": params.avb.model_dump(mode="json"),
             "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
 
 
