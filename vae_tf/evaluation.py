@@ -83,8 +83,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     """Every test metric of a model on x [N, D] (seeded: the same call gives the same numbers):
 
     - log p(x) by importance sampling with K = `params.num_samples` draws of the model's proposal
-      (q(z|x), or for an implicit q a Gaussian fitted to its draws, widened by `proposal_scale`), and the ELBO of that proposal,
-      E[log p(x, z) - log q(z|x)] estimated from the same draws;
+      r (q(z|x), or for an implicit q a Gaussian fitted to its draws, widened by `proposal_scale`),
+      and the ELBO of that proposal, E_r[log p(x, z) - log r(z|x)], from the same draws;
     - log p(x) by annealed importance sampling (`params.ais`; none if null);
     - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
       it was trained on (for K = 1 a one-sample ELBO estimate);
@@ -118,9 +118,9 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
+    proposal = model.proposal_description(params.proposal_samples, params.proposal_scale)
     metrics = {
-        "estimator": f"importance sampling, {model.proposal_description(params.proposal_samples, params.proposal_scale)} proposal, "
-                     f"K={params.num_samples}",
+        "estimator": f"importance sampling, {proposal} proposal, K={params.num_samples}",
         "num_samples": params.num_samples,
         "num_examples": len(x),
         **summarize(out["log_likelihood"], x.shape[1]),
