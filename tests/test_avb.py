@@ -164,7 +164,8 @@ def test_adaptive_contrast_standardizes_posterior_draws_and_plain_avb_contrasts_
     np.testing.assert_allclose(standard.std(axis=0), 1.0, atol=0.15)
     assert r.batch_shape == [4] and r.event_shape == [3]
     plain_r, identity = small_avb(adaptive_contrast=False)._reference(x)
-    assert identity(z) is z and plain_r.batch_shape == [] and plain_r.event_shape == [3]
+    assert identity(z) is z and plain_r.batch_shape == [4] and plain_r.event_shape == [3]
+    np.testing.assert_allclose(plain_r.log_prob(z), standard_normal(3).log_prob(z), rtol=1e-6)
 
 
 def test_avb_save_and_load_round_trip_keeps_both_optimizers_and_samples(tmp_path, digits):
@@ -180,8 +181,9 @@ def test_avb_save_and_load_round_trip_keeps_both_optimizers_and_samples(tmp_path
     assert float(loaded.optimizer.learning_rate) == pytest.approx(1e-3)
 
 
-def test_discriminator_and_generator_updates_touch_only_their_own_variables(digits):
-    model = small_avb()
+@pytest.mark.parametrize("adaptive_contrast", [True, False])
+def test_discriminator_and_generator_updates_touch_only_their_own_variables(digits, adaptive_contrast):
+    model = small_avb(adaptive_contrast)
     before = {v.path: v.numpy().copy() for v in model.trainable_variables}
     x, weights = tf.constant(digits.train[:64]), tf.ones([64])
     game_terms, _ = model._update(x, weights)

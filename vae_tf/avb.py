@@ -128,9 +128,10 @@ class AVB(LatentVariableModel):
     # --- the game --------------------------------------------------------------------
 
     def _reference(self, x):
-        """r(z|x) and the map s with s(z) ~ N(0, I) for z ~ r (see the class docstring)."""
+        """r(z|x), batch shape [batch], and the map s with s(z) ~ N(0, I) for z ~ r (see the class
+        docstring)."""
         if not self.adaptive_contrast:
-            return self.prior(), lambda z: z
+            return tfd.BatchBroadcast(self.prior(), tf.shape(x)[:1]), lambda z: z
         m, s = sample_moments(tf.stop_gradient(self.sample_posterior(x, self.moment_samples, self.next_seed())))
         return tfd.Independent(Normal(m, s), 1), lambda z: (z - m) / s
 
