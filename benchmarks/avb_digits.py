@@ -47,12 +47,12 @@ def one_run(variant: str, seed: int, params_path: str) -> dict:
         history = train(run, data, Path(folder) / "model.keras", Path(folder) / "live", Path(folder) / "backup").history
         model = keras.models.load_model(Path(folder) / "model.keras")
     metrics = evaluate_model(model, data.test, run.evaluation, seed)["metrics"]
-    accuracy = history.get("val_discriminator_accuracy", [float("nan")])
+    accuracy = history.get("val_discriminator_accuracy")  # None for the VAE: no discriminator
     return {
         "variant": variant, "seed": seed, "epochs": len(history["loss"]),
         "nll_is": metrics["nll"], "nll_ais": metrics["ais"]["nll"], "ais_stderr": metrics["ais"]["nll_stderr"],
         "seconds_per_epoch": float(np.median(history["epoch_seconds"][1:])),  # the first includes XLA compilation
-        "accuracy_min": min(accuracy), "accuracy_max": max(accuracy), "accuracy_last": accuracy[-1],
+        "accuracy": [min(accuracy), max(accuracy), accuracy[-1]] if accuracy else None,
     }
 
 
@@ -75,9 +75,9 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--one", variant, str(seed), "--params", args.params],
                                  capture_output=True, text=True, check=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
+            accuracy = "{:.2f}-{:.2f} ({:.2f})".format(*r["accuracy"]) if r["accuracy"] else "-"
             print(f"{variant:<40} {seed:>4} {r['nll_is']:7.2f} {r['nll_ais']:7.2f} ± {r['ais_stderr']:.2f} "
-                  f"{r['epochs']:>6} {r['seconds_per_epoch']:8.3f} "
-                  f"{r['accuracy_min']:10.2f}-{r['accuracy_max']:.2f} ({r['accuracy_last']:.2f})", flush=True)
+                  f"{r['epochs']:>6} {r['seconds_per_epoch']:8.3f} {accuracy:>28}", flush=True)
 
 
 if __name__ == "__main__":
