@@ -1,6 +1,6 @@
 """Benchmark: AVB variants on digits, at the default budget (early stopping), against the VAE.
 
-Each variant is a JSON object of overrides of the `avb` experiment's `avb` section (`{}` is the
+Each variant is a JSON object of overrides of the `avb` experiment's objective (`{}` is the
 experiment as in params.yaml; `vae` runs the `vae` experiment instead). Each run trains in its
 own process, then estimates the test NLL by importance sampling (the model's proposal) and by
 AIS, as the evaluate stage does. Prints figures, among them the discriminator's validation
@@ -39,7 +39,7 @@ def one_run(variant: str, seed: int, params_path: str) -> dict:
         run = params.experiment("vae")
     else:
         run = params.experiment("avb")
-        run = run.model_copy(update={"avb": run.avb.model_copy(update=json.loads(variant))})
+        run = run.model_copy(update={"objective": run.objective.model_copy(update=json.loads(variant))})
     run = run.model_copy(update={"seed": seed})
     data = prepare(run.data, seed)
     with tempfile.TemporaryDirectory() as folder:

@@ -7,16 +7,46 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from vae_tf.config import Params  # noqa: E402
-from vae_tf.data import DataParams, prepare  # noqa: E402
+from vae_tf.data import DataParams, Meta, prepare  # noqa: E402
 from vae_tf.tfp import tfd  # noqa: E402
 
+import tests.example_parts  # noqa: E402, F401  (registers the example kinds before the contract tests are collected)
+
 TINY = {
-    "model": {"latent_dim": 2, "hidden_units": [16], "noise_dim": 2},
-    "avb": {"discriminator_units": [16], "moment_samples": 8},
+    "model": {"latent_dim": 2, "hidden_units": [16]},
     "training": {"epochs": 3, "checkpoint_every_epochs": 1},
     "evaluation": {"num_samples": 20, "chunk_size": 8, "proposal_samples": 20,
                    "ais": {"num_chains": 2, "num_steps": 10, "leapfrog_steps": 1, "step_size": 0.1}},
 }
+
+
+# The tiny AVB: an implicit posterior and the avb objective, on top of TINY.
+TINY_AVB = {"model": {"latent_dim": 2, "hidden_units": [16], "posterior": {"kind": "implicit", "noise_dim": 2,
+                                                                          "moment_samples": 8}},
+            "objective": {"kind": "avb", "discriminator_units": [16]}}
+
+
+def meta_for(dimension: int, representation: str = "continuous", n_levels=None) -> Meta:
+    """The description of prepared data of `dimension` pixels, for models built outside a pipeline."""
+    preprocessing = {"levels": "levels", "binary": "binarize", "continuous": "scale"}[representation]
+    return Meta(source="test", preprocessing=preprocessing, representation=representation, n_levels=n_levels,
+                image_shape=(dimension,), dimension=dimension, dynamic_binarization=False, sizes={})
+
+
+def model_of(params: dict, meta: Meta):
+    """The model `params` (merged onto the defaults) describe, built and compiled for `meta`."""
+    import keras
+
+    from vae_tf.models import build_model
+
+    validated = Params.model_validate(params)
+    keras.utils.set_random_seed(validated.seed)  # the same initial weights in every call
+    return build_model(validated, meta)
+
+
+def reseed(model, value: int) -> None:
+    """Put the model's seed generator in a known state: its next draws repeat."""
+    model.seed_generator.state.assign(np.array([value, 0], dtype=model.seed_generator.state.dtype))
 
 
 @pytest.fixture(scope="session")

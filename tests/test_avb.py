@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf import objectives
+from vae_tf.objectives import bounds
 from vae_tf.ais import ais_log_likelihood, sigmoid_schedule
-from vae_tf.avb import AVB, Discriminator
 from vae_tf.config import Params
 from vae_tf.evaluation import importance_sampling
+from vae_tf.objectives import Discriminator
 from vae_tf.posteriors import fitted_gaussian, sample_moments
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
 
-from tests.conftest import TINY, LinearGaussian
+from tests.conftest import TINY, LinearGaussian, model_of
 
 
 def test_discriminator_learns_the_log_density_ratio_of_two_known_gaussians():
@@ -38,7 +38,7 @@ def test_discriminator_learns_the_log_density_ratio_of_two_known_gaussians():
         seeds = tf.random.experimental.stateless_split(seed, 2)
         z_q, z_p = q.sample(1024, seed=seeds[0]), p.sample(1024, seed=seeds[1])
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(objectives.discriminator_loss(discriminator(no_x, z_q), discriminator(no_x, z_p)))
+            loss = tf.reduce_mean(bounds.discriminator_loss(discriminator(no_x, z_q), discriminator(no_x, z_p)))
         gradients = tape.gradient(loss, discriminator.trainable_variables)
         optimizer.apply_gradients(zip(gradients, discriminator.trainable_variables))
 
@@ -84,8 +84,10 @@ def test_ais_and_importance_sampling_agree_on_a_trained_gaussian_vae(trained, di
 
     @tf.function(jit_compile=True)
     def both(x):
-        ais = ais_log_likelihood(x, model.likelihood, model.prior(), 16, 1000, 1, 0.1, tf.constant([3, 4]))
-        is_ = importance_sampling(x, model.posterior, model.likelihood, model.prior(), 50000, 1000, tf.constant([5, 6]))
+        prior, likelihood = model.prior_distribution(), model.likelihood.distribution
+        ais = ais_log_likelihood(x, likelihood, prior, 16, 1000, 1, 0.1, tf.constant([3, 4]))
+        is_ = importance_sampling(x, lambda x: model.proposal(x, None, 0, 1.0), likelihood, prior, 50000, 1000,
+                                  tf.constant([5, 6]))
         return ais["log_likelihood"], is_["log_likelihood"]
 
     ais, is_ = (value.numpy() for value in both(x))
@@ -125,76 +127,91 @@ def test_importance_sampling_with_a_gaussian_fitted_to_exact_posterior_draws_is_
     assert np.all(estimate["elbo"].numpy() <= estimate["log_likelihood"].numpy() + 1e-4)
 
 
-def small_avb(adaptive_contrast=True):
-    keras.utils.set_random_seed(0)
-    model = AVB(data_dim=64, latent_dim=3, hidden_units=[16], likelihood="categorical", n_levels=17, noise_dim=4,
-                discriminator_units=[16], adaptive_contrast=adaptive_contrast, moment_samples=200)
-    model.build((None, 64))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), discriminator_optimizer=keras.optimizers.Adam(3e-3))
-    return model
+def small_avb(digits, adaptive_contrast=True):
+    params = {"model": {"latent_dim": 3, "hidden_units": [16], "posterior": {"kind": "implicit", "noise_dim": 4,
+                                                                            "moment_samples": 200}},
+              "objective": {"kind": "avb", "discriminator_units": [16], "adaptive_contrast": adaptive_contrast,
+                            "discriminator_learning_rate": 3e-3},
+              "training": {"optimizer": "adam", "learning_rate": 1e-3}}
+    return model_of(params, digits.meta)
 
 
-def test_implicit_encoder_feeds_noise_into_every_layer_and_is_seeded(digits):
-    model = small_avb()
-    encoder = model.encoder
+def test_implicit_posterior_feeds_noise_into_every_layer_and_is_seeded(digits):
+    posterior = small_avb(digits).posterior
     widths = [64, 16]
-    assert [layer.kernel.shape[0] for layer in [*encoder.hidden, encoder.output_layer]] == [w + 4 for w in widths]
-    x = tf.constant(digits.test[:5])
-    z = model.sample_posterior(x, 7, tf.constant([1, 2]))
+    assert [layer.kernel.shape[0] for layer in [*posterior.hidden, posterior.output_layer]] == [w + 4 for w in widths]
+    h = tf.constant(digits.test[:5] / 16)
+    z = posterior.sample(h, 7, tf.constant([1, 2]))
     assert z.shape == (7, 5, 3) and np.all(np.std(z.numpy(), axis=0) > 0)  # the noise matters
-    np.testing.assert_array_equal(z, model.sample_posterior(x, 7, tf.constant([1, 2])))
+    np.testing.assert_array_equal(z, posterior.sample(h, 7, tf.constant([1, 2])))
+    assert posterior.draw(h, 7, tf.constant([1, 2])).log_q is None  # no density
     # the noise reaches the first layer: with the later layers' noise weights zeroed, z still varies
-    for layer in [*encoder.hidden[1:], encoder.output_layer]:
+    for layer in [*posterior.hidden[1:], posterior.output_layer]:
         kernel = layer.kernel.numpy()
         kernel[-4:] = 0.0
         layer.kernel.assign(kernel)
-    assert np.all(np.std(model.sample_posterior(x, 7, tf.constant([1, 2])).numpy(), axis=0) > 0)
+    assert np.all(np.std(posterior.sample(h, 7, tf.constant([1, 2])).numpy(), axis=0) > 0)
 
 
 def test_adaptive_contrast_standardizes_posterior_draws_and_plain_avb_contrasts_with_the_prior(digits):
     """With r(z|x) the Gaussian of q's moments (from 200 draws) and s(z) = (z - m) / s, fresh draws
     of q map to zero mean and unit variance, up to the error of those moments (a mean's standard
     error is 1/sqrt(200) = 0.07); without, r = p(z) and s is the identity."""
-    x = tf.constant(digits.test[:4])
-    model = small_avb(adaptive_contrast=True)
-    r, standardize = model._reference(x)
-    z = model.sample_posterior(x, 4000, tf.constant([5, 5]))
-    standard = standardize(z).numpy()
+    model = small_avb(digits, adaptive_contrast=True)
+    h = model.likelihood.network_input(tf.constant(digits.test[:4]))
+    reference = model.objective.reference(model, h)
+    z = model.posterior.sample(h, 4000, tf.constant([5, 5]))
+    standard = reference.standardize(z).numpy()
     np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=0.25)
     np.testing.assert_allclose(standard.std(axis=0), 1.0, atol=0.15)
-    assert r.batch_shape == [4] and r.event_shape == [3]
-    plain_r, identity = small_avb(adaptive_contrast=False)._reference(x)
-    assert identity(z) is z and plain_r.batch_shape == [4] and plain_r.event_shape == [3]
-    np.testing.assert_allclose(plain_r.log_prob(z), standard_normal(3).log_prob(z), rtol=1e-6)
+    assert reference.distribution.batch_shape == [4] and reference.distribution.event_shape == [3]
+    r_draws = reference.sample(4000, tf.constant([6, 6])).numpy()  # r's sampler draws r
+    np.testing.assert_allclose(np.std(reference.standardize(r_draws), axis=0), 1.0, atol=0.05)
+    plain_model = small_avb(digits, adaptive_contrast=False)
+    plain = plain_model.objective.reference(plain_model, h)
+    assert plain.standardize(z) is z and plain.distribution.batch_shape == [4]
+    np.testing.assert_allclose(plain.distribution.log_prob(z), standard_normal(3).log_prob(z), rtol=1e-6)
+    np.testing.assert_allclose(plain.sample(4000, tf.constant([7, 7])).numpy().std(axis=(0, 1)), 1.0, atol=0.03)
 
 
 def test_avb_save_and_load_round_trip_keeps_both_optimizers_and_samples(tmp_path, digits):
-    model = small_avb()
+    model = small_avb(digits)
     model.fit(digits.train[:128], batch_size=64, epochs=1, verbose=0)
     model.save(tmp_path / "avb.keras")
     loaded = keras.models.load_model(tmp_path / "avb.keras")
     x = tf.constant(digits.test[:6])
     np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5)
-    np.testing.assert_allclose(loaded.sample_posterior(x, 3, tf.constant([1, 1])),
-                               model.sample_posterior(x, 3, tf.constant([1, 1])), rtol=1e-5)
-    assert float(loaded.discriminator_optimizer.learning_rate) == pytest.approx(3e-3)
+    h = model.likelihood.network_input(x)
+    np.testing.assert_allclose(loaded.posterior.sample(h, 3, tf.constant([1, 1])),
+                               model.posterior.sample(h, 3, tf.constant([1, 1])), rtol=1e-5)
+    assert float(loaded.adversary_optimizer.learning_rate) == pytest.approx(3e-3)
     assert float(loaded.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.adversary_optimizer.variables,
+                                                    model.adversary_optimizer.variables))
 
 
 @pytest.mark.parametrize("adaptive_contrast", [True, False])
-def test_discriminator_and_generator_updates_touch_only_their_own_variables(digits, adaptive_contrast):
-    model = small_avb(adaptive_contrast)
-    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-    x, weights = tf.constant(digits.train[:64]), tf.ones([64])
-    game_terms, _ = model._update(x, weights)
-    changed = {path for path, value in before.items()
-               if not np.array_equal(value, next(v for v in model.trainable_variables if v.path == path).numpy())}
-    assert changed == set(before)  # one update moves T (its step) and encoder + decoder (theirs)
-    assert {"discriminator_loss", "discriminator_accuracy", "loss", "bound", "kl"} <= set(game_terms)
+def test_each_step_of_the_game_moves_only_its_own_players_variables(digits, adaptive_contrast):
+    """The discriminator step moves every adversary variable and nothing else; the model step
+    moves every inference and generative variable and no adversary one, though its loss depends
+    on T (T's gradient is there, only the variable lists keep it fixed)."""
+    model = small_avb(digits, adaptive_contrast)
+    objective, x, weights = model.objective, tf.constant(digits.train[:64]), tf.ones([64])
+
+    def changed_by(step):
+        before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+        step()
+        return {v.path for v in model.trainable_variables if not np.array_equal(before[v.path], v.numpy())}
+
+    paths = {role: {v.path for v in model.variables_by_role(role)} for role in ("inference", "generative", "adversary")}
+    assert all(paths.values())
+    reference = objective.reference(model, model.likelihood.network_input(x))
+    assert changed_by(lambda: objective.discriminator_step(model, x, weights, reference)) == paths["adversary"]
+    assert changed_by(lambda: objective.model_step(model, x, weights, reference)) == paths["inference"] | paths["generative"]
     with tf.GradientTape() as tape:
-        loss, _, _ = model._terms(x, weights, model._reference(x))
-    gradients = tape.gradient(loss, model.discriminator.trainable_variables)
-    assert all(g is not None for g in gradients)  # T is in the loss, so only the variable list keeps it fixed
+        loss, terms, _ = objective.model_terms(model, x, weights, reference)
+    assert all(g is not None for g in tape.gradient(loss, model.variables_by_role("adversary")))
+    assert {"loss", "bound", "kl", "reconstruction"} <= set(terms)
 
 
 @pytest.mark.slow
@@ -204,8 +221,9 @@ def test_short_avb_run_on_digits_stays_finite_and_balanced(tmp_path, digits):
     from vae_tf.training import train
 
     params = Params.model_validate({
-        **TINY, "model": {"latent_dim": 4, "hidden_units": [64], "noise_dim": 4, "posterior": "implicit"},
-        "objective": {"name": "avb"}, "avb": {"discriminator_units": [64], "moment_samples": 16},
+        **TINY, "model": {"latent_dim": 4, "hidden_units": [64],
+                          "posterior": {"kind": "implicit", "noise_dim": 4, "moment_samples": 16}},
+        "objective": {"kind": "avb", "discriminator_units": [64]},
         "training": {"epochs": 30, "early_stopping_patience": 30},
     })
     cwd = os.getcwd()

@@ -16,7 +16,7 @@ def test_repository_params_are_valid_and_match_the_reference_vae(request):
     params = load_params(request.config.rootpath / REPO_PARAMS)
     vae = params.experiment("vae")
     assert vae.model.hidden_units == (256, 256) and vae.model.latent_dim == 16
-    assert vae.model.likelihood == "categorical" and vae.training.optimizer == "adamax"
+    assert vae.model.likelihood.kind == "categorical" and vae.training.optimizer == "adamax"
     assert vae.training.batch_size == 64 and vae.training.early_stopping_patience == 20
     assert vae.evaluation.num_samples == 5000
 
@@ -35,7 +35,8 @@ def test_experiment_overrides_are_deep_merged(tmp_path):
         ("training: {epochs: many}", ["training.epochs", "valid integer", "many"]),
         ("training: {epochs: 0}", ["training.epochs", "greater than or equal to 1"]),
         ("training: {learning_rate: 1e-3}", ["training.learning_rate", "0.001"]),
-        ("model: {likelihood: poisson}", ["model.likelihood", "'categorical', 'bernoulli' or 'gaussian'", "poisson"]),
+        ("model: {likelihood: poisson}", ["model.likelihood: kind: unknown kind 'poisson'",
+                                          "['bernoulli', 'categorical', 'gaussian']"]),
         ("model: {hidden_units: [64, 0]}", ["model.hidden_units", "at least 1 unit"]),
         ("data: {source: 'mnist'}", ["data.source", "tfds:<name>"]),
         ("experiments: {vae: {training: {batch_size: -1}}}", ["experiments.vae", "training.batch_size"]),
@@ -65,8 +66,9 @@ def test_unknown_experiment(tmp_path):
 def test_repository_params_define_the_iwae_and_the_k_study(request):
     params = load_params(request.config.rootpath / REPO_PARAMS)
     iwae = params.experiment("iwae")
-    assert (iwae.objective.name, iwae.objective.num_samples, iwae.objective.gradient_estimator) == ("iwae", 50, "dreg")
-    assert params.experiment("vae").objective.gradient_estimator == "reparameterized"
+    assert (iwae.objective.kind, iwae.objective.num_samples, iwae.objective.gradient) == ("iwae", 50, "dreg")
+    assert iwae.objective.describe() == "iwae K=50 (dreg)"
+    assert params.experiment("vae").objective.describe() == "elbo K=1 (reparameterized)"
     assert params.k_study.experiment == "iwae" and params.k_study.num_samples == (1, 5, 10, 50)
     run = params.run("k_study/k5")
     assert run.objective.num_samples == 5 and run.model_copy(update={"objective": iwae.objective}) == iwae
@@ -75,37 +77,62 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("objective: {name: elbo, gradient: dreg}", "objective: gradient 'dreg' applies to the iwae objective"),
-        ("objective: {name: iwea}", "objective.name: Input should be 'elbo', 'iwae' or 'avb'"),
-        ("objective: {num_samples: 0}", "objective.num_samples: Input should be greater than or equal to 1"),
+        ("objective: {kind: elbo, gradient: dreg}", "objective: gradient: unknown key; allowed keys here: "
+                                                     "['kind', 'num_samples', 'kl_weight', 'kl_warmup_epochs']"),
+        ("objective: {kind: iwea}", "objective: kind: unknown kind 'iwea'; registered kinds: ['avb', 'elbo', 'iwae']"),
+        ("objective: {num_samples: 0}", "objective: num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
         ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),
-        ("experiments: {vae: {objective: {name: iwae, gradient: stl}}}", "experiments.vae: objective.gradient"),
-        ("experiments: {vae: {objective: {name: iwae}, training: {kl_warmup_epochs: 5}}}",
-         "training.kl_weight / kl_warmup_epochs: apply to the elbo objective only"),
-        ("model: {posterior: implicit}", "model.posterior / objective.name: an implicit posterior has no density"),
-        ("experiments: {a: {objective: {name: avb}}}", "experiments.a: model.posterior / objective.name: .* got posterior "
-                                                       "'gaussian' with objective 'avb'"),
-        ("model: {posterior: implicit}\nobjective: {name: avb, gradient: dreg}", "objective.gradient: applies to elbo / iwae"),
-        ("avb: {discriminator_units: [8, 0]}", "avb.discriminator_units: every layer needs at least 1 unit"),
-        ("avb: {moment_samples: 1}", "avb.moment_samples: Input should be greater than or equal to 2"),
-        ("avb: {discriminator_steps: 0}", "avb.discriminator_steps: Input should be greater than or equal to 1"),
+        ("experiments: {vae: {objective: {kind: iwae, gradient: stl}}}", "experiments.vae: objective: gradient: Input "
+                                                                          "should be 'reparameterized' or 'dreg'"),
+        ("experiments: {vae: {objective: {kind: iwae, kl_warmup_epochs: 5}}}",
+         "experiments.vae: objective: kl_warmup_epochs: unknown key; allowed keys here: ['kind', 'num_samples', "
+         "'gradient']"),
+        ("model: {posterior: {kind: gaussian, noise_dim: 3}}", "model.posterior: noise_dim: unknown key"),
+        ("model: {posterior: [implicit]}", "model.posterior: expected a kind's name or {kind: <name>, ...}"),
+        ("objective: {kind: avb, discriminator_units: [8, 0]}", "objective: discriminator_units: every layer needs at "
+                                                                 "least 1 unit"),
+        ("model: {posterior: {kind: implicit, moment_samples: 1}}", "model.posterior: moment_samples: Input should be "
+                                                                     "greater than or equal to 2"),
+        ("objective: {kind: avb, discriminator_steps: 0}", "objective: discriminator_steps: Input should be greater"),
         ("evaluation: {ais: {num_chains: 0}}", "evaluation.ais.num_chains: Input should be greater than or equal to 1"),
         ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
-                                              "\\['num_chains', 'num_steps', 'leapfrog_steps', 'step_size'\\]"),
+                                              "['num_chains', 'num_steps', 'leapfrog_steps', 'step_size']"),
+        # the spellings before parts were keyed by kind name the new one
+        ("avb: {discriminator_steps: 2}", "avb: the avb section moved into the parts: objective: {kind: avb"),
+        ("objective: {name: iwae}", "objective: name: renamed: objective: {kind: elbo | iwae | avb, ...}"),
+        ("model: {noise_dim: 4}", "model.noise_dim: moved: model.posterior: {kind: implicit, noise_dim: ...}"),
+        ("training: {kl_weight: 0.5}", "training.kl_weight: moved: objective: {kind: elbo, kl_weight: ...}"),
+        ("experiments: {a: {training: {kl_warmup_epochs: 3}}}",
+         "experiments.a: training.kl_warmup_epochs: moved: objective: {kind: elbo, kl_warmup_epochs: ...}"),
     ],
 )
-def test_bad_objective_or_k_study_names_the_key(tmp_path, text, message):
-    with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+def test_bad_part_params_name_the_key_and_old_spellings_the_new_one(tmp_path, text, message):
+    with pytest.raises(ParamsError) as err:
         load_params(write(tmp_path, text + "\n"))
+    assert message in str(err.value)
+
+
+def test_an_experiment_that_changes_a_kind_starts_from_that_kinds_defaults(tmp_path):
+    params = load_params(write(tmp_path, "objective: {kind: elbo, kl_weight: 0.5, num_samples: 3}\n"
+                                         "model: {posterior: {kind: implicit, noise_dim: 4}}\n"
+                                         "experiments:\n  a: {objective: {kind: iwae}, model: {posterior: implicit}}\n"
+                                         "  b: {objective: {num_samples: 7}}\n  c: {model: {posterior: gaussian}}\n"))
+    a = params.experiment("a")
+    assert a.objective.model_dump() == {"kind": "iwae", "num_samples": 1, "gradient": "dreg"}  # nothing of elbo's
+    assert a.model.posterior.noise_dim == 4  # the same kind, by name: the base's fields stay
+    b = params.experiment("b").objective
+    assert (b.kind, b.kl_weight, b.num_samples) == ("elbo", 0.5, 7)  # the same kind: merged
+    assert params.experiment("c").model.posterior.model_dump() == {"kind": "gaussian"}
 
 
 def test_repository_params_define_avb_with_ais_for_every_experiment(request):
     params = load_params(request.config.rootpath / REPO_PARAMS)
     avb = params.experiment("avb")
-    assert (avb.model.posterior, avb.objective.name, avb.avb.adaptive_contrast) == ("implicit", "avb", True)
+    assert (avb.model.posterior.kind, avb.objective.kind, avb.objective.adaptive_contrast) == ("implicit", "avb", True)
+    assert avb.objective.describe() == "avb K=1 (adaptive contrast, 1 T step / update)"
     assert all(params.experiment(name).evaluation.ais is not None for name in params.experiments)
-    assert params.experiment("vae").model.posterior == "gaussian"
+    assert params.experiment("vae").model.posterior.kind == "gaussian"
 
 
 def test_ais_can_be_turned_off(tmp_path):

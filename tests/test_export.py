@@ -6,6 +6,8 @@ from vae_tf.config import EvaluationParams
 from vae_tf.evaluation import evaluate_model
 from vae_tf.export import export_model
 
+from tests.conftest import TINY_AVB, model_of
+
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
@@ -20,7 +22,7 @@ def test_every_signature_reloads_and_agrees_with_the_model(exported, digits):
     assert set(loaded.signatures) == {"encode", "decode", "sample", "reconstruct", "log_likelihood", "serving_default"}
     x = tf.constant(digits.test[:5])
     encoded = loaded.signatures["encode"](x=x)
-    q = model.posterior(x)
+    q = model.posterior.distribution(model.likelihood.network_input(x))
     np.testing.assert_allclose(encoded["mean"], q.mean(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(encoded["scale"], q.stddev(), rtol=1e-5, atol=1e-6)
     decoded = loaded.signatures["decode"](z=encoded["mean"])
@@ -59,15 +61,10 @@ def test_exported_signatures_reject_data_the_likelihood_is_not_a_density_for(exp
 @pytest.fixture(scope="module")
 def exported_avb(digits, tmp_path_factory):
     """A tiny AVB, trained for two epochs, and its reloaded SavedModel."""
-    import keras
-
-    from vae_tf.avb import AVB
-
-    keras.utils.set_random_seed(0)
-    model = AVB(data_dim=64, latent_dim=2, hidden_units=[16], n_levels=17, noise_dim=2, discriminator_units=[16],
-                moment_samples=50)
-    model.build((None, 64))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    params = {**TINY_AVB, "model": {**TINY_AVB["model"], "posterior": {"kind": "implicit", "noise_dim": 2,
+                                                                      "moment_samples": 50}},
+              "training": {"optimizer": "adam"}}
+    model = model_of(params, digits.meta)
     model.fit(digits.train, batch_size=64, epochs=2, verbose=0)
     path = tmp_path_factory.mktemp("export") / "1"
     export_model(model, path, chunk_size=64, proposal_samples=100, proposal_scale=1.5)

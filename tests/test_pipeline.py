@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY
+from tests.conftest import TINY, TINY_AVB
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # Tiny params, the three experiments (IWAE with K = 3; AVB) and a two-point K study.
-PIPELINE = {**TINY, "experiments": {"iwae": {"objective": {"name": "iwae", "num_samples": 3}}},
+PIPELINE = {**TINY, "experiments": {"vae": {}, "iwae": {"objective": {"kind": "iwae", "num_samples": 3}}, "avb": TINY_AVB},
             "k_study": {"num_samples": [1, 2]}}
 EXPERIMENTS = ("vae", "iwae", "avb")
 RUNS = [*EXPERIMENTS, "k_study/k1", "k_study/k2"]
@@ -76,7 +76,7 @@ def pipeline(tmp_path_factory):
 
 def test_repro_produces_every_declared_output(pipeline):
     repo, first = pipeline
-    stages = ["prepare", "report", "k_study"] + [f"{stage}@{exp}" for exp in EXPERIMENTS
+    stages = ["prepare", "resolve", "report", "k_study"] + [f"{stage}@{exp}" for exp in EXPERIMENTS
                                                  for stage in ("train", "evaluate", "export")]
     stages += [f"{stage}@{k}" for k in (1, 2) for stage in ("train_k", "evaluate_k")]
     assert sorted(ran_stages(first)) == sorted(stages)
@@ -130,7 +130,7 @@ def test_second_repro_runs_nothing_and_evaluation_params_rerun_only_evaluation(p
     params["evaluation"]["num_samples"] = 30
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     evaluations = [*(f"evaluate@{name}" for name in EXPERIMENTS), "evaluate_k@1", "evaluate_k@2"]
-    assert sorted(ran_stages(repro(repo))) == sorted([*evaluations, "report", "k_study"])
+    assert sorted(ran_stages(repro(repo))) == sorted(["resolve", *evaluations, "report", "k_study"])
     assert json.loads((repo / "metrics/vae.json").read_text())["num_samples"] == 30
 
 
@@ -158,7 +158,18 @@ def test_changing_one_experiment_reruns_only_its_stages_and_the_report(pipeline)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["experiments"]["vae"] = {"training": {"learning_rate": 0.002}}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    assert sorted(ran_stages(repro(repo))) == ["evaluate@vae", "export@vae", "report", "train@vae"]
+    assert sorted(ran_stages(repro(repo))) == ["evaluate@vae", "export@vae", "report", "resolve", "train@vae"]
+
+
+def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipeline):
+    """iwae and avb set their own objective kind, so the base objective (elbo's) is not theirs;
+    the K study's runs are iwae's. Only vae (and the report) rerun."""
+    repo, _ = pipeline
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["objective"]["kl_weight"] = 0.75
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert sorted(ran_stages(repro(repo))) == ["evaluate@vae", "export@vae", "report", "resolve", "train@vae"]
+    assert json.loads((repo / "resolved/vae/train.json").read_text())["objective"]["kl_weight"] == 0.75
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import pytest
 from vae_tf.config import Params
 from vae_tf.data import Prepared
 from vae_tf.errors import ParamsError, TrainingError
-from vae_tf.training import KLWarmup, build_model, check_compatible, train
+from vae_tf.models import build_model
+from vae_tf.training import train
 from tests.conftest import TINY
 
 
@@ -38,18 +39,27 @@ def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digit
 def test_likelihood_must_fit_the_data_representation(digits):
     params = Params.model_validate({"model": {"likelihood": "bernoulli"}})
     with pytest.raises(ParamsError, match="model.likelihood.*binarize or dynamic_binarize"):
-        check_compatible(params, digits.meta)
+        build_model(params, digits.meta)
+
+
+def test_an_objective_that_needs_a_density_refuses_a_posterior_without_one(digits):
+    params = Params.model_validate({"model": {"posterior": "implicit"}, "objective": {"kind": "iwae"}})
+    with pytest.raises(ParamsError, match=r"model.posterior / objective.kind: the 'implicit' posterior has no density, "
+                                          r"which objective 'iwae' needs .*\['avb'\]"):
+        build_model(params, digits.meta)
 
 
 def test_kl_warmup_ramps_beta_linearly(digits):
-    model = build_model(Params.model_validate(TINY), digits.meta)
-    warmup = KLWarmup(kl_weight=0.8, warmup_epochs=4)
-    warmup.set_model(model)
+    params = Params.model_validate({**TINY, "objective": {"kind": "elbo", "kl_weight": 0.8, "kl_warmup_epochs": 4}})
+    model = build_model(params, digits.meta)
+    (warmup,) = model.objective.callbacks()
+    assert model.objective.warmup_epochs == 4
     betas = []
     for epoch in range(6):
         warmup.on_epoch_begin(epoch)
-        betas.append(float(model.kl_weight.numpy()))
+        betas.append(float(model.objective.kl_weight.numpy()))
     np.testing.assert_allclose(betas, [0.2, 0.4, 0.6, 0.8, 0.8, 0.8], rtol=1e-6)
+    assert build_model(Params.model_validate(TINY), digits.meta).objective.callbacks() == []
 
 
 class Interrupt(keras.callbacks.Callback):

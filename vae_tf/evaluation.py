@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from vae_tf.ais import ais_log_likelihood
 from vae_tf.config import EvaluationParams
-from vae_tf.objectives import log_importance_weights
+from vae_tf.objectives.bounds import log_importance_weights
 from vae_tf.tfp import Normal, tfd
 
 PosteriorFn = Callable[[tf.Tensor], tfd.Distribution]  # x -> q(z|x)
@@ -55,6 +55,19 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
     return {"log_likelihood": log_sum_w - tf.math.log(k), "reconstruction": sum_log_px / k, "elbo": sum_log_w / k}
 
 
+def model_log_likelihood(model, x, num_samples, chunk_size: int, proposal_samples: int, proposal_scale: float,
+                         seed) -> tf.Tensor:
+    """log p(x) [batch] by `importance_sampling` with the model's proposal (its posterior, or a
+    Gaussian fitted to `proposal_samples` draws of it, widened by `proposal_scale`) and prior;
+    seed: a stateless seed [2], split between the proposal and the draws. The exported
+    `log_likelihood` signature."""
+    proposal_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    proposal = model.proposal(x, proposal_seed, proposal_samples, proposal_scale)
+    estimates = importance_sampling(x, lambda _: proposal, model.likelihood.distribution, model.prior_distribution(),
+                                    num_samples, chunk_size, draw_seed)
+    return estimates["log_likelihood"]
+
+
 def summarize(log_likelihood: np.ndarray, dimension: int) -> dict[str, float]:
     """NLL in nats per example with its standard error over examples, and bits per dimension."""
     nll = -float(np.mean(log_likelihood))
@@ -93,18 +106,18 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed):
-        prior = model.prior()
+        prior = model.prior_distribution()
         seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
         proposal = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
-        estimates = importance_sampling(xb, lambda _: proposal, model.likelihood, prior, params.num_samples,
+        likelihood = model.likelihood.distribution
+        estimates = importance_sampling(xb, lambda _: proposal, likelihood, prior, params.num_samples,
                                         params.chunk_size, seeds[1])
-        bound = importance_sampling(xb, lambda _: proposal, model.likelihood, prior, bound_k, params.chunk_size,
-                                    seeds[2])
+        bound = importance_sampling(xb, lambda _: proposal, likelihood, prior, bound_k, params.chunk_size, seeds[2])
         mean, scale = model.posterior_moments(xb, seeds[3])
         out = {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dimension(mean, scale, prior),
                "posterior_mean": mean}
         if ais is not None:
-            annealed = ais_log_likelihood(xb, model.likelihood, prior, ais.num_chains, ais.num_steps,
+            annealed = ais_log_likelihood(xb, likelihood, prior, ais.num_chains, ais.num_steps,
                                           ais.leapfrog_steps, ais.step_size, seeds[4])
             out.update(ais_log_likelihood=annealed["log_likelihood"], ais_acceptance=annealed["acceptance"])
         return out
@@ -118,7 +131,7 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
-    proposal = model.proposal_description(params.proposal_samples, params.proposal_scale)
+    proposal = model.posterior.proposal_description(params.proposal_samples, params.proposal_scale)
     metrics = {
         "estimator": f"importance sampling, {proposal} proposal, K={params.num_samples}",
         "num_samples": params.num_samples,

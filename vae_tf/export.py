@@ -19,27 +19,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from vae_tf.evaluation import importance_sampling
+from vae_tf.evaluation import model_log_likelihood
 
 
 def _stateless(seed: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-
-
-def _checked(model, x: tf.Tensor) -> tf.Tensor:
-    """x, after an assertion that it is data the model's p(x|z) is a density for (finite; grey
-    levels: integers in [0, L-1]; binary: 0 or 1). A violation fails the call with
-    InvalidArgumentError, which a server answers with 400."""
-    valid, rule = tf.reduce_all(tf.math.is_finite(x)), "finite numbers"
-    name, levels = model.decoder.likelihood_name, model.decoder.n_levels
-    if name == "categorical":
-        valid &= tf.reduce_all((x >= 0) & (x <= levels - 1) & (x == tf.round(x)))
-        rule = f"grey levels, integers in [0, {levels - 1}]"
-    elif name == "bernoulli":
-        valid &= tf.reduce_all((x == 0) | (x == 1))
-        rule = "binary, 0 or 1"
-    with tf.control_dependencies([tf.debugging.Assert(valid, [f"x: values must be {rule}"])]):
-        return tf.identity(x)
 
 
 ENCODE_SEED = (0, 0)
@@ -53,28 +37,24 @@ def export_model(model, directory: Path, chunk_size: int, proposal_samples: int,
     archive.track(model)
 
     def encode(x):
-        return model.encode(_checked(model, x), tf.constant(ENCODE_SEED))
+        return model.encode(model.likelihood.check(x), tf.constant(ENCODE_SEED))
 
     def decode(z):
-        raw, likelihood = model.decoder(z), model.decoder.likelihood
-        return {**likelihood.parameters(raw), "mean": likelihood.distribution(raw).mean()}
+        raw, likelihood = model.likelihood(z), model.likelihood
+        return {**likelihood.parameters_of(raw), "mean": likelihood.distribution_of(raw).mean()}
 
     def sample(num_samples, seed):
         seeds = tf.random.experimental.stateless_split(_stateless(seed), 2)
-        z = model.prior().sample(num_samples, seed=seeds[0])
-        p = model.likelihood(z)
+        z = model.prior_distribution().sample(num_samples, seed=seeds[0])
+        p = model.likelihood.distribution(z)
         return {"x": p.sample(seed=seeds[1]), "mean": p.mean()}
 
     def reconstruct(x):
-        return {"mean": model(_checked(model, x))}
+        return {"mean": model(model.likelihood.check(x))}
 
     def log_likelihood(x, num_samples, seed):
-        seeds = tf.random.experimental.stateless_split(_stateless(seed), 2)
-        x = _checked(model, x)
-        proposal = model.proposal(x, seeds[0], proposal_samples, proposal_scale)
-        estimates = importance_sampling(x, lambda _: proposal, model.likelihood, model.prior(),
-                                        num_samples, chunk_size, seeds[1])
-        return {"log_likelihood": estimates["log_likelihood"]}
+        return {"log_likelihood": model_log_likelihood(model, model.likelihood.check(x), num_samples, chunk_size,
+                                                       proposal_samples, proposal_scale, _stateless(seed))}
 
     archive.add_endpoint("encode", encode, input_signature=[x_spec])
     archive.add_endpoint("decode", decode, input_signature=[tf.TensorSpec([None, latent], tf.float32, name="z")])

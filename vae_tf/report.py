@@ -33,15 +33,6 @@ def _row(name: str, run: dict) -> dict:
     }
 
 
-def describe_objective(params) -> str:
-    """The objective of a run's `Params`, in a few words."""
-    objective = params.objective
-    if objective.name == "avb":
-        contrast = "adaptive contrast" if params.avb.adaptive_contrast else "contrast with p(z)"
-        return f"avb K={objective.num_samples} ({contrast}, {params.avb.discriminator_steps} T step / update)"
-    return f"{objective.name} K={objective.num_samples} ({objective.gradient_estimator})"
-
-
 def _nll(value, stderr) -> str:
     return "–" if value is None else f"{value:.2f} ± {stderr:.2f}"
 
@@ -57,7 +48,7 @@ def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
     dimensions with KL ~ 0) and, for adversarially trained runs, of the discriminator's accuracy
     over training, written to `plots_dir`. Each run is its test metrics, training summary,
     `params`, `latent_csv` and `curves` (its dvclive plots/metrics folder)."""
-    rows = [{**_row(name, run), "objective": describe_objective(run["params"])} for name, run in runs.items()]
+    rows = [{**_row(name, run), "objective": run["params"].objective.describe()} for name, run in runs.items()]
     lines = [
         "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | L_K (K) | active units | s / epoch | epochs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -3,6 +3,7 @@
 A run is an experiment `<exp>` or a point of the K study, `k_study/k<K>`. Paths (relative to
 the repository root, where `dvc repro` runs the stages):
     data/prepared/                  prepare
+    resolved/<run>/<stage>.json     resolve    (the settings each stage of a run reads)
     models/<run>/model.keras        train      (checkpoints/<run>/ while it runs; dvclive/<run>/)
     metrics/<run>.json, plots/<run>/  evaluate
     export/<exp>/<version>/         export     (experiments only)
@@ -21,6 +22,11 @@ from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
 from vae_tf.files import atomic_write, staged_directory
 
 PREPARED = Path("data/prepared")
+RESOLVED = Path("resolved")
+# The settings of a run each stage reads: sections, or keys as section.key.
+STAGE_SETTINGS = {"train": ("seed", "model", "objective", "training"),
+                  "evaluate": ("seed", "training.jit_compile", "evaluation"),
+                  "export": ("evaluation.proposal_samples", "evaluation.proposal_scale", "export")}
 
 
 def model_path(name: str) -> Path:
@@ -32,10 +38,29 @@ def prepare(params_path: str = "params.yaml") -> None:
     save_prepared(prepare_data(params.data, params.seed), PREPARED)
 
 
+def resolve(params_path: str = "params.yaml") -> None:
+    """For every run and stage, the settings that stage reads (the run's experiment merged onto
+    the base) as `resolved/<run>/<stage>.json`. DVC tracks these files rather than sections of
+    params.yaml, so an edit reruns exactly the stages whose settings it changes: a base section
+    an experiment overrides is not a dependency of that experiment."""
+    params = load_params(params_path)
+    with staged_directory(RESOLVED) as staging:
+        for name in params.runs():
+            settings = params.run(name).model_dump(mode="json")
+            for stage, keys in STAGE_SETTINGS.items():
+                read: dict = {}
+                for key in keys:
+                    section, _, field = key.partition(".")
+                    read[section] = {**read.get(section, {}), field: settings[section][field]} if field else settings[section]
+                path = staging / name / f"{stage}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(read, indent=2) + "\n")
+
+
 def _load_model(name: str):
     import keras
 
-    import vae_tf.avb  # noqa: F401  (registers the serializable classes)
+    import vae_tf.models  # noqa: F401  (registers every part's serializable classes)
     from vae_tf.errors import DataError
 
     path = model_path(name)
@@ -71,7 +96,7 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         image_grid([x[:half], reconstruction[:half], x[half:], reconstruction[half:]], data.meta.image_shape,
                    staging / "reconstructions.png", f"{name}: test images and reconstructions (mean of p(x|z=E[z|x]))",
                    ["data", "recon.", "data", "recon."], vmax)
-        samples = model.likelihood(model.prior().sample(n, seed=[params.seed, 1])).mean().numpy()
+        samples = model.likelihood.distribution(model.prior_distribution().sample(n, seed=[params.seed, 1])).mean().numpy()
         image_grid([samples[:half], samples[half:]], data.meta.image_shape, staging / "prior_samples.png",
                    f"{name}: mean of p(x|z), z ~ p(z)", vmax=vmax)
         rows = ["dimension,kl,posterior_mean_variance"]

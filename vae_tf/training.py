@@ -19,15 +19,9 @@ from dvclive.keras import DVCLiveCallback
 
 from vae_tf.config import Params
 from vae_tf.data import Meta, Prepared
-from vae_tf.errors import ParamsError, TrainingError
+from vae_tf.errors import TrainingError
 from vae_tf.files import atomic_write
-from vae_tf.likelihoods import REPRESENTATION
-from vae_tf.avb import AVB
-from vae_tf.models import VAE, LatentVariableModel
-
-OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
-              "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-
+from vae_tf.models import build_model
 
 def set_determinism(seed: int, jit_compile: bool) -> None:
     """Same seed, same numbers: seeds Python, NumPy and TF. Without XLA it also turns on TF's
@@ -36,42 +30,6 @@ def set_determinism(seed: int, jit_compile: bool) -> None:
     keras.utils.set_random_seed(seed)
     if not jit_compile:
         tf.config.experimental.enable_op_determinism()
-
-
-def check_compatible(params: Params, meta: Meta) -> None:
-    needed = REPRESENTATION[params.model.likelihood]
-    if meta.representation != needed and not (needed == "levels" and meta.representation == "binary"):
-        fix = {"levels": "levels", "binary": "binarize or dynamic_binarize", "continuous": "scale"}[needed]
-        raise ParamsError(
-            f"model.likelihood: {params.model.likelihood!r} needs {needed} data, but data.preprocessing "
-            f"{meta.preprocessing!r} gives {meta.representation} data; set data.preprocessing to {fix}"
-        )
-
-
-def build_model(params: Params, meta: Meta) -> LatentVariableModel:
-    """The model params describe (a `VAE`, or an `AVB` for the avb objective), built and compiled."""
-    check_compatible(params, meta)
-    m, t = params.model, params.training
-    common = dict(data_dim=meta.dimension, latent_dim=m.latent_dim, hidden_units=m.hidden_units,
-                  activation=m.activation, likelihood=m.likelihood, n_levels=meta.n_levels, prior=m.prior,
-                  num_samples=params.objective.num_samples, dynamic_binarization=meta.dynamic_binarization,
-                  seed=params.seed)
-    optimizer = OPTIMIZERS[t.optimizer]
-    if params.objective.name == "avb":
-        a = params.avb
-        model = AVB(**common, noise_dim=m.noise_dim, discriminator_units=a.discriminator_units,
-                    discriminator_steps=a.discriminator_steps, adaptive_contrast=a.adaptive_contrast,
-                    moment_samples=a.moment_samples)
-        model.build((None, meta.dimension))
-        model.compile(optimizer=optimizer(learning_rate=t.learning_rate),
-                      discriminator_optimizer=optimizer(learning_rate=a.discriminator_learning_rate),
-                      jit_compile=t.jit_compile)
-        return model
-    model = VAE(**common, posterior=m.posterior, objective=params.objective.name,
-                gradient=params.objective.gradient_estimator, kl_weight=t.kl_weight)
-    model.build((None, meta.dimension))
-    model.compile(optimizer=optimizer(learning_rate=t.learning_rate), jit_compile=t.jit_compile)
-    return model
 
 
 def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | None) -> tuple[tf.data.Dataset, int]:
@@ -100,17 +58,6 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
         return functools.reduce(tf.data.Dataset.concatenate, epoch), steps_per_epoch
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).map(pad).batch(fused_steps).repeat().prefetch(1), steps_per_epoch
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """beta_epoch = kl_weight * min(1, (epoch + 1) / warmup_epochs): a linear KL warm-up."""
-
-    def __init__(self, kl_weight: float, warmup_epochs: int):
-        super().__init__()
-        self.target, self.warmup_epochs = kl_weight, warmup_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.kl_weight.assign(self.target * min(1.0, (epoch + 1) / self.warmup_epochs))
 
 
 class Checkpoint(keras.callbacks.BackupAndRestore):
@@ -171,7 +118,7 @@ class EpochTime(keras.callbacks.Callback):
 def _fingerprint(params: Params, meta: Meta) -> dict:
     """What a checkpoint depends on: a checkpoint made under other settings is not resumed."""
     return {"seed": params.seed, "model": params.model.model_dump(mode="json"),
-            "objective": params.objective.model_dump(mode="json"), "avb": params.avb.model_dump(mode="json"),
+            "objective": params.objective.model_dump(mode="json"),
             "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
 
 
@@ -198,7 +145,7 @@ def _rewind_live(live_dir: Path, epoch: int) -> None:
 
 def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
           extra_callbacks: list[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
-    """Fit a VAE and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
+    """Fit the model params describe and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
     the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN."""
     set_determinism(params.seed, params.training.jit_compile)
     model = build_model(params, data.meta)
@@ -210,9 +157,9 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_bound", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
-        start_from_epoch=t.kl_warmup_epochs)
+        start_from_epoch=model.objective.warmup_epochs)
     callbacks = [
-        *([KLWarmup(t.kl_weight, t.kl_warmup_epochs)] if t.kl_warmup_epochs > 0 else []),
+        *model.objective.callbacks(),
         keras.callbacks.TerminateOnNaN(),
         early_stopping,
         Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping),

@@ -1,4 +1,4 @@
-"""Objectives: pure functions of log-probabilities and samples, one value per example.
+"""The bounds and losses as pure functions of log-probabilities and samples, one value per example.
 
 Shapes: samples lead, [K, batch] for K draws z_k ~ q(z|x) of each example.
 """

@@ -1,43 +1,23 @@
-"""The params schema: every knob of `params.yaml`, validated on load.
-
-`load_params` reads the file and validates the base sections and every experiment (a base
-config with an experiment's overrides deep-merged on top). A bad key, type or value raises
-`ParamsError` whose message names the key and what is allowed.
-"""
+"""Sections of params.yaml, experiments merged onto the base, and loading with one-line errors."""
 
 from __future__ import annotations
 
 import copy
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, get_args
+from typing import Any, Literal, Optional, get_args
 
 import pydantic
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
+from vae_tf.config.parts import (
+    LikelihoodField, ObjectiveField, PosteriorField, PriorField, Ints, Section, Units, describe_errors, ELBOParams,
+    GaussianPosteriorParams, StandardNormalPriorParams, CategoricalLikelihoodParams)
 from vae_tf.errors import ParamsError
 
 
-# A YAML list of integers, held as a tuple (params are frozen).
-Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
-
-
-def _positive_units(value: tuple[int, ...]) -> tuple[int, ...]:
-    if any(units < 1 for units in value):
-        raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
-    return value
-
-
-# The widths of a network's hidden layers.
-Units = Annotated[Ints, AfterValidator(_positive_units)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class DataParams(_Section):
+class DataParams(Section):
     source: str = Field("digits", description="digits | tfds:<name> | npz:<path>")
     preprocessing: Literal["levels", "binarize", "dynamic_binarize", "scale"] = "levels"
     binarize_threshold: float = Field(0.5, gt=0.0, lt=1.0)
@@ -52,60 +32,29 @@ class DataParams(_Section):
         raise ValueError(f"must be 'digits', 'tfds:<name>' or 'npz:<path>', got {value!r}")
 
 
-class ModelParams(_Section):
+class ModelParams(Section):
+    """The latent space, the networks' shape, and the parts (each `{kind: ..., its fields}`)."""
+
     latent_dim: int = Field(16, ge=1, le=4096)
     hidden_units: Units = Field((256, 256), min_length=1)
     activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
-    posterior: Literal["gaussian", "implicit"] = "gaussian"
-    noise_dim: int = Field(16, ge=1, le=4096)
-    likelihood: Literal["categorical", "bernoulli", "gaussian"] = "categorical"
-    prior: Literal["standard_normal"] = "standard_normal"
+    posterior: PosteriorField = GaussianPosteriorParams()
+    prior: PriorField = StandardNormalPriorParams()
+    likelihood: LikelihoodField = CategoricalLikelihoodParams()
 
 
-class ObjectiveParams(_Section):
-    """What training maximises (see `vae_tf.objectives`)."""
-
-    name: Literal["elbo", "iwae", "avb"] = "elbo"
-    num_samples: int = Field(1, ge=1, le=10000)
-    gradient: Optional[Literal["reparameterized", "dreg"]] = None
-
-    @model_validator(mode="after")
-    def _gradient_fits_objective(self) -> "ObjectiveParams":
-        if self.name == "elbo" and self.gradient == "dreg":
-            raise ValueError("gradient 'dreg' applies to the iwae objective; the elbo objective "
-                             "(analytic KL) uses 'reparameterized' (or leave gradient null)")
-        return self
-
-    @property
-    def gradient_estimator(self) -> str:
-        """The gradient used: as set, else DReG for iwae and the reparameterized one for elbo."""
-        return self.gradient or ("dreg" if self.name == "iwae" else "reparameterized")
-
-
-class AVBParams(_Section):
-    """Adversarial Variational Bayes (objective avb): the discriminator T(x, z) and its game."""
-
-    discriminator_units: Units = Field((256, 256), min_length=1)
-    discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    discriminator_steps: int = Field(1, ge=1, le=100)
-    adaptive_contrast: bool = True
-    moment_samples: int = Field(32, ge=2, le=10000)
-
-
-class TrainingParams(_Section):
+class TrainingParams(Section):
     epochs: int = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adamax", "adam", "sgd", "rmsprop"] = "adamax"
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     early_stopping_patience: int = Field(20, ge=1)
-    kl_weight: float = Field(1.0, ge=0.0)
-    kl_warmup_epochs: int = Field(0, ge=0)
     jit_compile: bool = True
     steps_per_execution: int = Field(32, ge=1)
     checkpoint_every_epochs: int = Field(25, ge=1)
 
 
-class AISParams(_Section):
+class AISParams(Section):
     """Annealed importance sampling from the prior to p(z|x), HMC transitions."""
 
     num_chains: int = Field(16, ge=1)
@@ -114,7 +63,7 @@ class AISParams(_Section):
     step_size: float = Field(0.1, gt=0.0)
 
 
-class EvaluationParams(_Section):
+class EvaluationParams(Section):
     num_samples: int = Field(5000, ge=1)
     chunk_size: int = Field(1000, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -125,44 +74,24 @@ class EvaluationParams(_Section):
     num_plot_images: int = Field(16, ge=1, le=256)
 
 
-class ExportParams(_Section):
+class ExportParams(Section):
     version: int = Field(1, ge=1)
     chunk_size: int = Field(1000, ge=1)
 
 
-class Params(_Section):
+class Params(Section):
     """One fully resolved configuration: what a train/evaluate/export stage runs with."""
 
     seed: int = Field(0, ge=0, lt=2**31)
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
-    objective: ObjectiveParams = ObjectiveParams()
-    avb: AVBParams = AVBParams()
+    objective: ObjectiveField = ELBOParams()
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
     export: ExportParams = ExportParams()
 
-    @model_validator(mode="after")
-    def _kl_weight_needs_the_elbo(self) -> "Params":
-        t = self.training
-        if self.objective.name != "elbo" and (t.kl_weight != 1.0 or t.kl_warmup_epochs > 0):
-            raise ValueError(f"training.kl_weight / kl_warmup_epochs: apply to the elbo objective only; "
-                             f"objective.name is {self.objective.name!r} (set kl_weight: 1.0, kl_warmup_epochs: 0)")
-        return self
 
-    @model_validator(mode="after")
-    def _implicit_posterior_needs_avb(self) -> "Params":
-        implicit, avb = self.model.posterior == "implicit", self.objective.name == "avb"
-        if implicit != avb:
-            raise ValueError(f"model.posterior / objective.name: an implicit posterior has no density, so it "
-                             f"trains with the avb objective only, and avb trains an implicit posterior; got "
-                             f"posterior {self.model.posterior!r} with objective {self.objective.name!r}")
-        if avb and self.objective.gradient is not None:
-            raise ValueError("objective.gradient: applies to elbo / iwae; leave it null for avb")
-        return self
-
-
-class KStudyParams(_Section):
+class KStudyParams(Section):
     """The K study: one experiment trained and evaluated once per number of samples K."""
 
     experiment: str = "iwae"
@@ -215,6 +144,10 @@ class ParamsFile(Params):
         merged = _deep_merge(self.base(), self.experiments[name] or {})
         return _validate(Params, merged, where=f"experiments.{name}")
 
+    def runs(self) -> list[str]:
+        """Every run: the experiments, then the K study's points."""
+        return [*self.experiments, *(f"k_study/k{k}" for k in (self.k_study.num_samples if self.k_study else ()))]
+
     def run(self, name: str) -> Params:
         """The params of run `name`: an experiment, or `k_study/k<K>` (the K study's experiment
         with objective.num_samples = K, K one of k_study.num_samples)."""
@@ -232,16 +165,21 @@ class ParamsFile(Params):
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides` on top of `base`, section by section. A part section whose kind changes is
+    replaced, not merged: the fields of one kind mean nothing to another."""
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+        current = merged.get(key)
+        if isinstance(value, str) and isinstance(current, dict) and "kind" in current:
+            value = {"kind": value}  # a kind's name: that kind, with its defaults or the base's fields
+        if isinstance(value, dict) and isinstance(current, dict) and value.get("kind", current.get("kind")) == current.get("kind"):
+            merged[key] = _deep_merge(current, value)
         else:
             merged[key] = value
     return merged
 
 
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The field names of the section that contains the (unknown) key at `loc`."""
     for part in loc[:-1]:
         field = model.model_fields.get(part)
@@ -260,21 +198,11 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
     try:
         return model.model_validate(raw)
     except pydantic.ValidationError as err:
-        problems = []
-        for error in err.errors():
-            key = ".".join(str(part) for part in error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = f"unknown key; allowed keys here: {_allowed_keys(model, error['loc'])}"
-            elif error["type"] != "value_error" and "input" in error:
-                message += f" (got {error['input']!r})"
-                if isinstance(error["input"], str) and _is_number(error["input"]):
-                    message += "; YAML reads 1e-3 as text: write 0.001 or 1.0e-3"
-            problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        problems = [f"{where}: {problem}" for problem in describe_errors(err, model)]
         raise ParamsError("invalid params:\n  " + "\n  ".join(problems)) from None
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -292,8 +220,6 @@ def load_params(path: str | Path = "params.yaml") -> ParamsFile:
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     params = _validate(ParamsFile, raw if raw is not None else {}, where=str(path))
-    for name in params.experiments:
-        params.experiment(name)
-    for k in params.k_study.num_samples if params.k_study else ():
-        params.run(f"k_study/k{k}")
+    for name in params.runs():
+        params.run(name)
     return params

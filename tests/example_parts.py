@@ -1,0 +1,77 @@
+"""A new posterior kind and a new prior kind, written as a contributor would, to show what a kind
+takes: one params class, one layer class, both registered under the kind's name (here, in this one
+file; in the package, the params class goes to `vae_tf/config/parts.py` and the layer to its own
+module, imported by its part's `__init__`). Nothing else changes: the factory builds them from
+params, the contract tests (`test_contracts.py`) check them, and every objective and estimator
+uses them. Both have variables of their own besides any network, so `test_roles.py` uses them to
+check that every variable gets the gradient its estimator promises."""
+
+from typing import Literal
+
+import tensorflow as tf
+
+from vae_tf import config, replicas
+from vae_tf.posteriors import MIN_SCALE, POSTERIORS, Draw, Posterior
+from vae_tf.networks import mlp
+from vae_tf.priors import PRIORS, Prior
+from vae_tf.tfp import Normal, tfd
+
+
+@config.POSTERIORS.register
+class SharedScalePosteriorParams(config.PartParams):
+    kind: Literal["shared_scale"] = "shared_scale"
+
+
+@POSTERIORS.register("shared_scale")
+class SharedScalePosterior(Posterior):
+    """q(z|x) = N(mu(x), diag s^2): the mean from an MLP, the scale s = softplus(v) + 1e-5 one
+    learnt vector for every x."""
+
+    def __init__(self, latent_dim, hidden_units, activation, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.network = mlp(hidden_units, latent_dim, activation, name="mean_mlp")
+        self.raw_scale = self.add_weight(shape=(latent_dim,), initializer="zeros", name="raw_scale")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, context.hidden_units, context.activation, name="posterior")
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+
+    def distribution(self, h):
+        loc = self.network(h)
+        return tfd.Independent(Normal(loc, tf.nn.softplus(self.raw_scale) + MIN_SCALE + tf.zeros_like(loc)), 1)
+
+    def draw(self, h, num_samples, seed, stop_density_gradient=False):
+        q = self.distribution(h)
+        loc, scale = q.distribution.loc, q.distribution.scale
+        z = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed) * scale + loc
+        density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
+        return Draw(z, density.log_prob(z), q)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
+
+
+@config.PRIORS.register
+class LearnedGaussianPriorParams(config.PartParams):
+    kind: Literal["learned_gaussian"] = "learned_gaussian"
+
+
+@PRIORS.register("learned_gaussian")
+class LearnedGaussianPrior(Prior):
+    """p(z) = N(m, diag s^2), m and s = exp(log_s) learnt."""
+
+    def __init__(self, latent_dim, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.loc = self.add_weight(shape=(latent_dim,), initializer="zeros", name="loc")
+        self.log_scale = self.add_weight(shape=(latent_dim,), initializer="zeros", name="log_scale")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, name="prior")
+
+    def distribution(self, posterior=None):
+        return tfd.Independent(Normal(tf.convert_to_tensor(self.loc), tf.exp(self.log_scale)), 1)

@@ -1,0 +1,187 @@
+"""Contract tests over the registries, in TensorFlow Probability's style: every registered
+posterior, prior and likelihood kind (the example kinds of `example_parts.py` too) is checked
+for its shapes, a density consistent with its samples (where it has one), a `.keras` round trip
+and agreement of the exported signatures with the model. A new kind gets them by registering."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_tf.evaluation import model_log_likelihood
+from vae_tf.export import ENCODE_SEED, export_model
+from vae_tf.likelihoods import LIKELIHOODS
+from vae_tf.objectives import OBJECTIVES
+from vae_tf.posteriors import POSTERIORS
+from vae_tf.priors import PRIORS
+from vae_tf.tfp import tfd
+
+from tests.conftest import meta_for, model_of
+
+LATENT, BATCH, K = 2, 5, 3
+# Data of each representation a likelihood may model: D pixels (2, so that discrete data can be
+# enumerated) and the levels of each.
+DATA = {"levels": (2, 3), "binary": (2, 2), "continuous": (2, None)}
+
+
+def model_with(part: str, kind: str):
+    """A tiny model whose `part` is `kind`, the other parts at their defaults, trained by an
+    objective that suits the posterior, on data the likelihood models."""
+    posterior = POSTERIORS.classes[kind] if part == "posterior" else POSTERIORS.classes["gaussian"]
+    objective = next(name for name, cls in OBJECTIVES.classes.items() if posterior.has_density or not cls.needs_density)
+    likelihood = LIKELIHOODS.classes[kind] if part == "likelihood" else LIKELIHOODS.classes["gaussian"]
+    dimension, levels = DATA[likelihood.representation]
+    params = {"model": {"latent_dim": LATENT, "hidden_units": [8], "posterior": posterior.kind,
+                        "likelihood": likelihood.kind, **({part: kind} if part == "prior" else {})},
+              "objective": {"kind": objective}}
+    return model_of(params, meta_for(dimension, likelihood.representation, levels))
+
+
+def data_for(model, seed=0):
+    """x [BATCH, D] the model's likelihood is a density for: its own draws."""
+    z = tf.random.stateless_normal([BATCH, LATENT], seed=[seed, 1])
+    return model.likelihood.distribution(z).sample(seed=[seed, 2])
+
+
+def check_density_matches_samples(samples: np.ndarray, log_prob, seed: int) -> None:
+    """Samples [n, d] and a log-density of one d-dimensional distribution agree: importance
+    weights q / r under a wider Gaussian r average to one (the density is normalised), and
+    reweight r's draws to the samples' mean and second moments (it is the samples' density)."""
+    mean, sd = samples.mean(0), samples.std(0)
+    r = tfd.Independent(tfd.Normal(mean.astype(np.float32), 2 * sd.astype(np.float32)), 1)
+    y = r.sample(200_000, seed=[seed, 3])
+    w = np.exp(log_prob(y).numpy() - r.log_prob(y).numpy())
+    assert abs(w.mean() - 1) < 4 * w.std() / np.sqrt(len(w)) + 0.01, w.mean()
+    y, w = y.numpy(), w / w.sum()
+    np.testing.assert_allclose(w @ y, mean, atol=0.05 * sd.max() + 4 * sd.max() / np.sqrt(len(samples)))
+    np.testing.assert_allclose(w @ (y**2), (samples**2).mean(0), rtol=0.05, atol=0.05 * sd.max() ** 2)
+
+
+def assert_round_trip(model, tmp_path, check):
+    """`check(model)` gives the same numbers for the model and for it saved and loaded."""
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.get_config() == model.get_config()
+    for a, b in zip(check(model), check(loaded)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def exported(model, tmp_path):
+    export_model(model, tmp_path / "1", chunk_size=4, proposal_samples=20, proposal_scale=2.0)
+    return tf.saved_model.load(str(tmp_path / "1")).signatures
+
+
+# --- posteriors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
+def test_posterior_shapes_and_density(kind):
+    model = model_with("posterior", kind)
+    posterior = model.posterior
+    assert posterior.role == "inference"
+    h = model.likelihood.network_input(data_for(model))
+    draw = posterior.draw(h, K, tf.constant([1, 2]))
+    assert draw.z.shape == (K, BATCH, LATENT)
+    assert (draw.log_q is None) == (not posterior.has_density)
+    np.testing.assert_array_equal(posterior.sample(h, K, tf.constant([1, 2])), draw.z)  # seeded
+    mean, scale = posterior.moments(h, tf.constant([3, 4]))
+    assert mean.shape == scale.shape == (BATCH, LATENT) and np.all(scale.numpy() > 0)
+    proposal = model.proposal(data_for(model), tf.constant([5, 6]), 50, 2.0)
+    assert proposal.batch_shape == [BATCH] and proposal.event_shape == [LATENT]
+    assert np.all(np.isfinite(proposal.log_prob(proposal.sample(4, seed=[7, 8])).numpy()))
+    if posterior.has_density:
+        assert draw.log_q.shape == (K, BATCH)
+        np.testing.assert_allclose(draw.log_q, posterior.distribution(h).log_prob(draw.z), rtol=1e-5)
+        one = h[:1]
+        samples = posterior.sample(one, 20_000, tf.constant([9, 9])).numpy()[:, 0]
+        check_density_matches_samples(samples, lambda z: posterior.distribution(one).log_prob(z[:, None])[:, 0], 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
+def test_posterior_round_trips_and_exports(kind, tmp_path):
+    model = model_with("posterior", kind)
+    x = data_for(model)
+    h = model.likelihood.network_input(x)
+    assert_round_trip(model, tmp_path, lambda m: [m.posterior.sample(h, K, tf.constant([1, 2])),
+                                                  *m.posterior.moments(h, tf.constant([3, 4])), m(x)])
+    signatures = exported(model, tmp_path)
+    encoded = signatures["encode"](x=x)
+    for name, value in model.encode(x, tf.constant(ENCODE_SEED)).items():
+        np.testing.assert_allclose(encoded[name], value, rtol=1e-5, atol=1e-6)
+    served = signatures["log_likelihood"](x=x, num_samples=tf.constant(10), seed=tf.constant(3))["log_likelihood"]
+    np.testing.assert_allclose(served, model_log_likelihood(model, x, 10, 4, 20, 2.0, tf.constant([3, 0])), rtol=1e-5)
+
+
+# --- priors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(PRIORS.classes))
+def test_prior_shapes_and_density(kind):
+    model = model_with("prior", kind)
+    assert model.prior.role == "generative"
+    prior = model.prior_distribution()
+    assert prior.event_shape == [LATENT] and prior.batch_shape == []
+    z = prior.sample([K, BATCH], seed=[1, 2])
+    assert z.shape == (K, BATCH, LATENT) and prior.log_prob(z).shape == (K, BATCH)
+    check_density_matches_samples(prior.sample(20_000, seed=[3, 4]).numpy(), prior.log_prob, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(PRIORS.classes))
+def test_prior_round_trips_and_exports(kind, tmp_path):
+    model = model_with("prior", kind)
+    z = tf.random.stateless_normal([BATCH, LATENT], seed=[1, 1])
+    assert_round_trip(model, tmp_path, lambda m: [m.prior_distribution().log_prob(z),
+                                                  m.prior_distribution().sample(3, seed=[2, 2])])
+    drawn = exported(model, tmp_path)["sample"](num_samples=tf.constant(4), seed=tf.constant(5))
+    prior_seed, _ = tf.unstack(tf.random.experimental.stateless_split([5, 0], 2))
+    expected = model.likelihood.distribution(model.prior_distribution().sample(4, seed=prior_seed)).mean()
+    np.testing.assert_allclose(drawn["mean"], expected, rtol=1e-5, atol=1e-6)
+
+
+# --- likelihoods -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(LIKELIHOODS.classes))
+def test_likelihood_shapes_density_and_check(kind):
+    model = model_with("likelihood", kind)
+    likelihood = model.likelihood
+    assert likelihood.role == "generative"
+    dimension, levels = DATA[likelihood.representation]
+    p = likelihood.distribution(tf.random.stateless_normal([K, BATCH, LATENT], seed=[1, 1]))
+    assert p.batch_shape == [K, BATCH] and p.event_shape == [dimension]
+    one = likelihood.distribution(tf.constant([[0.3, -0.2]]))  # batch 1
+    x = one.sample(20_000, seed=[2, 2]).numpy()[:, 0]  # [n, D]
+    assert np.all(likelihood.check(x).numpy() == x)  # its own draws are data it is a density for
+    h = np.asarray(likelihood.network_input(x))
+    assert h.min() >= 0 and h.max() <= 1 or likelihood.representation == "continuous"
+    if likelihood.representation == "continuous":
+        check_density_matches_samples(x, lambda y: one.log_prob(y[:, None])[:, 0], 3)
+        return
+    # discrete: the probabilities of every possible x sum to one and match the draws' frequencies
+    outcomes = np.array(list(itertools.product(range(levels), repeat=dimension)), np.float32)
+    probabilities = np.exp(one.log_prob(outcomes[:, None]).numpy()[:, 0])
+    np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+    frequencies = np.array([np.mean(np.all(x == outcome, axis=1)) for outcome in outcomes])
+    np.testing.assert_allclose(frequencies, probabilities, atol=4 * np.sqrt(0.25 / len(x)))
+    bad = np.array(x[:2])
+    bad[0, 0] = levels  # a level it gives no mass
+    with pytest.raises(tf.errors.InvalidArgumentError, match="x: values must be"):
+        likelihood.check(tf.constant(bad))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(LIKELIHOODS.classes))
+def test_likelihood_round_trips_and_exports(kind, tmp_path):
+    model = model_with("likelihood", kind)
+    x, z = data_for(model), tf.random.stateless_normal([BATCH, LATENT], seed=[1, 1])
+    assert_round_trip(model, tmp_path, lambda m: [m.likelihood.distribution(z).log_prob(x), m(x)])
+    signatures = exported(model, tmp_path)
+    decoded = signatures["decode"](z=z)
+    np.testing.assert_allclose(decoded["mean"], model.likelihood.distribution(z).mean(), rtol=1e-5, atol=1e-6)
+    for name, value in model.likelihood.parameters(z).items():
+        np.testing.assert_allclose(decoded[name], value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(signatures["reconstruct"](x=x)["mean"], model(x), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,16 @@
+"""The params schema: every knob of `params.yaml`, validated on load.
+
+`load_params` reads the file and validates the base sections and every experiment (a base
+config with an experiment's overrides deep-merged on top). A bad key, type or value raises
+`ParamsError` whose message names the key and what is allowed. The model's parts are keyed by
+kind (`vae_tf.config.parts`).
+"""
+
+from vae_tf.config.parts import LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS, ObjectiveParams, PartParams
+from vae_tf.config.schema import (
+    AISParams, DataParams, EvaluationParams, ExportParams, ModelParams, Params, ParamsFile, TrainingParams,
+    load_params)
+
+__all__ = ["LIKELIHOODS", "OBJECTIVES", "POSTERIORS", "PRIORS", "AISParams", "DataParams", "EvaluationParams",
+           "ExportParams", "ModelParams", "ObjectiveParams", "Params", "ParamsFile", "PartParams", "TrainingParams",
+           "load_params"]

@@ -1,0 +1,219 @@
+"""Params of the model's parts, keyed by kind: one params class per kind, registered by name.
+
+A part section of `params.yaml` is `{kind: <name>, <that kind's fields>}`, or just the kind's
+name for its defaults (`posterior: gaussian`). A new kind is one class here, decorated with its
+part's registry; its layer registers under the same name (`vae_tf.registry`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+# A YAML list of integers, held as a tuple (params are frozen).
+Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
+
+
+def _positive_units(value: tuple[int, ...]) -> tuple[int, ...]:
+    if any(units < 1 for units in value):
+        raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
+    return value
+
+
+# The widths of a network's hidden layers.
+Units = Annotated[Ints, AfterValidator(_positive_units)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PartParams(Section):
+    """A part's params: its `kind` and that kind's own fields."""
+
+    kind: str
+
+
+# Keys that used to exist, and where they went: the message a user of an old params.yaml gets.
+MOVED = {
+    "avb": "the avb section moved into the parts: objective: {kind: avb, discriminator_units, "
+           "discriminator_learning_rate, discriminator_steps, adaptive_contrast}; model.posterior: "
+           "{kind: implicit, noise_dim, moment_samples}",
+    "objective.name": "renamed: objective: {kind: elbo | iwae | avb, ...}",
+    "model.noise_dim": "moved: model.posterior: {kind: implicit, noise_dim: ...}",
+    "training.kl_weight": "moved: objective: {kind: elbo, kl_weight: ...}",
+    "training.kl_warmup_epochs": "moved: objective: {kind: elbo, kl_warmup_epochs: ...}",
+}
+
+
+def describe_errors(err: pydantic.ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per error: the key (dotted, after `prefix`) and what is wrong with it."""
+    from vae_tf.config.schema import allowed_keys, is_number
+
+    problems = []
+    for error in err.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        path = f"{prefix}.{key}" if prefix and key else prefix or key
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = MOVED.get(path) or f"unknown key; allowed keys here: {allowed_keys(model, error['loc'])}"
+        elif error["type"] != "value_error" and "input" in error:
+            message += f" (got {error['input']!r})"
+            if isinstance(error["input"], str) and is_number(error["input"]):
+                message += "; YAML reads 1e-3 as text: write 0.001 or 1.0e-3"
+        problems.append(f"{key}: {message}" if key else message)
+    return problems
+
+
+class Kinds:
+    """The params classes of one part, by kind. `parse` is the part's field validator: it takes
+    a kind's name or a mapping with `kind`, and validates it with that kind's class."""
+
+    def __init__(self, path: str, default: str):
+        self.path, self.default = path, default
+        self.classes: dict[str, type[PartParams]] = {}
+
+    def register(self, cls: type[PartParams]) -> type[PartParams]:
+        self.classes[cls.model_fields["kind"].default] = cls
+        return cls
+
+    def parse(self, value: Any) -> PartParams:
+        if isinstance(value, PartParams):
+            return value
+        if isinstance(value, str):
+            value = {"kind": value}
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a kind's name or {{kind: <name>, ...}}, got {value!r}")
+        kind = value.get("kind", self.default)
+        if kind not in self.classes:
+            raise ValueError(f"kind: unknown kind {kind!r}; registered kinds: {sorted(self.classes)}")
+        cls = self.classes[kind]
+        try:
+            return cls.model_validate({**value, "kind": kind})
+        except pydantic.ValidationError as err:
+            raise ValueError("; ".join(describe_errors(err, cls, self.path))) from None
+
+
+def part(kinds: Kinds) -> Any:
+    """The type of a part field: validated by `kinds`, dumped with its kind's own fields."""
+    return Annotated[pydantic.SerializeAsAny[PartParams], BeforeValidator(kinds.parse)]
+
+
+POSTERIORS = Kinds("model.posterior", "gaussian")
+PRIORS = Kinds("model.prior", "standard_normal")
+LIKELIHOODS = Kinds("model.likelihood", "categorical")
+OBJECTIVES = Kinds("objective", "elbo")
+PosteriorField, PriorField = part(POSTERIORS), part(PRIORS)
+LikelihoodField, ObjectiveField = part(LIKELIHOODS), part(OBJECTIVES)
+
+
+# --- posteriors q(z|x) -----------------------------------------------------------------
+
+
+@POSTERIORS.register
+class GaussianPosteriorParams(PartParams):
+    """q(z|x) = N(mu(x), diag sigma(x)^2)."""
+
+    kind: Literal["gaussian"] = "gaussian"
+
+
+@POSTERIORS.register
+class ImplicitPosteriorParams(PartParams):
+    """z = g(x, eps), eps ~ N(0, I_noise_dim) fed into every layer: samples only, no density."""
+
+    kind: Literal["implicit"] = "implicit"
+    noise_dim: int = Field(16, ge=1, le=4096)
+    moment_samples: int = Field(32, ge=2, le=10000)  # draws for q's mean and scale (encode, adaptive contrast)
+
+
+# --- priors p(z) -----------------------------------------------------------------------
+
+
+@PRIORS.register
+class StandardNormalPriorParams(PartParams):
+    kind: Literal["standard_normal"] = "standard_normal"
+
+
+# --- likelihoods p(x|z) ----------------------------------------------------------------
+
+
+@LIKELIHOODS.register
+class CategoricalLikelihoodParams(PartParams):
+    """Independent categoricals over each pixel's grey levels (data.preprocessing: levels)."""
+
+    kind: Literal["categorical"] = "categorical"
+
+
+@LIKELIHOODS.register
+class BernoulliLikelihoodParams(PartParams):
+    """Independent Bernoullis (data.preprocessing: binarize or dynamic_binarize)."""
+
+    kind: Literal["bernoulli"] = "bernoulli"
+
+
+@LIKELIHOODS.register
+class GaussianLikelihoodParams(PartParams):
+    """Independent Gaussians over intensities (data.preprocessing: scale)."""
+
+    kind: Literal["gaussian"] = "gaussian"
+
+
+# --- objectives ------------------------------------------------------------------------
+
+
+class ObjectiveParams(PartParams):
+    num_samples: int = Field(1, ge=1, le=10000)  # K draws z_k ~ q(z|x) per example and step
+
+    @property
+    def adversary_learning_rate(self) -> Optional[float]:
+        """The learning rate of the optimizer of the objective's own (adversary) variables."""
+        return None
+
+    def describe(self) -> str:
+        return f"{self.kind} K={self.num_samples}"
+
+
+@OBJECTIVES.register
+class ELBOParams(ObjectiveParams):
+    """E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)), beta ramped up over kl_warmup_epochs."""
+
+    kind: Literal["elbo"] = "elbo"
+    kl_weight: float = Field(1.0, ge=0.0, le=1e6)
+    kl_warmup_epochs: int = Field(0, ge=0, le=1_000_000)
+
+    def describe(self) -> str:
+        beta = f", beta {self.kl_weight:g}" if self.kl_weight != 1.0 else ""
+        warmup = f", warm-up {self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else ""
+        return f"{super().describe()} (reparameterized{beta}{warmup})"
+
+
+@OBJECTIVES.register
+class IWAEParams(ObjectiveParams):
+    """L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)], reparameterized or DReG gradients."""
+
+    kind: Literal["iwae"] = "iwae"
+    gradient: Literal["reparameterized", "dreg"] = "dreg"
+
+    def describe(self) -> str:
+        return f"{super().describe()} ({self.gradient})"
+
+
+@OBJECTIVES.register
+class AVBParams(ObjectiveParams):
+    """Adversarial Variational Bayes: a discriminator T(x, z) estimates log q - log r."""
+
+    kind: Literal["avb"] = "avb"
+    discriminator_units: Units = Field((256, 256), min_length=1)
+    discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    discriminator_steps: int = Field(1, ge=1, le=100)
+    adaptive_contrast: bool = True
+
+    @property
+    def adversary_learning_rate(self) -> Optional[float]:
+        return self.discriminator_learning_rate
+
+    def describe(self) -> str:
+        contrast = "adaptive contrast" if self.adaptive_contrast else "contrast with p(z)"
+        return f"{super().describe()} ({contrast}, {self.discriminator_steps} T step / update)"

@@ -1,0 +1,96 @@
+"""What every likelihood p(x|z) is: the decoder, a Keras layer of role `generative` that owns
+the data representation it is a density for, registered by kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
+from vae_tf.errors import ParamsError
+from vae_tf.networks import mlp
+from vae_tf.registry import Registry
+from vae_tf.tfp import tfd
+
+LIKELIHOODS = Registry(LIKELIHOOD_PARAMS)
+# The data.preprocessing that gives each representation (see `vae_tf.data`).
+PREPROCESSING = {"levels": "levels", "binary": "binarize or dynamic_binarize", "continuous": "scale"}
+
+
+class Likelihood(keras.layers.Layer):
+    """p(x|z): an MLP from z to the raw parameters of a `tfd.Distribution` over x, event shape [D].
+
+    A kind defines `representation` (the data it is a density for; `accepts` lists every
+    representation it can model), `raw_size(data_dim, n_levels)`, `distribution_of(raw)`,
+    `parameters_of(raw)` (what the exported `decode` returns) and `valid(x)` (which values x may
+    take). Networks see `network_input(x)`: the data as intensities in [0, 1].
+    """
+
+    role = "generative"
+    representation: str
+    accepts: tuple[str, ...]
+
+    def __init__(self, data_dim: int, hidden_units: Sequence[int], activation: str,
+                 n_levels: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.data_dim, self.n_levels = data_dim, n_levels
+        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.network = mlp(hidden_units, self.raw_size(data_dim, n_levels), activation, name="decoder_mlp")
+
+    @classmethod
+    def from_params(cls, params, context):
+        """Refuses data it is not a density for, naming the setting that would give the right data."""
+        meta = context.meta
+        if meta.representation not in cls.accepts:
+            raise ParamsError(
+                f"model.likelihood: {cls.kind!r} needs {cls.representation} data, but data.preprocessing "
+                f"{meta.preprocessing!r} gives {meta.representation} data; set data.preprocessing to "
+                f"{PREPROCESSING[cls.representation]}")
+        return cls(meta.dimension, context.hidden_units, context.activation, meta.n_levels, name="likelihood")
+
+    @staticmethod
+    def raw_size(data_dim: int, n_levels: Optional[int]) -> int:
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+
+    def call(self, z):
+        """The raw network output for z [batch, L]."""
+        return self.network(z)
+
+    def raw(self, z) -> tf.Tensor:
+        """The raw output for z of any leading shape [..., L] (e.g. [K, batch, L]), flattened into
+        one batch for the network and restored after."""
+        flat = self(tf.reshape(z, [-1, z.shape[-1]]))
+        return tf.reshape(flat, tf.concat([tf.shape(z)[:-1], tf.shape(flat)[-1:]], 0))
+
+    def distribution(self, z) -> tfd.Distribution:
+        """p(x|z) for z [..., L]: batch shape [...], event shape [D]."""
+        return self.distribution_of(self.raw(z))
+
+    def parameters(self, z) -> dict[str, tf.Tensor]:
+        return self.parameters_of(self.raw(z))
+
+    def network_input(self, x) -> tf.Tensor:
+        """x as the networks see it: intensities in [0, 1] (the identity but for grey levels)."""
+        return x
+
+    def check(self, x) -> tf.Tensor:
+        """x, after an assertion that it is data this likelihood is a density for. A violation
+        fails the call with InvalidArgumentError (a server answers 400)."""
+        valid, rule = self.valid(x)
+        valid &= tf.reduce_all(tf.math.is_finite(x))
+        with tf.control_dependencies([tf.debugging.Assert(valid, [f"x: values must be {rule}"])]):
+            return tf.identity(x)
+
+    def valid(self, x) -> tuple[tf.Tensor, str]:
+        """Whether every value of x is one this likelihood gives mass to, and that rule in words."""
+        return tf.constant(True), "finite numbers"
+
+    def get_config(self):
+        return {**super().get_config(), "data_dim": self.data_dim, "hidden_units": list(self.hidden_units),
+                "activation": self.activation, "n_levels": self.n_levels}

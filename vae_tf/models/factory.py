@@ -1,0 +1,48 @@
+"""Params -> a model: each part built by its registry from its own params, then composed."""
+
+from __future__ import annotations
+
+import keras
+
+from vae_tf.config import Params
+from vae_tf.data import Meta
+from vae_tf.errors import ParamsError
+from vae_tf.likelihoods import LIKELIHOODS
+from vae_tf.models.vae import VAE
+from vae_tf.objectives import OBJECTIVES
+from vae_tf.posteriors import POSTERIORS
+from vae_tf.priors import PRIORS
+from vae_tf.registry import Context
+
+OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
+              "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+
+
+def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
+    """The four parts params describe, for data described by `meta`. The parts refuse what they
+    cannot model (a likelihood the data's representation, an objective a posterior without the
+    density it needs), naming the keys."""
+    m = params.model
+    context = Context(meta, m.latent_dim, m.hidden_units, m.activation)
+    # The likelihood first: its layers are created, and so initialised, in the order they have
+    # always been (decoder, encoder, then anything else), so a seed gives the same weights.
+    parts = {"likelihood": LIKELIHOODS.build(m.likelihood, context), "posterior": POSTERIORS.build(m.posterior, context),
+             "prior": PRIORS.build(m.prior, context), "objective": OBJECTIVES.build(params.objective, context)}
+    if parts["objective"].needs_density and not parts["posterior"].has_density:
+        raise ParamsError(f"model.posterior / objective.kind: the {m.posterior.kind!r} posterior has no density, "
+                          f"which objective {params.objective.kind!r} needs (log q(z|x)); train it with an "
+                          f"objective that needs none: {[k for k, c in OBJECTIVES.classes.items() if not c.needs_density]}")
+    return parts
+
+
+def build_model(params: Params, meta: Meta) -> VAE:
+    """The model params describe, built and compiled."""
+    t = params.training
+    model = VAE(**build_parts(params, meta), dynamic_binarization=meta.dynamic_binarization, seed=params.seed)
+    model.build((None, meta.dimension))
+    optimizer = OPTIMIZERS[t.optimizer]
+    adversary_rate = params.objective.adversary_learning_rate
+    model.compile(optimizer=optimizer(learning_rate=t.learning_rate),
+                  adversary_optimizer=optimizer(learning_rate=adversary_rate) if adversary_rate else None,
+                  jit_compile=t.jit_compile)
+    return model

@@ -1,0 +1,202 @@
+"""The model: a posterior, a prior, a likelihood and an objective, passed in as Keras layers."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vae_tf import replicas
+from vae_tf.objectives.bounds import kl_divergence, log_importance_weights
+from vae_tf.tfp import tfd
+
+PARTS = ("likelihood", "posterior", "prior", "objective")
+
+
+@keras.saving.register_keras_serializable(package="vae_tf")
+class VAE(keras.Model):
+    """A latent-variable model p(z) p(x|z) with an inference model q(z|x), trained on a bound on
+    log p(x). Every method is the composition of its parts' (`vae_tf.registry`):
+
+    - `posterior` q(z|x), `prior` p(z), `likelihood` p(x|z) (the decoder, which also says how
+      the networks see x: `network_input`), each a layer that builds its TFP distributions on
+      call; the model never asks which kind a part is;
+    - `objective`: per-example terms from the model's `draws`, and the update of a minibatch
+      (`Objective.update`), which picks variables by role (`variables_by_role`) and steps
+      `optimizer` (inference and generative variables) and, if the objective holds adversaries,
+      `adversary_optimizer`.
+
+    `train_step` runs one update per minibatch of a step's data, fused into one compiled call
+    without a distribution strategy (see `as_minibatches`); under one, one minibatch per step
+    (an optimizer update cannot sit inside a `tf.while_loop` there). With
+    `dynamic_binarization`, each training minibatch is redrawn x ~ Bernoulli(x) first.
+    Data x is in the prepared representation (grey levels, {0, 1} or [0, 1]).
+    """
+
+    def __init__(self, likelihood, posterior, prior, objective, dynamic_binarization: bool = False, seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        parts = [keras.saving.deserialize_keras_object(part) if isinstance(part, dict) else part
+                 for part in (likelihood, posterior, prior, objective)]
+        self.likelihood, self.posterior, self.prior, self.objective = parts
+        self.dynamic_binarization, self.seed = dynamic_binarization, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.objective.METRICS}
+        self.adversary_optimizer = None
+
+    def build(self, input_shape):
+        data_dim = input_shape[-1]
+        latent_dim = self.posterior.latent_dim
+        shapes = {"posterior": [None, data_dim], "likelihood": [None, latent_dim], "prior": [None, latent_dim],
+                  "objective": [None, data_dim + latent_dim]}
+        for name in PARTS:
+            part = getattr(self, name)
+            if not part.built:
+                part.build(shapes[name])
+        owned = sum(len(getattr(self, name).trainable_variables) for name in PARTS)
+        if owned != len(self.trainable_variables):
+            raise TypeError(f"{len(self.trainable_variables) - owned} trainable variables belong to no part, "
+                            "so they have no role and no optimizer would train them")
+        self.built = True
+
+    def compile(self, optimizer="adam", adversary_optimizer=None, **kwargs):
+        """`optimizer` updates the inference and generative variables; `adversary_optimizer`
+        (default: a copy of `optimizer`'s settings) the adversaries, if the objective has any."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.optimizer.build(self.variables_by_role("inference", "generative"))
+        adversaries = self.variables_by_role("adversary")
+        if adversaries:
+            self.adversary_optimizer = adversary_optimizer or self.optimizer.from_config(self.optimizer.get_config())
+            self.adversary_optimizer.build(adversaries)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if self.adversary_optimizer is not None:
+            config["adversary_optimizer"] = keras.optimizers.serialize(self.adversary_optimizer)
+        return config
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def get_config(self):
+        return {**super().get_config(), **{name: keras.saving.serialize_keras_object(getattr(self, name))
+                                           for name in PARTS},
+                "dynamic_binarization": self.dynamic_binarization, "seed": self.seed}
+
+    # --- the parts, composed ----------------------------------------------------------
+
+    def variables_by_role(self, *roles: str) -> list:
+        """The trainable variables of the parts whose role is one of `roles`."""
+        return [v for name in PARTS if getattr(self, name).role in roles for v in getattr(self, name).trainable_variables]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.posterior.latent_dim
+
+    @property
+    def data_dim(self) -> int:
+        return self.likelihood.data_dim
+
+    @property
+    def num_samples(self) -> int:
+        """K, the draws per example of the training objective."""
+        return self.objective.num_samples
+
+    def prior_distribution(self) -> tfd.Distribution:
+        """p(z): event shape [L]."""
+        return self.prior.distribution(self.posterior)
+
+    def posterior_moments(self, x, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """E_q[z|x] and the standard deviations of q(z|x), [batch, L] each."""
+        return self.posterior.moments(self.likelihood.network_input(x), seed)
+
+    def proposal(self, x, seed, num_draws: int, scale: float) -> tfd.Distribution:
+        """The importance-sampling proposal for log p(x) (batch shape [batch])."""
+        return self.posterior.proposal(self.likelihood.network_input(x), seed, num_draws, scale)
+
+    def encode(self, x, seed) -> dict[str, tf.Tensor]:
+        return self.posterior.encode(self.likelihood.network_input(x), seed)
+
+    def call(self, x):
+        """Reconstruction: the mean of p(x|z) at the posterior mean z = E_q[z|x]."""
+        loc, _ = self.posterior_moments(x, seed=tf.constant([0, 0]))
+        return self.likelihood.distribution(loc).mean()
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh stateless seed, drawn from the model's seed generator."""
+        return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def draws(self, x, num_samples: int, stop_density_gradient: bool = False) -> dict[str, tf.Tensor]:
+        """K draws z_k ~ q(z|x) per example and the log-densities at them: z [K, batch, L], log_px
+        (log p(x|z_k)) [K, batch], reconstruction (its mean over k) [batch]; where q has a density,
+        log_weights (log p(x|z_k) + log p(z_k) - log q(z_k|x)) [K, batch] and kl [batch]
+        (KL(q(z|x) || p(z)): analytic where TFP has it, else the mean of log q - log p).
+        `stop_density_gradient`: see `Posterior.draw`."""
+        draw = self.posterior.draw(self.likelihood.network_input(x), num_samples, self.next_seed(),
+                                   stop_density_gradient)
+        log_px = self.likelihood.distribution(draw.z).log_prob(x)
+        out = {"z": draw.z, "log_px": log_px, "reconstruction": tf.reduce_mean(log_px, axis=0)}
+        if draw.log_q is not None:
+            prior = self.prior_distribution()
+            log_pz = prior.log_prob(draw.z)
+            out["log_weights"] = log_importance_weights(log_px, log_pz, draw.log_q)
+            out["kl"] = (kl_divergence(draw.q, prior, draw.z) if draw.q is not None
+                         else tf.reduce_mean(draw.log_q - log_pz, axis=0))
+        return out
+
+    # --- training ----------------------------------------------------------------------
+
+    def train_step(self, data):
+        x, weights = as_minibatches(data)
+
+        def update(i):
+            batch = x[i]
+            if self.dynamic_binarization:
+                u = replicas.noise(tf.random.stateless_uniform, tf.unstack(tf.shape(batch)), self.next_seed(), 0)
+                batch = tf.cast(u < batch, batch.dtype)
+            self._track(*self.objective.update(self, batch, weights[i]))
+
+        return self._each_minibatch(x, update)
+
+    def test_step(self, data):
+        """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
+        x, weights = as_minibatches(data)
+        return self._each_minibatch(x, lambda i: self._track(*self.objective.evaluate(self, x[i], weights[i])))
+
+    def _track(self, terms, total):
+        """Add a minibatch's means, weighted by its total example weight."""
+        for name, value in terms.items():
+            self.trackers[name].update_state(value, sample_weight=total)
+
+    def _each_minibatch(self, x, step) -> dict[str, tf.Tensor]:
+        """`step(i)` for every minibatch i of x [steps, batch, D]: in a `tf.while_loop` (one
+        compiled call) on one device, unrolled under a distribution strategy. Returns the
+        trackers' running means."""
+        if tf.distribute.has_strategy():
+            for i in range(x.shape[0]):
+                step(i)
+            return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+        def body(i):
+            step(i)
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(x)[0], body, (tf.constant(0),))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+
+def as_minibatches(data) -> tuple[tf.Tensor, tf.Tensor]:
+    """A step's data as minibatches x [steps, batch, D] and example weights [steps, batch].
+
+    `data` is x, or a pair (x, weights), with x either one minibatch [batch, D] or several
+    [steps, batch, D] (as built by `vae_tf.training.minibatches`), where weight 0 marks the
+    padding that fills the last, short minibatch of an epoch. Without weights, every one is 1.
+    """
+    x, weights = data if isinstance(data, (tuple, list)) else (data, tf.ones_like(data[..., 0]))
+    weights = tf.cast(weights, x.dtype)
+    if x.shape.rank == 2:
+        return x[tf.newaxis], weights[tf.newaxis]
+    return x, weights

@@ -1,0 +1,170 @@
+"""Adversarial Variational Bayes (Mescheder, Nowozin and Geiger 2017): the ELBO of a posterior
+with or without a density, its log q(z|x) - log r(z|x) learnt by a discriminator T(x, z)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+
+from vae_tf import replicas
+from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
+from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
+from vae_tf.tfp import Normal, tfd
+
+
+@keras.saving.register_keras_serializable(package="vae_tf")
+class Discriminator(keras.layers.Layer):
+    """T(x, z): an MLP on [x, z] giving one logit; x [..., D] and z [..., L] share leading dims."""
+
+    def __init__(self, hidden_units: Sequence[int], activation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.layers_ = [*(keras.layers.Dense(units, activation=activation) for units in hidden_units),
+                        keras.layers.Dense(1)]
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        for layer in self.layers_:
+            layer.build((None, width))
+            width = layer.units
+
+    def call(self, x, z):
+        h = tf.concat([tf.broadcast_to(x, tf.concat([tf.shape(z)[:-1], tf.shape(x)[-1:]], 0)), z], axis=-1)
+        for layer in self.layers_:
+            h = layer(h)
+        return h[..., 0]
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
+
+
+class Reference(NamedTuple):
+    """The reference r(z|x) that T tells q from: its distribution (batch shape [batch]), a
+    sampler (num_samples, seed) -> z [K, batch, L], and the map s with s(z) ~ N(0, I) for z ~ r."""
+
+    distribution: tfd.Distribution
+    sample: Callable[[int, tf.Tensor], tf.Tensor]
+    standardize: Callable[[tf.Tensor], tf.Tensor]
+
+
+@OBJECTIVES.register("avb")
+class AVB(Objective):
+    """A two-player game (Mescheder et al. 2017, Algorithm 1 with adaptive contrast):
+
+    - the discriminator T(x, z~) minimises the logistic loss between z~ = s(z), z ~ q(z|x), and
+      z~ = s(z), z ~ r(z|x) (`discriminator_loss`), so that T -> log q~ - log r~;
+    - the encoder and decoder maximise, over K draws z_k ~ q(z|x),
+          ELBO(x) ~= mean_k [log p(x|z_k) + log p(z_k) - log r(z_k|x) - T(x, s(z_k))],
+      T held fixed (its gradient in z still flows into the encoder).
+
+    r and s: without adaptive contrast r = p(z) and s is the identity (plain AVB); with it,
+    r(z|x) = N(m(x), diag s(x)^2), m and s q's mean and standard deviation (the posterior's
+    `moments`, no gradient), and s(z) = (z - m) / s, so T only has to learn how q differs from
+    the Gaussian with its own moments: KL(q || r) is far smaller than KL(q || p), and easier for
+    T in more dimensions. It needs no density of q, so it trains an implicit posterior.
+
+    `discriminator_steps` updates of T (variables of role adversary, `model.adversary_optimizer`)
+    precede each update of the encoder and decoder (`model.optimizer`).
+    """
+
+    needs_density = False
+    METRICS = ("loss", "bound", "reconstruction", "kl", "discriminator_loss", "discriminator_accuracy")
+
+    def __init__(self, num_samples: int = 1, discriminator_units: Sequence[int] = (256, 256),
+                 activation: str = "leaky_relu", discriminator_steps: int = 1, adaptive_contrast: bool = True,
+                 **kwargs):
+        super().__init__(num_samples, **kwargs)
+        self.discriminator_units, self.activation = tuple(discriminator_units), activation
+        self.discriminator_steps, self.adaptive_contrast = discriminator_steps, adaptive_contrast
+        self.discriminator = Discriminator(discriminator_units, activation, name="discriminator")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(params.num_samples, params.discriminator_units, context.activation, params.discriminator_steps,
+                   params.adaptive_contrast, name="objective")
+
+    def build(self, input_shape):
+        self.discriminator.build(input_shape)
+
+    def reference(self, model, h) -> Reference:
+        """r(z|x) and s for a minibatch (see the class docstring); h is the networks' input."""
+        batch = tf.shape(h)[0]
+        if not self.adaptive_contrast:
+            prior = model.prior_distribution()
+            return Reference(tfd.BatchBroadcast(prior, [batch]),
+                             lambda k, seed: replicas.replica_rows(lambda n: prior.sample([k, n], seed=seed), batch),
+                             lambda z: z)
+        m, s = (tf.stop_gradient(moment) for moment in model.posterior.moments(h, model.next_seed()))
+
+        def sample(k, seed):
+            return replicas.noise(tf.random.stateless_normal, [k, batch, tf.shape(m)[-1]], seed) * s + m
+
+        return Reference(tfd.Independent(Normal(m, s), 1), sample, lambda z: (z - m) / s)
+
+    def discriminator_terms(self, model, x, weights, reference: Reference) -> dict[str, tf.Tensor]:
+        """T's logistic loss (the replica's share, as `replica_loss`: key `loss`) and the tracked
+        minibatch means of its loss and accuracy, on K fresh draws of q (no gradient to the
+        encoder) and of r, both through s."""
+        h = model.likelihood.network_input(x)
+        z_q = tf.stop_gradient(model.posterior.sample(h, self.num_samples, model.next_seed()))
+        z_r = reference.sample(self.num_samples, model.next_seed())
+        t_q, t_r = self.discriminator(h, reference.standardize(z_q)), self.discriminator(h, reference.standardize(z_r))
+        loss = tf.reduce_mean(discriminator_loss(t_q, t_r), axis=0)
+        means, _ = weighted_means({"discriminator_loss": loss, "discriminator_accuracy":
+                                   tf.reduce_mean(discriminator_accuracy(t_q, t_r), axis=0)}, weights)
+        return {"loss": replica_loss(-loss, weights), **means}
+
+    def model_terms(self, model, x, weights, reference: Reference):
+        """The encoder/decoder's loss -ELBO (estimated with T, the replica's share) and the
+        tracked minibatch means of its parts; and the total weight."""
+        h = model.likelihood.network_input(x)
+        z = model.posterior.sample(h, self.num_samples, model.next_seed())
+        t = self.discriminator(h, reference.standardize(z))
+        log_px = model.likelihood.distribution(z).log_prob(x)
+        kl = avb_kl(t, reference.distribution.log_prob(z), model.prior_distribution().log_prob(z))
+        reconstruction, kl = tf.reduce_mean(log_px, axis=0), tf.reduce_mean(kl, axis=0)
+        bound = elbo(reconstruction, kl)
+        means, total = weighted_means({"loss": -bound, "bound": bound, "reconstruction": reconstruction, "kl": kl},
+                                      weights)
+        return replica_loss(bound, weights), means, total
+
+    def discriminator_step(self, model, x, weights, reference: Reference) -> dict[str, tf.Tensor]:
+        """One update of the adversary variables (T) by `model.adversary_optimizer`."""
+        variables = model.variables_by_role("adversary")
+        with tf.GradientTape() as tape:
+            game = self.discriminator_terms(model, x, weights, reference)
+        model.adversary_optimizer.apply_gradients(zip(tape.gradient(game.pop("loss"), variables), variables))
+        return game
+
+    def model_step(self, model, x, weights, reference: Reference):
+        """One update of the inference and generative variables by `model.optimizer` against T
+        (T's variables get no update, though the loss depends on them)."""
+        variables = model.variables_by_role("inference", "generative")
+        with tf.GradientTape() as tape:
+            loss, terms, total = self.model_terms(model, x, weights, reference)
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return terms, total
+
+    def update(self, model, x, weights):
+        """`discriminator_steps` steps of T, then one of the encoder and decoder. The minibatch's
+        reference r is computed once: it depends on the encoder only."""
+        reference = self.reference(model, model.likelihood.network_input(x))
+        for _ in range(self.discriminator_steps):
+            game = self.discriminator_step(model, x, weights, reference)
+        terms, total = self.model_step(model, x, weights, reference)
+        return {**terms, **game}, total
+
+    def evaluate(self, model, x, weights):
+        reference = self.reference(model, model.likelihood.network_input(x))
+        _, terms, total = self.model_terms(model, x, weights, reference)
+        game = self.discriminator_terms(model, x, weights, reference)
+        game.pop("loss")
+        return {**terms, **game}, total
+
+    def get_config(self):
+        return {**super().get_config(), "discriminator_units": list(self.discriminator_units),
+                "activation": self.activation, "discriminator_steps": self.discriminator_steps,
+                "adaptive_contrast": self.adaptive_contrast}

@@ -1,0 +1,82 @@
+"""What every objective is: a Keras layer, registered by kind, that turns a model's draws into
+per-example terms and runs the model's update on a minibatch."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vae_tf import replicas
+from vae_tf.config import OBJECTIVES as OBJECTIVE_PARAMS
+from vae_tf.registry import Registry
+
+OBJECTIVES = Registry(OBJECTIVE_PARAMS)
+
+
+def weighted_means(terms: dict[str, tf.Tensor], weights: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """Example-weighted minibatch means sum_i w_i v_i / sum_i w_i of per-example terms [batch]
+    (padding rows have weight 0), and the total weight."""
+    total = tf.reduce_sum(weights)
+    return {name: tf.reduce_sum(weights * value) / total for name, value in terms.items()}, total
+
+
+def replica_loss(objective: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """-sum_i w_i t_i / (the minibatch's total weight over all replicas): what a replica
+    minimises so that the replicas' summed gradients are those of the global mean."""
+    return -tf.reduce_sum(weights * objective) / replicas.global_sum(tf.reduce_sum(weights))
+
+
+class Objective(keras.layers.Layer):
+    """A bound on log p(x) and how to climb it. A kind defines `terms(draws)`, per-example
+    tensors [batch] from the model's draws (`VAE.draws`): `objective` (what training maximises),
+    `bound` (the bound it estimates, for early stopping) and the others named in `METRICS`.
+
+    The default `update` takes one optimizer step of the inference and generative variables on
+    the loss -mean(objective); kinds with their own estimator (DReG) or their own players (AVB)
+    override it. Variables an objective holds itself (a discriminator) have role `adversary`.
+    """
+
+    role = "adversary"
+    needs_density = True  # needs log q(z|x) at the draws: refuses a posterior without a density
+    METRICS: tuple[str, ...] = ("loss", "bound", "elbo", "reconstruction", "kl")
+    warmup_epochs = 0  # epochs whose bound is not comparable (early stopping starts after them)
+
+    def __init__(self, num_samples: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_samples = num_samples
+
+    def build(self, input_shape):
+        """`input_shape`: that of the [x, z] pairs an adversary sees, (None, D + L)."""
+
+    def terms(self, draws: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def callbacks(self) -> list[keras.callbacks.Callback]:
+        """Keras callbacks training needs for this objective (e.g. a KL warm-up)."""
+        return []
+
+    def loss_and_terms(self, model, x, weights, stop_density_gradient: bool = False):
+        """The draws, the replica's loss (`replica_loss`), the tracked minibatch means (`loss`
+        unscaled: -mean(objective)) and the total weight."""
+        draws = model.draws(x, self.num_samples, stop_density_gradient)
+        per_example = self.terms(draws)
+        objective = per_example.pop("objective")
+        means, total = weighted_means({"loss": -objective, **per_example}, weights)
+        return draws, replica_loss(objective, weights), means, total
+
+    def update(self, model, x, weights):
+        """One step of `model.optimizer` on the inference and generative variables. Returns the
+        tracked terms and the minibatch's total weight."""
+        variables = model.variables_by_role("inference", "generative")
+        with tf.GradientTape() as tape:
+            _, loss, terms, total = self.loss_and_terms(model, x, weights)
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return terms, total
+
+    def evaluate(self, model, x, weights):
+        """The tracked terms without a step."""
+        _, _, terms, total = self.loss_and_terms(model, x, weights)
+        return terms, total
+
+    def get_config(self):
+        return {**super().get_config(), "num_samples": self.num_samples}

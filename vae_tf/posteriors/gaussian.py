@@ -1,0 +1,55 @@
+"""The diagonal Gaussian posterior of the VAE."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vae_tf import replicas
+from vae_tf.networks import mlp
+from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
+from vae_tf.tfp import Normal, tfd
+
+
+@POSTERIORS.register("gaussian")
+class GaussianPosterior(Posterior):
+    """q(z|x) = N(z | mu(x), diag sigma(x)^2), sigma = softplus(raw) + 1e-5, an MLP giving
+    [mu, raw]; draws z = mu + sigma * eps."""
+
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.network = mlp(hidden_units, 2 * latent_dim, activation, name="encoder_mlp")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, context.hidden_units, context.activation, name="posterior")
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+
+    def call(self, h):
+        return self.network(h)
+
+    def moments(self, h, seed=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Exact (`seed` unused)."""
+        loc, raw_scale = tf.split(self(h), 2, axis=-1)
+        return loc, tf.nn.softplus(raw_scale) + MIN_SCALE
+
+    def distribution(self, h) -> tfd.Distribution:
+        loc, scale = self.moments(h)
+        return tfd.Independent(Normal(loc=loc, scale=scale), 1)
+
+    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+        """z = mu + sigma * eps, eps ~ N(0, I) (`replicas.noise`: a replica's rows of the global
+        minibatch's draws); the network runs once for z, log q and q."""
+        q = self.distribution(h)
+        loc, scale = q.distribution.loc, q.distribution.scale
+        eps = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed)
+        z = eps * scale + loc
+        density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
+        return Draw(z, density.log_prob(z), q)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}

@@ -1,0 +1,30 @@
+"""What every prior p(z) is: a Keras layer of role `generative`, registered by kind."""
+
+from __future__ import annotations
+
+import keras
+
+from vae_tf.config import PRIORS as PRIOR_PARAMS
+from vae_tf.registry import Registry
+from vae_tf.tfp import tfd
+
+PRIORS = Registry(PRIOR_PARAMS)
+
+
+class Prior(keras.layers.Layer):
+    """p(z) over the latent space. A kind defines `distribution(posterior)`: a `tfd.Distribution`
+    with event shape [L] (its `log_prob` and `sample` are the prior's), built on each call from the
+    layer's variables, if it has any. It gets the model's posterior, for priors defined through
+    the encoder (a VampPrior: p(z) = mean_c q(z|u_c)); others ignore it."""
+
+    role = "generative"
+
+    def __init__(self, latent_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+
+    def distribution(self, posterior) -> tfd.Distribution:
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim}

@@ -1,0 +1,62 @@
+"""The registry of each part (posterior, prior, likelihood, objective): kind -> Keras layer.
+
+A part's layer registers under the kind name of its params class (`vae_tf.config.parts`), so
+that `Registry.build(params, context)` makes the part params describe. Every part carries a
+`role`, the role of its trainable variables:
+
+- `inference`: q(z|x) (the encoder);
+- `generative`: p(x|z) and p(z) (the decoder, a learnable prior);
+- `adversary`: what an adversarial objective trains against them (a discriminator).
+
+Estimators and optimizers pick variables by role (`vae_tf.models.VAE.variables_by_role`),
+never by where a layer lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from vae_tf.config.parts import Kinds, PartParams
+from vae_tf.data import Meta
+from vae_tf.errors import ParamsError
+
+ROLES = ("inference", "generative", "adversary")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a part may need besides its own params: the data, the latent space and the shared
+    network settings (`model.latent_dim`, `model.hidden_units`, `model.activation`)."""
+
+    meta: Meta
+    latent_dim: int
+    hidden_units: tuple[int, ...]
+    activation: str
+
+
+class Registry:
+    """The layer classes of one part, by kind. Each class defines `from_params(params, context)`."""
+
+    def __init__(self, kinds: Kinds):
+        self.kinds, self.classes = kinds, {}
+
+    def register(self, kind: str):
+        """Class decorator: the layer of `kind` (which needs a params class of that kind)."""
+
+        def decorate(cls):
+            if kind not in self.kinds.classes:
+                raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one in vae_tf.config.parts")
+            if cls.role not in ROLES:
+                raise TypeError(f"{cls.__name__}.role must be one of {ROLES}, got {cls.role!r}")
+            self.classes[kind] = keras.saving.register_keras_serializable(package="vae_tf")(cls)
+            cls.kind = kind
+            return cls
+
+        return decorate
+
+    def build(self, params: PartParams, context: Context) -> keras.layers.Layer:
+        if params.kind not in self.classes:
+            raise ParamsError(f"{self.kinds.path}.kind: {params.kind!r} has params but no layer registered")
+        return self.classes[params.kind].from_params(params, context)
