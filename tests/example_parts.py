@@ -10,8 +10,9 @@ from typing import Literal
 
 import tensorflow as tf
 
-from vae_tf import config, replicas
-from vae_tf.posteriors import MIN_SCALE, POSTERIORS, Draw, Posterior
+from vae_tf import config
+from vae_tf.posteriors import MIN_SCALE, POSTERIORS, Posterior
+from vae_tf.posteriors.gaussian import gaussian_draw
 from vae_tf.networks import mlp
 from vae_tf.priors import PRIORS, Prior
 from vae_tf.tfp import Normal, tfd
@@ -45,11 +46,7 @@ class SharedScalePosterior(Posterior):
         return tfd.Independent(Normal(loc, tf.nn.softplus(self.raw_scale) + MIN_SCALE + tf.zeros_like(loc)), 1)
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False):
-        q = self.distribution(h)
-        loc, scale = q.distribution.loc, q.distribution.scale
-        z = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed) * scale + loc
-        density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
-        return Draw(z, density.log_prob(z), q)
+        return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}

@@ -7,7 +7,7 @@ part's registry; its layer registers under the same name (`vae_tf.registry`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -48,10 +48,29 @@ MOVED = {
 }
 
 
+def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section that contains the (unknown) key at `loc`."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        # a section, or an Optional section (Optional[X] is Union[X, None])
+        candidates = [field.annotation, *get_args(field.annotation)] if field else []
+        sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not sections:
+            return []
+        model = sections[0]
+    return list(model.model_fields)
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def describe_errors(err: pydantic.ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
     """One line per error: the key (dotted, after `prefix`) and what is wrong with it."""
-    from vae_tf.config.schema import allowed_keys, is_number
-
     problems = []
     for error in err.errors():
         key = ".".join(str(part) for part in error["loc"])

@@ -5,15 +5,15 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Literal, Optional
 
 import pydantic
 import yaml
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from vae_tf.config.parts import (
-    LikelihoodField, ObjectiveField, PosteriorField, PriorField, Ints, Section, Units, describe_errors, ELBOParams,
-    GaussianPosteriorParams, StandardNormalPriorParams, CategoricalLikelihoodParams)
+    CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, ObjectiveField,
+    PosteriorField, PriorField, Section, StandardNormalPriorParams, Units, describe_errors)
 from vae_tf.errors import ParamsError
 
 
@@ -179,19 +179,6 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     return merged
 
 
-def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the section that contains the (unknown) key at `loc`."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        # a section, or an Optional section (Optional[X] is Union[X, None])
-        candidates = [field.annotation, *get_args(field.annotation)] if field else []
-        sections = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not sections:
-            return []
-        model = sections[0]
-    return list(model.model_fields)
-
-
 def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ParamsError(f"{where}: expected a mapping of keys to values, got {type(raw).__name__}")
@@ -200,14 +187,6 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
     except pydantic.ValidationError as err:
         problems = [f"{where}: {problem}" for problem in describe_errors(err, model)]
         raise ParamsError("invalid params:\n  " + "\n  ".join(problems)) from None
-
-
-def is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def load_params(path: str | Path = "params.yaml") -> ParamsFile:

@@ -42,14 +42,19 @@ class GaussianPosterior(Posterior):
         return tfd.Independent(Normal(loc=loc, scale=scale), 1)
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
-        """z = mu + sigma * eps, eps ~ N(0, I) (`replicas.noise`: a replica's rows of the global
-        minibatch's draws); the network runs once for z, log q and q."""
-        q = self.distribution(h)
-        loc, scale = q.distribution.loc, q.distribution.scale
-        eps = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed)
-        z = eps * scale + loc
-        density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
-        return Draw(z, density.log_prob(z), q)
+        """The network runs once for z, log q and q."""
+        return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
+
+
+def gaussian_draw(q: tfd.Distribution, num_samples: int, seed, stop_density_gradient: bool = False) -> Draw:
+    """K reparameterized draws z = mu + sigma * eps of q = Independent(Normal(mu, sigma)) with batch
+    shape [batch], eps ~ N(0, I) (`replicas.noise`: a replica's rows of the global minibatch's
+    draws), and log q at them (with q's parameters held fixed if `stop_density_gradient`)."""
+    loc, scale = q.distribution.loc, q.distribution.scale
+    eps = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed)
+    z = eps * scale + loc
+    density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
+    return Draw(z, density.log_prob(z), q)
