@@ -102,10 +102,17 @@ def test_levels_preprocessing_needs_integer_data(tmp_path, rng):
         prepare(params.model_copy(update={"preprocessing": "levels"}), seed=0)
 
 
+class ReachableHost:
+    """What `socket.create_connection` returns when the download host answers."""
+
+    def close(self):
+        pass
+
+
 def test_tfds_source_through_mock_data(monkeypatch):
     import tensorflow_datasets as tfds
 
-    monkeypatch.setattr("vae_tf.data._check_download_reachable", lambda name: None)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: ReachableHost())  # "online"
     with tfds.testing.mock_data(num_examples=12):
         prepared = prepare(DataParams(source="tfds:mnist", preprocessing="binarize", validation_size=4), seed=0)
     assert prepared.meta.sizes == {"train": 8, "val": 4, "test": 12}
