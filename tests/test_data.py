@@ -80,6 +80,15 @@ def test_npz_integer_levels(tmp_path, rng):
         ({"train": np.full((4, 2, 2), np.nan), "test": np.zeros((4, 2, 2))}, "NaN"),
         ({"train": np.zeros((4,)), "test": np.zeros((4,))}, "must be a non-empty"),
         ({"train": np.zeros((2, 2, 2)), "test": np.zeros((4, 2, 2))}, "validation_size"),
+        ({"train": np.zeros((3, 4)), "val": np.zeros((0, 4)), "test": np.zeros((2, 4))}, "val must be a non-empty"),
+        ({"train": np.zeros((0, 4), int), "val": np.zeros((0, 4), int), "test": np.zeros((0, 4), int)},
+         "train must be a non-empty"),
+        ({"train": np.full((3, 4), 2**40), "val": np.zeros((2, 4), int), "test": np.zeros((2, 4), int)},
+         r"need 2 to 65536 grey levels \(16-bit at most\), got 1099511627777"),
+        ({"train": np.ones((3, 4), int), "val": np.ones((2, 4), int), "test": np.ones((2, 4), int),
+          "n_levels": np.array(10**12)}, "need 2 to 65536 grey levels"),
+        ({"train": np.ones((3, 4), int), "val": np.ones((2, 4), int), "test": np.ones((2, 4), int),
+          "n_levels": np.array([3, 4])}, r"n_levels must be one integer, got an array of shape \(2,\)"),
     ],
 )
 def test_bad_npz_gets_a_clear_error(tmp_path, arrays, message):
@@ -87,11 +96,23 @@ def test_bad_npz_gets_a_clear_error(tmp_path, arrays, message):
         prepare(npz_source(tmp_path, **arrays), seed=0)
 
 
-def test_corrupt_or_missing_npz(tmp_path):
+def test_corrupt_or_missing_npz(tmp_path, rng):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 definitely not a zip archive")
     with pytest.raises(DataError, match="not a readable .npz"):
         prepare(DataParams(source=f"npz:{bad}"), seed=0)
+    np.save(tmp_path / "single.npy", np.zeros((10, 4)))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")  # a .npy under an .npz name
+    with pytest.raises(DataError, match=r"holds a single array \(a .npy file\), not an .npz archive"):
+        prepare(DataParams(source=f"npz:{tmp_path / 'single.npz'}"), seed=0)
+    compressed = tmp_path / "compressed.npz"
+    np.savez_compressed(compressed, train=rng.integers(0, 4, (100, 16)), test=rng.integers(0, 4, (10, 16)))
+    for offset in (100, 300):  # inside train's deflate stream: zlib fails before the CRC check does
+        damaged = bytearray(compressed.read_bytes())
+        damaged[offset] ^= 0xFF
+        (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
+        with pytest.raises(DataError, match="not a readable .npz archive"):
+            prepare(DataParams(source=f"npz:{tmp_path / 'damaged.npz'}", validation_size=5), seed=0)
     with pytest.raises(DataError, match="file not found"):
         prepare(DataParams(source=f"npz:{tmp_path / 'none.npz'}"), seed=0)
 

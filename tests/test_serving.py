@@ -209,3 +209,17 @@ def test_serve_without_a_model_exits_2_with_one_clear_line(tmp_path):
     result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", "x", "--max-batch-size", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--max-batch-size must be positive" in result.stderr
+    for port in ("0", "65536", "99999"):
+        result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", "x", "--port", port],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and f"--port must be in 1-65535, got {port}" in result.stderr
+
+
+def test_serve_on_a_busy_port_exits_2_with_one_clear_line(server):
+    """The server fixture holds its port: a second server on it cannot listen."""
+    port, base, _ = server
+    result = subprocess.run([str(Path(sys.executable).parent / "vae-tf"), "serve", "--model-name", "vae",
+                             "--model-base-path", str(base), "--port", str(port)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"--host 127.0.0.1 --port {port}: cannot listen there" in result.stderr

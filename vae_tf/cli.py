@@ -10,12 +10,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 
 def run(stage: Callable[..., None], *args: str) -> None:
+    """`stage(*args)`; a user error, or memory running out (settings too large for this
+    machine), is one line on stderr and exit code 2."""
     from vae_tf.errors import UserError
 
     try:
         stage(*args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        tf = sys.modules.get("tensorflow")
+        if not (isinstance(err, MemoryError) or (tf is not None and isinstance(err, tf.errors.ResourceExhaustedError))):
+            raise
+        detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        print(f"error: out of memory ({detail}); the settings ask for more than this machine has: reduce "
+              "model.hidden_units, model.latent_dim, training.batch_size, evaluation.batch_size or "
+              "evaluation.chunk_size", file=sys.stderr)
         sys.exit(2)
 
 
@@ -39,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--model-name", required=True, help="the <name> in /v1/models/<name>")
     serve.add_argument("--model-base-path", required=True, help="folder of numbered versions, e.g. export/vae")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8501, help="TF Serving's REST port by default")
+    serve.add_argument("--port", type=int, default=8501, help="TF Serving's REST port by default (1-65535)")
     serve.add_argument("--max-batch-size", type=int, default=1024, help="most rows in one request")
     serve.add_argument("--max-num-samples", type=int, default=10000, help="largest scalar num_samples input")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for a new version")
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     for flag in ("max_batch_size", "max_num_samples", "poll_seconds"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be in 1-65535, got {args.port}")
 
     from vae_tf.serving import Limits, serve as run_server
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,7 @@ SPLITS = ("train", "val", "test")
 # scikit-learn's digits, split by index as in the reference VAE for this data set.
 DIGITS_SPLIT = {"train": slice(0, 1000), "val": slice(1000, 1350), "test": slice(1350, 1797)}
 DIGITS_LEVELS = 17
+MAX_LEVELS = 65536  # 16-bit images
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,19 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
 
 
 def _npz(path: Path, validation_size: int) -> Source:
-    """A user's arrays: keys `train` and `test` (and `val`, else held out of `train`)."""
+    """A user's arrays: keys `train` and `test` (and `val`, else held out of `train`), and
+    optionally `n_levels`, a scalar."""
     where = f"data.source npz:{path}"
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{where}: holds a single array (a .npy file), not an .npz archive of named arrays "
+                            "(train, test, optional val); save it with numpy.savez(path, train=..., test=...)")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
     except FileNotFoundError:
         raise DataError(f"{where}: file not found") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{where}: not a readable .npz archive ({err})") from None
     missing = [key for key in ("train", "test") if key not in arrays]
     if missing:
@@ -138,7 +145,14 @@ def _npz(path: Path, validation_size: int) -> Source:
         splits = _hold_out_validation(splits, validation_size, where)
     n_levels = None
     if all(np.issubdtype(array.dtype, np.integer) for array in splits.values()):
-        n_levels = int(arrays["n_levels"]) if "n_levels" in arrays else int(max(a.max() for a in splits.values())) + 1
+        if "n_levels" in arrays:
+            given = arrays["n_levels"]
+            if given.ndim != 0 or not np.issubdtype(given.dtype, np.integer):
+                raise DataError(f"{where}: n_levels must be one integer, got an array of shape {given.shape} "
+                                f"and dtype {given.dtype}")
+            n_levels = int(given)
+        else:
+            n_levels = int(max((a.max() for a in splits.values() if a.size), default=0)) + 1
     return _checked(splits, n_levels, where)
 
 
@@ -167,8 +181,9 @@ def _checked(splits: dict[str, np.ndarray], n_levels: Optional[int], where: str)
                 raise DataError(f"{where}: {key} has float values outside [0, 1] (or NaN); scale intensities to [0, 1]")
         elif array.min() < 0 or array.max() >= n_levels:
             raise DataError(f"{where}: {key} has levels outside [0, {n_levels - 1}]")
-    if n_levels is not None and n_levels < 2:
-        raise DataError(f"{where}: integer images need at least 2 grey levels, got {n_levels}")
+    if n_levels is not None and not 2 <= n_levels <= MAX_LEVELS:
+        raise DataError(f"{where}: integer images need 2 to {MAX_LEVELS} grey levels (16-bit at most), got {n_levels}; "
+                        "give intensities as floats in [0, 1] instead")
     image_shape = shapes["train"][:-1] if len(shapes["train"]) == 3 and shapes["train"][-1] == 1 else shapes["train"]
     return Source(splits, n_levels, tuple(int(d) for d in image_shape))
 

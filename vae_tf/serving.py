@@ -17,6 +17,7 @@ base path is served, and a newer one is picked up without a restart (polled ever
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import threading
@@ -312,7 +313,7 @@ def _dumps(value) -> str:
 
 
 def serve(model_name: str, model_base_path: str, host: str, port: int, limits: Limits, poll_seconds: float) -> None:
-    from vae_tf.errors import DataError
+    from vae_tf.errors import DataError, UserError
 
     repository = ModelRepository(model_name, Path(model_base_path))
     if not repository.versions_on_disk():
@@ -322,6 +323,12 @@ def serve(model_name: str, model_base_path: str, host: str, port: int, limits: L
     if repository.servable is None:
         raise DataError(f"--model-base-path {model_base_path}: no version could be loaded: {repository.failed}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    web.run_app(make_app(repository, limits, poll_seconds), host=host, port=port, print=lambda text: log.info(text))
+    try:
+        web.run_app(make_app(repository, limits, poll_seconds), host=host, port=port, print=lambda text: log.info(text))
+    except OSError as err:  # the listening socket: the port is taken, or the host is not this machine's
+        if err.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({err.strerror}); choose another "
+                        "port, or stop what uses it") from None
 
 
