@@ -96,6 +96,14 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
                                                                      "greater than or equal to 2"),
         ("objective: {kind: avb, discriminator_steps: 0}", "objective: discriminator_steps: Input should be greater"),
         ("evaluation: {ais: {num_chains: 0}}", "evaluation.ais.num_chains: Input should be greater than or equal to 1"),
+        # counts reach TensorFlow as 32-bit integers: 2^31 + 10 used to be evaluated as K = 10
+        ("evaluation: {num_samples: 2147483658}", "evaluation.num_samples: Input should be less than or equal to "
+                                                  "100000000"),
+        ("evaluation: {ais: {num_steps: 4294967296}}", "evaluation.ais.num_steps: Input should be less than or equal"),
+        ("export: {chunk_size: 2147483648}", "export.chunk_size: Input should be less than or equal to 1000000"),
+        ("training: {batch_size: 4294967296}", "training.batch_size: Input should be less than or equal to 1000000"),
+        ("k_study: {experiment: vae, num_samples: [1, 2147483648]}",
+         "k_study.num_samples (2147483648): objective: num_samples: Input should be less than or equal to 10000"),
         ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
                                               "['num_chains', 'num_steps', 'leapfrog_steps', 'step_size']"),
         # the spellings before parts were keyed by kind name the new one

@@ -1,3 +1,4 @@
+import json
 import socket
 
 import numpy as np
@@ -5,7 +6,8 @@ import pytest
 
 from vae_tf.config import DataParams
 from vae_tf.data import load_prepared, prepare, save_prepared
-from vae_tf.errors import DataError
+from vae_tf.errors import DataError, UserError
+from vae_tf.files import json_text
 
 
 def test_digits_split_matches_the_reference(digits):
@@ -153,3 +155,12 @@ def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
 def test_tfds_unknown_name(tmp_path):
     with pytest.raises(DataError, match="unknown TFDS data set 'no_such_set'"):
         prepare(DataParams(source="tfds:no_such_set", tfds_data_dir=str(tmp_path)), seed=0)
+
+
+def test_json_outputs_refuse_numbers_that_are_not_finite(tmp_path):
+    """NaN and infinities are not JSON (a metrics file with bare NaN breaks DVC and every reader): the
+    writer names the key and writes nothing."""
+    with pytest.raises(UserError, match=r"metrics/x.json: not written: ais.nll = nan, runs\[1\] = inf is not a finite"):
+        json_text({"nll": 93.0, "ais": {"nll": float("nan")}, "runs": [1.0, float("inf")]}, "metrics/x.json")
+    assert json.loads(json_text({"nll": 93.0, "k": 5, "name": None}, "metrics/x.json")) == {"nll": 93.0, "k": 5,
+                                                                                            "name": None}

@@ -178,6 +178,7 @@ def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipelin
         ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
         ({"model": {"likelihood": "bernoulli"}}, "model.likelihood: 'bernoulli' needs binary data"),
         ({"data": {"source": "npz:missing.npz"}}, "file not found"),
+        ({"model": {"hidden_units": [1_000_000, 1_000_000]}}, "error: out of memory ("),  # a 4 TB layer
     ],
 )
 def test_user_errors_exit_nonzero_with_one_clear_line_and_no_outputs(tmp_path, params, message):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+from vae_tf.errors import UserError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -38,3 +43,24 @@ def staged_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def json_text(data: Any, where: str) -> str:
+    """`data` as indented JSON. NaN and infinities are not JSON: a number that is not finite
+    raises `UserError` naming its key (`where`: the file it was meant for), so nothing is written."""
+
+    def leaves(value, key):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                yield from leaves(item, f"{key}.{name}" if key else str(name))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                yield from leaves(item, f"{key}[{i}]")
+        else:
+            yield key, value
+
+    bad = [f"{key} = {value}" for key, value in leaves(data, "") if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise UserError(f"{where}: not written: {', '.join(bad)} is not a finite number (the model's estimates are "
+                        "not numbers; look at its training curves and the settings)")
+    return json.dumps(data, indent=2) + "\n"

@@ -6,7 +6,6 @@ Both read what train (dvclive summary) and evaluate (test metrics) wrote, and on
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vae_tf.files import atomic_write, staged_directory  # noqa: E402
+from vae_tf.files import atomic_write, json_text, staged_directory  # noqa: E402
 
 
 def _row(name: str, run: dict) -> dict:
@@ -145,4 +144,5 @@ def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
                "by_k": {str(row["num_samples"]): row for row in rows}}
     atomic_write(reports_dir / "k_study.csv", write_csv)
     atomic_write(reports_dir / "k_study.png", write_plot)
-    atomic_write(reports_dir / "k_study.json", lambda path: path.write_text(json.dumps(summary, indent=2) + "\n"))
+    summary_text = json_text(summary, str(reports_dir / "k_study.json"))
+    atomic_write(reports_dir / "k_study.json", lambda path: path.write_text(summary_text))

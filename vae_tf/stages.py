@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vae_tf.config import load_params
 from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
-from vae_tf.files import atomic_write, staged_directory
+from vae_tf.files import atomic_write, json_text, staged_directory
 
 PREPARED = Path("data/prepared")
 RESOLVED = Path("resolved")
@@ -86,7 +86,9 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
     model = _load_model(name)
     start = time.perf_counter()
     result = evaluate_model(model, data.test, e, params.seed, jit_compile=params.training.jit_compile)
-    metrics = {"run": name, **result["metrics"], "seconds": time.perf_counter() - start}
+    metrics_path = Path("metrics") / f"{name}.json"
+    metrics_text = json_text({"run": name, **result["metrics"], "seconds": time.perf_counter() - start},
+                             str(metrics_path))
 
     with staged_directory(Path("plots") / name) as staging:
         n = min(e.num_plot_images, len(data.test))
@@ -102,7 +104,7 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         rows = ["dimension,kl,posterior_mean_variance"]
         rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
         (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
-    atomic_write(Path("metrics") / f"{name}.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2) + "\n"))
+    atomic_write(metrics_path, lambda tmp: tmp.write_text(metrics_text))
 
 
 def export(name: str, params_path: str = "params.yaml") -> None:
@@ -136,8 +138,9 @@ def report(params_path: str = "params.yaml") -> None:
                    "curves": Path("dvclive") / name / "plots" / "metrics"}
             for name in params.experiments}
     summary, table = comparison(runs, Path("reports") / "plots")
+    summary_text = json_text(summary, "reports/summary.json")
     atomic_write(Path("reports") / "summary.md", lambda tmp: tmp.write_text(table))
-    atomic_write(Path("reports") / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
+    atomic_write(Path("reports") / "summary.json", lambda tmp: tmp.write_text(summary_text))
 
 
 def k_study(params_path: str = "params.yaml") -> None:

@@ -21,7 +21,7 @@ class DataParams(Section):
     source: str = Field("digits", description="digits | tfds:<name> | npz:<path>")
     preprocessing: Literal["levels", "binarize", "dynamic_binarize", "scale"] = "levels"
     binarize_threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    validation_size: int = Field(10000, ge=1)
+    validation_size: int = Field(10000, ge=1, le=10**9)
     tfds_data_dir: Optional[str] = None
 
     @field_validator("source")
@@ -43,31 +43,36 @@ class ModelParams(Section):
     likelihood: LikelihoodField = CategoricalLikelihoodParams()
 
 
+# Every integer has an upper bound: counts reach TensorFlow as 32-bit integers (an importance-sample
+# count of 2^31 used to wrap around to a small one and be reported as asked); the bounds are far
+# above what runs on any machine.
+
+
 class TrainingParams(Section):
-    epochs: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(1000, ge=1, le=10**7)
+    batch_size: int = Field(64, ge=1, le=10**6)
     optimizer: Literal["adamax", "adam", "sgd", "rmsprop"] = "adamax"
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    early_stopping_patience: int = Field(20, ge=1)
+    early_stopping_patience: int = Field(20, ge=1, le=10**7)
     jit_compile: bool = True
-    steps_per_execution: int = Field(32, ge=1)
-    checkpoint_every_epochs: int = Field(25, ge=1)
+    steps_per_execution: int = Field(32, ge=1, le=10**5)
+    checkpoint_every_epochs: int = Field(25, ge=1, le=10**7)
 
 
 class AISParams(Section):
     """Annealed importance sampling from the prior to p(z|x), HMC transitions."""
 
-    num_chains: int = Field(16, ge=1)
-    num_steps: int = Field(500, ge=1)
-    leapfrog_steps: int = Field(1, ge=1)
+    num_chains: int = Field(16, ge=1, le=10**5)
+    num_steps: int = Field(500, ge=1, le=10**7)
+    leapfrog_steps: int = Field(1, ge=1, le=10**4)
     step_size: float = Field(0.1, gt=0.0)
 
 
 class EvaluationParams(Section):
-    num_samples: int = Field(5000, ge=1)
-    chunk_size: int = Field(1000, ge=1)
-    batch_size: int = Field(64, ge=1)
-    proposal_samples: int = Field(1000, ge=2)
+    num_samples: int = Field(5000, ge=1, le=10**8)
+    chunk_size: int = Field(1000, ge=1, le=10**6)
+    batch_size: int = Field(64, ge=1, le=10**6)
+    proposal_samples: int = Field(1000, ge=2, le=10**6)
     proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
     ais: Optional[AISParams] = AISParams()
     active_unit_threshold: float = Field(0.01, gt=0.0)
@@ -75,8 +80,8 @@ class EvaluationParams(Section):
 
 
 class ExportParams(Section):
-    version: int = Field(1, ge=1)
-    chunk_size: int = Field(1000, ge=1)
+    version: int = Field(1, ge=1, lt=2**31)
+    chunk_size: int = Field(1000, ge=1, le=10**6)
 
 
 class Params(Section):
@@ -160,7 +165,8 @@ class ParamsFile(Params):
         if k not in self.k_study.num_samples:
             raise ParamsError(f"k_study.num_samples: {k} is not one of {list(self.k_study.num_samples)}")
         params = self.experiment(self.k_study.experiment)
-        objective = params.objective.model_copy(update={"num_samples": k})
+        objective = _validate(type(params.objective), {**params.objective.model_dump(), "num_samples": k},
+                              where=f"k_study.num_samples ({k}): objective")
         return params.model_copy(update={"objective": objective})
 
 
