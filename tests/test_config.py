@@ -34,7 +34,7 @@ def test_experiment_overrides_are_deep_merged(tmp_path):
         ("trainig: {epochs: 3}", ["trainig", "allowed keys", "training"]),
         ("training: {epochs: many}", ["training.epochs", "valid integer", "many"]),
         ("training: {epochs: 0}", ["training.epochs", "greater than or equal to 1"]),
-        ("training: {learning_rate: 1e-3}", ["training.learning_rate", "0.001"]),
+        ("training: {learning_rate: '1e-3'}", ["training.learning_rate", "'1e-3'", "a number in quotes is text"]),
         ("model: {likelihood: poisson}", ["model.likelihood: kind: unknown kind 'poisson'",
                                           "['bernoulli', 'categorical', 'gaussian']"]),
         ("model: {hidden_units: [64, 0]}", ["model.hidden_units", "at least 1 unit"]),
@@ -51,6 +51,14 @@ def test_bad_params_name_the_key_and_what_is_allowed(tmp_path, text, names):
         load_params(write(tmp_path, text))
     for name in names:
         assert name in str(err.value)
+
+
+def test_params_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.2, as DVC's ruamel.yaml: 1e-3 is a number (PyYAML read it as text, which the stages
+    refused while DVC saw 0.001), and a key given twice is an error (PyYAML kept the last one)."""
+    assert load_params(write(tmp_path, "training: {learning_rate: 1e-3}\n")).training.learning_rate == 0.001
+    with pytest.raises(ParamsError, match='not valid YAML: .*found duplicate key "epochs"'):
+        load_params(write(tmp_path, "training:\n  epochs: 3\n  epochs: 5\n"))
 
 
 def test_missing_params_file(tmp_path):

@@ -81,7 +81,7 @@ def describe_errors(err: pydantic.ValidationError, model: type[BaseModel], prefi
         elif error["type"] != "value_error" and "input" in error:
             message += f" (got {error['input']!r})"
             if isinstance(error["input"], str) and is_number(error["input"]):
-                message += "; YAML reads 1e-3 as text: write 0.001 or 1.0e-3"
+                message += "; a number in quotes is text: write it without them"
         problems.append(f"{key}: {message}" if key else message)
     return problems
 

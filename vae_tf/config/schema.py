@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pydantic
-import yaml
+from ruamel.yaml import YAML, YAMLError
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from vae_tf.config.parts import (
@@ -196,14 +196,18 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> Any:
 
 
 def load_params(path: str | Path = "params.yaml") -> ParamsFile:
-    """Read and validate `path`, including every experiment's merged config."""
+    """Read and validate `path`, including every experiment's merged config. It is read as DVC
+    reads it (ruamel.yaml, YAML 1.2: `1e-3` is a number; a key given twice is an error), so what
+    DVC sees as changed or unchanged is what the stages see."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = YAML(typ="safe").load(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    except YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML: {getattr(err, 'problem', None) or err}{at}") from None
     params = _validate(ParamsFile, raw if raw is not None else {}, where=str(path))
     for name in params.runs():
         params.run(name)
