@@ -1,5 +1,6 @@
 """The REST server for real: `vae-tf serve` on loopback, serving a real exported model."""
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -39,16 +40,14 @@ class Client:
         return self.request("POST", path, body)
 
 
-@pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
-    """`vae-tf serve` over export/vae/1 of the tiny trained model; yields (port, base path, model)."""
-    model, _ = trained
-    base = tmp_path_factory.mktemp("export") / "vae"
-    export_model(model, base / "1", chunk_size=8, proposal_samples=100, proposal_scale=2.0)
+@contextlib.contextmanager
+def running_server(base: Path, *options: str):
+    """`vae-tf serve` over the versions under `base` on a free port, until the block ends;
+    yields the port."""
     port = free_port()
     command = [str(Path(sys.executable).parent / "vae-tf"), "serve", "--model-name", "vae", "--model-base-path", str(base),
-               "--port", str(port), "--max-batch-size", "100", "--max-num-samples", "500", "--poll-seconds", "0.2"]
-    log = base.parent / "server.log"  # a file, not a pipe: an undrained pipe would block the server
+               "--port", str(port), "--poll-seconds", "0.2", *options]
+    log = base.parent / f"server-{port}.log"  # a file, not a pipe: an undrained pipe would block the server
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     deadline = time.time() + 120
     while True:
@@ -59,9 +58,21 @@ def server(trained, tmp_path_factory):
         except OSError:
             assert time.time() < deadline, "server did not start"
             time.sleep(0.2)
-    yield port, base, tf.saved_model.load(str(base / "1"))
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    """`vae-tf serve` over export/vae/1 of the tiny trained model; yields (port, base path, model)."""
+    model, _ = trained
+    base = tmp_path_factory.mktemp("export") / "vae"
+    export_model(model, base / "1", chunk_size=8, proposal_samples=100, proposal_scale=2.0)
+    with running_server(base, "--max-batch-size", "100", "--max-num-samples", "500", "--max-work", "2000") as port:
+        yield port, base, tf.saved_model.load(str(base / "1"))
 
 
 @pytest.fixture
@@ -126,6 +137,13 @@ def test_row_format_answers_one_prediction_per_instance(client, server, digits):
 ROW = [0.0] * 64
 
 
+def deeply_nested(depth: int) -> list:
+    value = [0.0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "message"),
     [
@@ -149,6 +167,13 @@ ROW = [0.0] * 64
         (":predict", {"signature_name": "log_likelihood", "inputs": {"x": [[17.0] * 64], "num_samples": 5, "seed": 1}},
          400, "x: values must be grey levels, integers in [0, 16]"),
         (":predict", {"signature_name": "reconstruct", "instances": [[0.5] * 64]}, 400, "x: values must be grey levels"),
+        # hostile: each of these was a 500, or minutes of work
+        (":predict", {"signature_name": ["encode"], "instances": [ROW]}, 400, "signature_name must be a string, got text"),
+        (":predict", {"signature_name": {"a": 1}, "instances": [ROW]}, 400, "signature_name must be a string"),
+        (":predict", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "malformed JSON: nested too deeply"),
+        (":predict", {"signature_name": "encode", "instances": [deeply_nested(40)]}, 400, "input 'x'"),
+        (":predict", {"signature_name": "log_likelihood", "inputs": {"x": [ROW] * 10, "num_samples": 500, "seed": 1}},
+         413, "asks for 10 rows x 500 samples = 5000, over max_work 2000"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem(client, path, body, status, message):
@@ -223,3 +248,69 @@ def test_serve_on_a_busy_port_exits_2_with_one_clear_line(server):
                             timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"--host 127.0.0.1 --port {port}: cannot listen there" in result.stderr
+
+
+@pytest.mark.slow
+def test_faults_while_clients_call_the_good_version(trained, digits, tmp_path):
+    """While 8 clients keep calling the model: hostile requests, more requests than the queue
+    takes, a version folder that appears half-written (then completed), and a newer version that
+    is removed again. No request gets a 5xx, the good ones are all answered, overload is 429 with
+    Retry-After, the status endpoint shows the failed load, a completed folder is loaded, and a
+    removed version is no longer served."""
+    model, _ = trained
+    base = tmp_path / "vae"
+    export_model(model, base / "1", chunk_size=8, proposal_samples=100, proposal_scale=2.0)
+    x = digits.test[:4].tolist()
+    good = {"signature_name": "log_likelihood", "inputs": {"x": x, "num_samples": 200, "seed": 1}}
+    hostile = ['{"instances": ' + "[" * 50_000, {"signature_name": 7, "instances": [ROW]},
+               {"signature_name": "encode", "inputs": {"x": [["1"] * 64]}}, "\x00\xff not json",
+               {"signature_name": "sample", "inputs": {"num_samples": 10**12, "seed": 1}}]
+    with running_server(base, "--max-queue", "6") as port:
+        stop, statuses = [], []
+
+        def keep_calling(i):
+            client, answered = Client(port), []
+            while not stop:
+                status, body = client.predict(good)  # the served version, whichever it is
+                answered.append(status)
+                assert status in (200, 429), (status, body)
+                if status == 200:
+                    assert len(body["outputs"]) == 4 and all(np.isfinite(body["outputs"]))
+            return answered
+
+        with ThreadPoolExecutor(9) as pool:
+            callers = [pool.submit(keep_calling, i) for i in range(8)]
+            try:
+                client = Client(port)
+                for body in hostile * 3:
+                    status, answer = client.predict(body)
+                    statuses.append(status)
+                    assert 400 <= status < 500 and "error" in answer, (status, answer)
+                # version 3 appears half-written: its graph without its variables
+                shutil.copytree(base / "1", tmp_path / "whole")
+                (base / "3").mkdir()
+                shutil.copy(tmp_path / "whole" / "saved_model.pb", base / "3" / "saved_model.pb")
+                deadline = time.time() + 60
+                while len(client.request("GET", "/v1/models/vae")[1]["model_version_status"]) < 2:
+                    assert time.time() < deadline, "the failed load of version 3 was not reported"
+                    time.sleep(0.2)
+                status, body = client.request("GET", "/v1/models/vae")
+                failed, served = body["model_version_status"]
+                assert failed["version"] == "3" and failed["state"] == "END" and failed["status"]["error_message"]
+                assert served == {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                # ...then completed: it is tried again and served
+                shutil.copytree(tmp_path / "whole" / "variables", base / "3" / "variables", dirs_exist_ok=True)
+                while client.request("GET", "/v1/models/vae")[1]["model_version_status"][0]["state"] != "AVAILABLE":
+                    assert time.time() < deadline + 60, "the completed version 3 was not loaded"
+                    time.sleep(0.2)
+                # version 3 removed: version 1 is served again, and 3 is not found
+                shutil.rmtree(base / "3")
+                while client.request("GET", "/v1/models/vae")[1]["model_version_status"][0]["version"] != "1":
+                    assert time.time() < deadline + 120, "the removed version 3 is still served"
+                    time.sleep(0.2)
+                assert client.request("GET", "/v1/models/vae/versions/3")[0] == 404
+            finally:
+                stop.append(True)  # the callers end, even when a check above failed
+            answered = [status for caller in callers for status in caller.result()]
+    assert answered.count(200) > 20 and set(answered) <= {200, 429}
+    assert 429 in answered  # 8 callers and the checks above against a queue of 6

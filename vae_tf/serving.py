@@ -9,9 +9,13 @@ Speaks TF Serving's REST API, so a client written against one works against the 
                                                    (row format -> {"predictions": ...}) or
                                                    {"signature_name": ..., "inputs": {...}}
                                                    (columnar -> {"outputs": ...})
-As TF Serving (its default "latest" version policy), the newest numeric version folder under the
-base path is served, and a newer one is picked up without a restart (polled every
-`poll_seconds`). Every bad request gets a 4xx answer {"error": "..."} naming the problem.
+As TF Serving (its default "latest" version policy), the newest loadable numeric version folder
+under the base path is served; a newer one is picked up without a restart (polled every
+`poll_seconds`), a folder that failed to load is tried again once its files change, and a
+version removed from disk is no longer served. Every bad request gets a 4xx answer
+{"error": "..."} naming the problem; work beyond `Limits` is refused (413), and requests beyond
+the queue are answered 429 (Too Many Requests, as TF Serving answers RESOURCE_EXHAUSTED) at once
+rather than queued without end.
 """
 
 from __future__ import annotations
@@ -45,11 +49,19 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for: rows of a batched input, and a scalar `num_samples` input
-    (the rows `sample` draws, the importance samples of `log_likelihood`)."""
+    """What one request may ask for, and how many may wait:
+    - `max_batch_size`: rows of a batched input;
+    - `max_num_samples`: a scalar `num_samples` input (the rows `sample` draws, the importance
+      samples per row of `log_likelihood`);
+    - `max_work`: rows x num_samples of one request (`log_likelihood` of 1024 rows x 10,000
+      samples took minutes and gigabytes);
+    - `max_queue`: requests in progress at once (running or waiting for the model); past it a
+      request is answered 429 at once, with Retry-After."""
 
     max_batch_size: int = 1024
     max_num_samples: int = 10000
+    max_work: int = 1_000_000
+    max_queue: int = 64
 
 
 @dataclass(frozen=True)
@@ -139,7 +151,7 @@ def parse_inputs(body: Any, signature: Signature, limits: Limits) -> tuple[dict[
         if not isinstance(inputs, dict):
             raise RequestError(f"'inputs' must be an object with keys {names}")
         _check_names(inputs, names)
-        return {name: signature.convert(name, inputs[name], limits) for name in names}, False
+        return _bounded({name: signature.convert(name, inputs[name], limits) for name in names}, limits), False
 
     instances = body["instances"]
     if not isinstance(instances, list) or not instances:
@@ -158,7 +170,17 @@ def parse_inputs(body: Any, signature: Signature, limits: Limits) -> tuple[dict[
         columns = {names[0]: instances}
     else:
         raise RequestError(f"each instance must be an object with keys {names}")
-    return {name: signature.convert(name, columns[name], limits) for name in names}, True
+    return _bounded({name: signature.convert(name, columns[name], limits) for name in names}, limits), True
+
+
+def _bounded(inputs: dict[str, np.ndarray], limits: Limits) -> dict[str, np.ndarray]:
+    """`inputs`, if their work, rows x num_samples (each 1 where absent), is within `max_work`."""
+    rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=1)
+    samples = int(inputs["num_samples"]) if "num_samples" in inputs and inputs["num_samples"].ndim == 0 else 1
+    if rows * samples > limits.max_work:
+        raise RequestError(f"the request asks for {rows} rows x {samples} samples = {rows * samples}, over "
+                           f"max_work {limits.max_work}; split it into smaller requests", status=413)
+    return inputs
 
 
 def _check_names(given: dict, names: list[str]) -> None:
@@ -189,12 +211,16 @@ class Servable:
 
 
 class ModelRepository:
-    """The numbered version folders under `base_path`; the newest loadable one is served."""
+    """The numbered version folders under `base_path`; the newest loadable one is served.
+
+    A version that fails to load (a folder still being copied in, say) is remembered with the
+    state of its files and tried again once they change; a served version whose folder is
+    removed is unloaded, and the newest remaining loadable one served instead."""
 
     def __init__(self, name: str, base_path: Path):
         self.name, self.base_path = name, Path(base_path)
         self.servable: Optional[Servable] = None
-        self.failed: dict[int, str] = {}  # version -> why it could not be loaded
+        self.failed: dict[int, tuple[tuple, str]] = {}  # version -> (its files' state, why it failed to load)
         self._lock = threading.Lock()
 
     def versions_on_disk(self) -> list[int]:
@@ -203,24 +229,45 @@ class ModelRepository:
         return sorted(int(p.name) for p in self.base_path.iterdir()
                       if p.name.isdigit() and (p / "saved_model.pb").exists())
 
+    def _files_state(self, version: int) -> tuple:
+        """(path, size, mtime) of every file of a version folder: changes when its files do."""
+        folder = self.base_path / str(version)
+        try:
+            return tuple(sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                                for p in folder.rglob("*") if p.is_file()))
+        except OSError:  # removed while we looked
+            return ()
+
     def refresh(self) -> None:
-        """Load the newest version on disk if it is newer than the one served (blocking)."""
+        """Serve the newest version on disk that loads, if it is newer than the one served, or the
+        one served is gone from disk; failed versions whose files have not changed are skipped.
+        The served version is swapped only once its successor is loaded (blocking)."""
         with self._lock:
-            for version in reversed(self.versions_on_disk()):
-                if self.servable and version <= self.servable.version:
-                    return
-                if version in self.failed:
+            on_disk = self.versions_on_disk()
+            current = self.servable if self.servable and self.servable.version in on_disk else None
+            self.failed = {v: failure for v, failure in self.failed.items() if v in on_disk}
+            chosen = current
+            for version in reversed(on_disk):
+                if current and version <= current.version:
+                    break
+                state = self._files_state(version)
+                if version in self.failed and self.failed[version][0] == state:
                     continue
                 try:
                     loaded = tf.saved_model.load(str(self.base_path / str(version)))
                     signatures = {name: Signature.of(fn) for name, fn in loaded.signatures.items()}
                 except Exception as err:  # a broken folder must not take the server down
-                    self.failed[version] = f"{type(err).__name__}: {err}"
+                    self.failed[version] = (state, f"{type(err).__name__}: {err}".strip())
                     log.error("model %s version %d failed to load: %s", self.name, version, err)
                     continue
-                self.servable = Servable(version, signatures, loaded)
-                log.info("serving model %s version %d", self.name, version)
-                return
+                self.failed.pop(version, None)
+                chosen = Servable(version, signatures, loaded)
+                break
+            if chosen is not self.servable:
+                if self.servable and self.servable.version not in on_disk:
+                    log.warning("model %s version %d was removed from disk", self.name, self.servable.version)
+                self.servable = chosen
+                log.info("serving model %s version %s", self.name, chosen.version if chosen else "none")
 
     def get(self, version: Optional[int]) -> Servable:
         servable = self.servable
@@ -229,10 +276,24 @@ class ModelRepository:
             raise RequestError(f"Servable not found for request: {which} of model {self.name}", status=404)
         return servable
 
+    def statuses(self, version: Optional[int]) -> list[dict]:
+        """TF Serving's model_version_status: the served version AVAILABLE, each version that
+        failed to load END with its error (all of them, or only `version`)."""
+        servable, failed = self.servable, dict(self.failed)
+        entries = {} if servable is None else {servable.version: ("AVAILABLE", "OK", "")}
+        entries.update({v: ("END", "UNKNOWN", reason) for v, (_, reason) in failed.items()})
+        if version is not None:
+            entries = {v: entry for v, entry in entries.items() if v == version}
+        if not entries:
+            self.get(version)  # the 404 of a version (or model) that is not there
+        return [{"version": str(v), "state": state, "status": {"error_code": code, "error_message": message}}
+                for v, (state, code, message) in sorted(entries.items(), reverse=True)]
+
 
 def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_seconds: float = 1.0) -> web.Application:
     """The aiohttp application; it polls `repository` for new versions while it runs."""
     routes = web.RouteTableDef()
+    in_progress = 0  # predictions being parsed, waiting for the model or running
 
     def model_named(request) -> ModelRepository:
         name = request.match_info["name"]
@@ -248,10 +309,7 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
     @routes.get("/v1/models/{name}")
     @routes.get(r"/v1/models/{name}/versions/{version:\d+}")
     async def status(request):
-        repo = model_named(request)
-        servable = repo.get(version_of(request))
-        return web.json_response({"model_version_status": [
-            {"version": str(servable.version), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+        return web.json_response({"model_version_status": model_named(request).statuses(version_of(request))})
 
     @routes.get("/v1/models/{name}/metadata")
     @routes.get(r"/v1/models/{name}/versions/{version:\d+}/metadata")
@@ -266,12 +324,30 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
     @routes.post("/v1/models/{name:[^/:]+}:predict")
     @routes.post(r"/v1/models/{name:[^/:]+}/versions/{version:\d+}:predict")
     async def predict(request):
+        """At most `max_queue` predictions in progress (parsing, waiting for the model, running
+        it); the next ones get 429 at once, with Retry-After."""
+        nonlocal in_progress
+        if in_progress >= limits.max_queue:
+            return web.json_response({"error": f"server overloaded: {in_progress} predictions in progress "
+                                               f"(max_queue {limits.max_queue}); retry later"},
+                                     status=429, headers={"Retry-After": "1"})
+        in_progress += 1
+        try:
+            return await _predict(request)
+        finally:
+            in_progress -= 1
+
+    async def _predict(request):
         servable = model_named(request).get(version_of(request))
         try:
             body = json.loads(await request.text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RequestError(f"malformed JSON: {err}") from None
+        except RecursionError:
+            raise RequestError("malformed JSON: nested too deeply") from None
         name = body.get("signature_name", "serving_default") if isinstance(body, dict) else None
+        if isinstance(body, dict) and not isinstance(name, str):
+            raise RequestError(f"signature_name must be a string, got {_json_kind(name)}")
         if isinstance(body, dict) and name not in servable.signatures:
             raise RequestError(f"unknown signature_name {name!r}; this model has {sorted(servable.signatures)}")
         signature = servable.signatures.get(name)
@@ -321,7 +397,8 @@ def serve(model_name: str, model_base_path: str, host: str, port: int, limits: L
                         "export a model first (dvc repro export@<experiment>)")
     repository.refresh()
     if repository.servable is None:
-        raise DataError(f"--model-base-path {model_base_path}: no version could be loaded: {repository.failed}")
+        failures = {version: reason for version, (_, reason) in repository.failed.items()}
+        raise DataError(f"--model-base-path {model_base_path}: no version could be loaded: {failures}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         web.run_app(make_app(repository, limits, poll_seconds), host=host, port=port, print=lambda text: log.info(text))
