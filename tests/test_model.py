@@ -8,6 +8,8 @@ from vae_tf.objectives.base import replica_loss, weighted_means
 from vae_tf.tfp import tfd
 from vae_tf.training import minibatches
 
+from vae_tf.data import Meta
+
 from tests.conftest import meta_for, model_of
 
 
@@ -103,3 +105,17 @@ def test_padding_rows_do_not_change_the_loss_or_metrics():
     np.testing.assert_allclose(loss, -np.mean([-3 - 0.5, -5 - 1.0, -7 - 1.5]), rtol=1e-6)
     np.testing.assert_allclose(means["elbo"], np.mean([-4.0, -7.0, -10.0]), rtol=1e-6)
     np.testing.assert_allclose(means["kl"], 2.0, rtol=1e-6)
+
+
+def test_dynamic_binarization_draws_bernoulli_pixels_of_the_intensities(rng):
+    meta = meta_for(50, "binary", n_levels=2)
+    model = model_of({"model": {"latent_dim": 2, "hidden_units": [8], "likelihood": "bernoulli"}},
+                     Meta(**{**meta.__dict__, "dynamic_binarization": True}))
+    intensities = np.tile(np.linspace(0.0, 1.0, 50, dtype=np.float32), (4000, 1))
+    draws = model.binarize(tf.constant(intensities)).numpy()
+    assert set(np.unique(draws)) == {0.0, 1.0}
+    np.testing.assert_allclose(draws.mean(0), intensities[0], atol=4 * 0.5 / np.sqrt(4000))
+    assert draws[:, 0].max() == 0.0 and draws[:, -1].min() == 1.0  # intensity 0 and 1 are kept
+    assert not np.array_equal(draws, model.binarize(tf.constant(intensities)).numpy())  # fresh draws each step
+    history = model.fit(intensities[:256], batch_size=64, epochs=2, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))

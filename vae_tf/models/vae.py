@@ -149,13 +149,16 @@ class VAE(keras.Model):
         x, weights = as_minibatches(data)
 
         def update(i):
-            batch = x[i]
-            if self.dynamic_binarization:
-                u = replicas.noise(tf.random.stateless_uniform, tf.unstack(tf.shape(batch)), self.next_seed(), 0)
-                batch = tf.cast(u < batch, batch.dtype)
+            batch = self.binarize(x[i]) if self.dynamic_binarization else x[i]
             self._track(*self.objective.update(self, batch, weights[i]))
 
         return self._each_minibatch(x, update)
+
+    def binarize(self, x) -> tf.Tensor:
+        """x' ~ Bernoulli(x) for intensities x [batch, D] (dynamic binarization): 1 where a
+        uniform draw u < x (Philox; this replica's rows of the global minibatch's draws)."""
+        u = replicas.noise(tf.random.stateless_uniform, tf.unstack(tf.shape(x)), self.next_seed(), batch_axis=0)
+        return tf.cast(u < x, x.dtype)
 
     def test_step(self, data):
         """The terms of every minibatch of `data`, one minibatch at a time (bounded memory)."""
