@@ -21,7 +21,8 @@ def run(stage: Callable[..., None], *args: str) -> None:
         sys.exit(2)
     except Exception as err:
         tf = sys.modules.get("tensorflow")
-        if not (isinstance(err, MemoryError) or (tf is not None and isinstance(err, tf.errors.ResourceExhaustedError))):
+        out_of_memory = (MemoryError, *((tf.errors.ResourceExhaustedError,) if tf is not None else ()))
+        if not isinstance(err, out_of_memory):
             raise
         detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         print(f"error: out of memory ({detail}); the settings ask for more than this machine has: reduce "

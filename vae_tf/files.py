@@ -59,7 +59,8 @@ def json_text(data: Any, where: str) -> str:
         else:
             yield key, value
 
-    bad = [f"{key} = {value}" for key, value in leaves(data, "") if isinstance(value, float) and not math.isfinite(value)]
+    bad = [f"{key} = {value}" for key, value in leaves(data, "")
+           if isinstance(value, float) and not math.isfinite(value)]
     if bad:
         raise UserError(f"{where}: not written: {', '.join(bad)} is not a finite number (the model's estimates are "
                         "not numbers; look at its training curves and the settings)")

@@ -47,7 +47,8 @@ class Registry:
 
         def decorate(cls):
             if kind not in self.kinds.classes:
-                raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one in vae_tf.config.parts")
+                raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one "
+                                "in vae_tf.config.parts")
             if cls.role not in ROLES:
                 raise TypeError(f"{cls.__name__}.role must be one of {ROLES}, got {cls.role!r}")
             self.classes[kind] = keras.saving.register_keras_serializable(package="vae_tf")(cls)

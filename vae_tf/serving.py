@@ -407,5 +407,3 @@ def serve(model_name: str, model_base_path: str, host: str, port: int, limits: L
             raise
         raise UserError(f"--host {host} --port {port}: cannot listen there ({err.strerror}); choose another "
                         "port, or stop what uses it") from None
-
-

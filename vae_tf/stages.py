@@ -51,7 +51,8 @@ def resolve(params_path: str = "params.yaml") -> None:
                 read: dict = {}
                 for key in keys:
                     section, _, field = key.partition(".")
-                    read[section] = {**read.get(section, {}), field: settings[section][field]} if field else settings[section]
+                    value = settings[section][field] if field else settings[section]
+                    read[section] = {**read.get(section, {}), field: value} if field else value
                 path = staging / name / f"{stage}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(read, indent=2) + "\n")
@@ -98,7 +99,8 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         image_grid([x[:half], reconstruction[:half], x[half:], reconstruction[half:]], data.meta.image_shape,
                    staging / "reconstructions.png", f"{name}: test images and reconstructions (mean of p(x|z=E[z|x]))",
                    ["data", "recon.", "data", "recon."], vmax)
-        samples = model.likelihood.distribution(model.prior_distribution().sample(n, seed=[params.seed, 1])).mean().numpy()
+        z = model.prior_distribution().sample(n, seed=[params.seed, 1])
+        samples = model.likelihood.distribution(z).mean().numpy()
         image_grid([samples[:half], samples[half:]], data.meta.image_shape, staging / "prior_samples.png",
                    f"{name}: mean of p(x|z), z ~ p(z)", vmax=vmax)
         rows = ["dimension,kl,posterior_mean_variance"]

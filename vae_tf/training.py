@@ -23,6 +23,7 @@ from vae_tf.errors import TrainingError
 from vae_tf.files import atomic_write
 from vae_tf.models import build_model
 
+
 def set_determinism(seed: int, jit_compile: bool) -> None:
     """Same seed, same numbers: seeds Python, NumPy and TF. Without XLA it also turns on TF's
     op determinism; with XLA it cannot (Keras then silently drops XLA), and XLA on CPU is

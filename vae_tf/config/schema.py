@@ -178,7 +178,8 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
         current = merged.get(key)
         if isinstance(value, str) and isinstance(current, dict) and "kind" in current:
             value = {"kind": value}  # a kind's name: that kind, with its defaults or the base's fields
-        if isinstance(value, dict) and isinstance(current, dict) and value.get("kind", current.get("kind")) == current.get("kind"):
+        sections = isinstance(value, dict) and isinstance(current, dict)
+        if sections and value.get("kind", current.get("kind")) == current.get("kind"):
             merged[key] = _deep_merge(current, value)
         else:
             merged[key] = value

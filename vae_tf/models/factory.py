@@ -26,12 +26,15 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
     context = Context(meta, m.latent_dim, m.hidden_units, m.activation)
     # The likelihood first: its layers are created, and so initialised, in the order they have
     # always been (decoder, encoder, then anything else), so a seed gives the same weights.
-    parts = {"likelihood": LIKELIHOODS.build(m.likelihood, context), "posterior": POSTERIORS.build(m.posterior, context),
-             "prior": PRIORS.build(m.prior, context), "objective": OBJECTIVES.build(params.objective, context)}
+    parts = {"likelihood": LIKELIHOODS.build(m.likelihood, context),
+             "posterior": POSTERIORS.build(m.posterior, context),
+             "prior": PRIORS.build(m.prior, context),
+             "objective": OBJECTIVES.build(params.objective, context)}
     if parts["objective"].needs_density and not parts["posterior"].has_density:
+        without = [kind for kind, cls in OBJECTIVES.classes.items() if not cls.needs_density]
         raise ParamsError(f"model.posterior / objective.kind: the {m.posterior.kind!r} posterior has no density, "
                           f"which objective {params.objective.kind!r} needs (log q(z|x)); train it with an "
-                          f"objective that needs none: {[k for k, c in OBJECTIVES.classes.items() if not c.needs_density]}")
+                          f"objective that needs none: {without}")
     return parts
 
 

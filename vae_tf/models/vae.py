@@ -86,7 +86,8 @@ class VAE(keras.Model):
 
     def variables_by_role(self, *roles: str) -> list:
         """The trainable variables of the parts whose role is one of `roles`."""
-        return [v for name in PARTS if getattr(self, name).role in roles for v in getattr(self, name).trainable_variables]
+        parts = [getattr(self, name) for name in PARTS]
+        return [v for part in parts if part.role in roles for v in part.trainable_variables]
 
     @property
     def latent_dim(self) -> int:
