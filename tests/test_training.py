@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -72,6 +73,27 @@ class Interrupt(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 == self.at_epoch:
             raise KeyboardInterrupt
+
+
+def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_previous_one(tmp_path, digits, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = Params.model_validate({**TINY, "training": {"epochs": 6, "checkpoint_every_epochs": 2}})
+    save_weights, calls = keras.Model.save_weights, []
+
+    def killed_on_the_second_checkpoint(model, filepath, *args, **kwargs):
+        calls.append(filepath)
+        if len(calls) == 2:  # the kill comes once the file is begun: 96 bytes of it are on disk
+            Path(filepath).write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(88))
+            raise KeyboardInterrupt
+        return save_weights(model, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_on_the_second_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train(params, digits, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    resumed = train(params, digits, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
+    assert resumed.epoch == [2, 3, 4, 5]  # from the complete checkpoint of epoch 2, not the torn one of epoch 4
+    assert (tmp_path / "model.keras").exists()
 
 
 @pytest.mark.slow

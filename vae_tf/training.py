@@ -65,21 +65,31 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` every `every_epochs` epochs, with the state of `early_stopping` (best
     value, wait, best weights) saved beside the weights, so a resumed run stops and restores
     exactly as an uninterrupted one would (Keras' `EarlyStopping` starts afresh in every `fit`).
-    List it after `early_stopping` in the callbacks."""
+    List it after `early_stopping` in the callbacks.
+
+    A kill can come while a checkpoint is written (Keras writes its weights file in place, and a
+    truncated one cannot be read back). So each checkpoint is written whole into its own folder,
+    `epoch-<N>/`, and only then named by `training_metadata.json` (replaced atomically): the
+    metadata always names a complete checkpoint, and older or unfinished folders are removed."""
 
     def __init__(self, backup_dir: Path, every_epochs: int, early_stopping: keras.callbacks.EarlyStopping):
         super().__init__(str(backup_dir))
         self.every_epochs, self.early_stopping = every_epochs, early_stopping
-        self.state_path = Path(backup_dir) / "early_stopping.json"
-        self.weights_path = Path(backup_dir) / "early_stopping_best.npz"
+
+    def _folder(self, epoch: int) -> Path:
+        return Path(self.backup_dir) / f"epoch-{epoch}"
 
     def on_train_begin(self, logs=None):
+        metadata = Path(self._training_metadata_path)
+        epoch = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+        folder = self._folder(epoch)
+        self._weights_path = str(folder / "weights.weights.h5")
         super().on_train_begin(logs)
-        if self.state_path.exists():
-            es, state = self.early_stopping, json.loads(self.state_path.read_text())
+        if epoch:
+            es, state = self.early_stopping, json.loads((folder / "early_stopping.json").read_text())
             es.wait, es.best, es.best_epoch = state["wait"], state["best"], state["best_epoch"]
-            if self.weights_path.exists():
-                with np.load(self.weights_path) as saved:
+            if state["has_best_weights"]:
+                with np.load(folder / "early_stopping_best.npz") as saved:
                     es.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -88,13 +98,20 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
             self._save_model()
 
     def _save_model(self):
-        es = self.early_stopping
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        es, folder = self.early_stopping, self._folder(self._current_epoch)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        self.model.save_weights(folder / "weights.weights.h5")
         if es.best_weights is not None:
-            atomic_write(self.weights_path, lambda path: np.savez(path, *es.best_weights))
-        state = {"wait": es.wait, "best": float(es.best), "best_epoch": es.best_epoch}
-        atomic_write(self.state_path, lambda path: path.write_text(json.dumps(state)))
-        super()._save_model()
+            np.savez(folder / "early_stopping_best.npz", *es.best_weights)
+        state = {"wait": es.wait, "best": float(es.best), "best_epoch": es.best_epoch,
+                 "has_best_weights": es.best_weights is not None}
+        (folder / "early_stopping.json").write_text(json.dumps(state))
+        metadata = {"epoch": self._current_epoch, "batch": 0}
+        atomic_write(Path(self._training_metadata_path), lambda path: path.write_text(json.dumps(metadata)))
+        for old in Path(self.backup_dir).glob("epoch-*"):
+            if old != folder:
+                shutil.rmtree(old)
 
 
 def peak_memory_mb() -> float:
@@ -131,8 +148,7 @@ def _prepare_backup(backup_dir: Path, fingerprint: dict) -> int:
     resumable = marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
     if not resumable and backup_dir.exists():
         shutil.rmtree(backup_dir)
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(fingerprint, indent=2))
+    atomic_write(marker, lambda path: path.write_text(json.dumps(fingerprint, indent=2)))
     return json.loads(metadata.read_text())["epoch"] if resumable and metadata.exists() else 0
 
 
