@@ -33,16 +33,19 @@ def set_determinism(seed: int, jit_compile: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | None) -> tuple[tf.data.Dataset, int]:
+def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | None,
+                first_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
     """A dataset of (x [steps, batch, D], weights [steps, batch]) elements, up to `fused_steps`
     minibatches each, and the number of elements that make one epoch.
 
     Every example is used once per epoch; the last minibatch is padded to `batch_size` with
-    weight-0 rows, so shapes stay static for XLA. With a `seed` (training) the examples are
-    reshuffled every epoch and the dataset repeats, so that Keras keeps one iterator for the
-    whole `fit` (and prefetches one element, so the next shuffle overlaps validation). Without (validation) it is one epoch in order, computed once: Keras makes a new
-    iterator for every validation, and that of a repeating dataset was measured to be slow to
-    delete (tens of ms, every other epoch).
+    weight-0 rows, so shapes stay static for XLA. With a `seed` (training) the dataset repeats
+    from `first_epoch` on, so that Keras keeps one iterator for the whole `fit` (and prefetches
+    one element, so the next shuffle overlaps validation); epoch e's order is a function of
+    (seed, e) alone, so a run resumed at epoch e sees the minibatches the uninterrupted run saw.
+    Without (validation) it is one epoch in order, computed once: Keras makes a new iterator for
+    every validation, and that of a repeating dataset was measured to be slow to delete (tens of
+    ms, every other epoch).
     """
     n_minibatches = math.ceil(len(x) / batch_size)
     fused_steps = min(fused_steps, n_minibatches)
@@ -53,12 +56,17 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
         weights = tf.concat([tf.ones(tf.shape(batch)[:1]), tf.zeros([missing])], 0)
         return tf.pad(batch, [[0, missing], [0, 0]]), weights
 
-    dataset = tf.data.Dataset.from_tensor_slices(x)
     if seed is None:
-        epoch = [tf.data.Dataset.from_tensors(element) for element in dataset.batch(batch_size).map(pad).batch(fused_steps)]
-        return functools.reduce(tf.data.Dataset.concatenate, epoch), steps_per_epoch
-    dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).map(pad).batch(fused_steps).repeat().prefetch(1), steps_per_epoch
+        batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(pad).batch(fused_steps)
+        return functools.reduce(tf.data.Dataset.concatenate, map(tf.data.Dataset.from_tensors, batches)), steps_per_epoch
+    examples = tf.constant(x)
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=tf.stack([tf.cast(seed, tf.int64), e]))
+        return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+                .map(lambda rows: pad(tf.gather(examples, rows))).batch(fused_steps))
+
+    return tf.data.Dataset.counter(first_epoch).flat_map(epoch).prefetch(1), steps_per_epoch
 
 
 class Checkpoint(keras.callbacks.BackupAndRestore):
@@ -170,7 +178,8 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
     if resume_epoch:
         _rewind_live(live_dir, resume_epoch)
-    train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed)
+    train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed,
+                                         first_epoch=resume_epoch)
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_bound", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
@@ -198,6 +207,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         live.summary["best_epoch"] = early_stopping.best_epoch + 1
         live.summary["best_val_bound"] = float(early_stopping.best)  # ELBO, or L_K for iwae
         live.summary["epochs_run"] = history.epoch[-1] + 1
+        live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
         live.summary["peak_memory_mb"] = peak_memory_mb()
     # BackupAndRestore deleted its checkpoint; the folder stays, empty, as DVC declares it.

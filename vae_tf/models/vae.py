@@ -10,6 +10,7 @@ from vae_tf.objectives.bounds import kl_divergence, log_importance_weights
 from vae_tf.tfp import tfd
 
 PARTS = ("likelihood", "posterior", "prior", "objective")
+SEED_STATE = "seed_generator_state"  # the key of the seed generator's state among the saved weights
 
 
 @keras.saving.register_keras_serializable(package="vae_tf")
@@ -125,6 +126,17 @@ class VAE(keras.Model):
     def next_seed(self) -> tf.Tensor:
         """A fresh stateless seed, drawn from the model's seed generator."""
         return tf.cast(self.seed_generator.next(), tf.int32)
+
+    def save_own_variables(self, store):
+        """Keras saves a layer's weights but not its seed generators' states: saved here too, so
+        a run resumed from a checkpoint draws the noise the uninterrupted run would have."""
+        super().save_own_variables(store)
+        store[SEED_STATE] = self.seed_generator.state.numpy()
+
+    def load_own_variables(self, store):
+        if SEED_STATE in store.keys():
+            self.seed_generator.state.assign(store[SEED_STATE])
+        super().load_own_variables({key: store[key] for key in store.keys() if key != SEED_STATE})
 
     def draws(self, x, num_samples: int, stop_density_gradient: bool = False) -> dict[str, tf.Tensor]:
         """K draws z_k ~ q(z|x) per example and the log-densities at them: z [K, batch, L], log_px
