@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -172,12 +173,29 @@ def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipelin
     assert json.loads((repo / "resolved/vae/train.json").read_text())["objective"]["kl_weight"] == 0.75
 
 
+def test_replacing_an_npz_source_reruns_prepare(tmp_path):
+    repo = copy_repository(tmp_path, {"data": {"source": "npz:data/raw/mine.npz", "preprocessing": "scale"}})
+    rng = np.random.default_rng(0)
+
+    def write_source(n_train):
+        np.savez(repo / "data/raw/mine.npz", train=rng.uniform(size=(n_train, 4, 4)), test=rng.uniform(size=(3, 4, 4)),
+                 val=rng.uniform(size=(2, 4, 4)))
+
+    write_source(5)
+    assert ran_stages(repro(repo, "prepare")) == ["prepare"]
+    assert ran_stages(repro(repo, "prepare")) == []
+    write_source(7)
+    assert ran_stages(repro(repo, "prepare")) == ["prepare"]
+    assert json.loads((repo / "data/prepared/meta.json").read_text())["sizes"]["train"] == 7
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
         ({"model": {"likelihood": "bernoulli"}}, "model.likelihood: 'bernoulli' needs binary data"),
-        ({"data": {"source": "npz:missing.npz"}}, "file not found"),
+        ({"data": {"source": "npz:data/raw/missing.npz"}}, "file not found"),
+        ({"data": {"source": "npz:elsewhere.npz"}}, "data.source: elsewhere.npz is outside data/raw/"),
         ({"model": {"hidden_units": [1_000_000, 1_000_000]}}, "error: out of memory ("),  # a 4 TB layer
     ],
 )

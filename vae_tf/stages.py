@@ -19,9 +19,11 @@ from pathlib import Path
 
 from vae_tf.config import load_params
 from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
+from vae_tf.errors import ParamsError
 from vae_tf.files import atomic_write, json_text, staged_directory
 
 PREPARED = Path("data/prepared")
+RAW = Path("data/raw")  # a dependency of prepare (dvc.yaml): the npz sources the pipeline reads live here
 RESOLVED = Path("resolved")
 # The settings of a run each stage reads: sections, or keys as section.key.
 STAGE_SETTINGS = {"train": ("seed", "model", "objective", "training"),
@@ -34,7 +36,12 @@ def model_path(name: str) -> Path:
 
 
 def prepare(params_path: str = "params.yaml") -> None:
+    """Refuses an `npz:` source outside `data/raw/`: DVC would not see that file change."""
     params = load_params(params_path)
+    kind, _, path = params.data.source.partition(":")
+    if kind == "npz" and not Path(path).resolve().is_relative_to(RAW.resolve()):
+        raise ParamsError(f"data.source: {path} is outside {RAW}/, the folder the prepare stage depends on "
+                          f"(dvc.yaml), so replacing the file would not rerun it; move it into {RAW}/")
     save_prepared(prepare_data(params.data, params.seed), PREPARED)
 
 
