@@ -24,7 +24,8 @@ RUNS = [*EXPERIMENTS, "k_study/k1", "k_study/k2"]
 OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json",
            *(f"export/{name}/1/saved_model.pb" for name in EXPERIMENTS), "reports/summary.json", "reports/summary.md",
            "reports/plots/kl_per_dimension.png", "reports/plots/discriminator_accuracy.png",
-           "reports/k_study.json", "reports/k_study.csv", "reports/k_study.png",
+           "reports/k_study.json", "reports/k_study.csv", "reports/k_study.png", "reports/metrics.json",
+           *(f"reports/overlays/{name}.csv" for name in ("bound", "kl", "reconstruction", "kl_per_dimension")),
            *(f"{folder}/{run}/{name}" for run in RUNS for folder, name in
              [("models", "model.keras"), ("dvclive", "metrics.json"), ("plots", "reconstructions.png"),
               ("plots", "prior_samples.png"), ("plots", "latent_dimensions.csv")]),
@@ -95,9 +96,11 @@ def test_repro_produces_every_declared_output(pipeline):
     curves = repo / "dvclive/avb/plots/metrics"
     for split in ("train", "eval"):
         assert (curves / split / "discriminator_accuracy.tsv").exists() and (curves / split / "discriminator_loss.tsv").exists()
-    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
-    for name in ("metrics/vae.json", "dvclive/vae/metrics.json", "reports/summary.json", "reports/k_study.json"):
-        assert name in shown
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)[""]["data"]
+    assert sorted(shown) == ["reports/k_study.json", "reports/metrics.json"]  # the headline: numbers only
+    headline = shown["reports/metrics.json"]["data"]
+    assert headline["vae"]["nll"] == metrics["nll"] and headline["avb"]["ais_nll"] == avb["ais"]["nll"]
+    assert shown["reports/k_study.json"]["data"]["k2"]["nll"] == json.loads((repo / "metrics/k_study/k2.json").read_text())["nll"]
 
 
 def test_report_and_k_study_hold_the_runs_numbers(pipeline):
@@ -171,6 +174,48 @@ def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipelin
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     assert sorted(ran_stages(repro(repo))) == ["evaluate@vae", "export@vae", "report", "resolve", "train@vae"]
     assert json.loads((repo / "resolved/vae/train.json").read_text())["objective"]["kl_weight"] == 0.75
+
+
+def test_experiments_compare_with_dvc_metrics_plots_and_exp_show(tmp_path):
+    """HEAD's results and two `dvc exp run` experiments, each kept (outputs are cached), compared
+    by `dvc metrics diff`, `dvc plots diff` and `dvc exp show`."""
+    one_run = {**TINY, "experiments": {"vae": {}}, "k_study": {"experiment": "vae", "num_samples": [1]}}
+    repo = copy_repository(tmp_path, one_run)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({**params, "experiments": {"vae": {}}}))
+    repro(repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
+    for name, rate in (("fast", 0.01), ("slow", 0.0001)):
+        run(["dvc", "exp", "run", "-n", name, "-S", f"training.learning_rate={rate}"], repo)
+
+    table = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    (head_row,) = [row for row in table if row["rev"] != "workspace"]  # HEAD's commit, with its experiments
+    experiments = {exp["name"]: exp["revs"][0]["data"] for exp in head_row["experiments"]}
+    assert sorted(experiments) == ["fast", "slow"]
+    nll = {name: data["metrics"]["reports/metrics.json"]["data"]["vae"]["nll"] for name, data in experiments.items()}
+    head = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)  # workspace: the last experiment
+    assert head[""]["data"]["reports/metrics.json"]["data"]["vae"]["nll"] == nll["slow"]
+    assert nll["fast"] != nll["slow"]
+    for data in experiments.values():  # numbers only: no text field becomes a column
+        for values in data["metrics"].values():
+            assert all(isinstance(v, (int, float)) for run_values in values["data"].values() for v in run_values.values())
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "fast", "--json"], repo).stdout)
+    change = diff["reports/metrics.json"]["vae.nll"]
+    assert change["new"] == nll["fast"] and change["old"] != change["new"]  # HEAD's numbers load
+    changed = run(["dvc", "exp", "show", "--no-pager", "--only-changed", "--csv"], repo).stdout.splitlines()[0].split(",")
+    assert "training.learning_rate" in changed and "vae.nll" in changed and len(changed) < 40
+
+    plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "fast", "slow", "--json"], repo).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    (bound,) = plots["data"]["reports/overlays/bound.csv"]
+    assert sorted(bound["revisions"]) == ["HEAD", "fast", "slow"]  # the three overlaid in one chart
+    points = bound["content"]["data"]["values"]
+    assert {(p["rev"], p["series"]) for p in points} == {(rev, f"vae {split}") for rev in ("HEAD", "fast", "slow")
+                                                         for split in ("training", "validation")}
+    assert bound["content"]["encoding"]["color"]["field"] == "series"  # the overlay template: a line per run and split
+    assert {"K study, test NLL", "reports/overlays/kl_per_dimension.csv"} <= set(plots["data"])
 
 
 def test_replacing_an_npz_source_reruns_prepare(tmp_path):

@@ -24,7 +24,8 @@ def _row(name: str, run: dict) -> dict:
         "run": name,
         "nll": test["nll"], "nll_stderr": test["nll_stderr"], "nll_estimator": test["estimator"],
         "ais_nll": ais.get("nll"), "ais_nll_stderr": ais.get("nll_stderr"), "ais_estimator": ais.get("estimator"),
-        "elbo": test["elbo"], "iwae_bound": test["iwae_bound"], "iwae_num_samples": test["iwae_num_samples"],
+        "elbo": test["elbo"], "kl": test["kl"], "iwae_bound": test["iwae_bound"],
+        "iwae_num_samples": test["iwae_num_samples"],
         "active_units": test["active_units"], "latent_dim": test["latent_dim"],
         "seconds_per_epoch": training["seconds_per_epoch_median"], "epochs_run": training["epochs_run"],
         "best_val_bound": training["best_val_bound"], "peak_memory_mb": training["peak_memory_mb"],
@@ -41,12 +42,14 @@ def _read_latent_csv(path: Path) -> list[float]:
         return [float(row["kl"]) for row in csv.DictReader(f)]
 
 
-def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
-    """The experiments side by side: a summary (JSON-able, one entry per experiment), a
-    Markdown table, and a plot of the KL of each latent dimension (posterior collapse shows as
-    dimensions with KL ~ 0) and, for adversarially trained runs, of the discriminator's accuracy
-    over training, written to `plots_dir`. Each run is its test metrics, training summary,
-    `params`, `latent_csv` and `curves` (its dvclive plots/metrics folder)."""
+def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tuple[dict, dict, str]:
+    """The experiments side by side: a summary (JSON-able, one entry per experiment), the
+    headline metrics (numbers only, for `dvc metrics` and `dvc exp show`), a Markdown table,
+    and a plot of the KL of each latent dimension (posterior collapse shows as dimensions with
+    KL ~ 0) and, for adversarially trained runs, of the discriminator's accuracy over training,
+    written to `plots_dir`; the tables `dvc plots` overlays, written to `overlays_dir`. Each run
+    is its test metrics, training summary, `params`, `latent_csv` and `curves` (its dvclive
+    plots/metrics folder)."""
     rows = [{**_row(name, run), "objective": run["params"].objective.describe()} for name, run in runs.items()]
     lines = [
         "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | L_K (K) | active units | s / epoch | epochs |",
@@ -91,7 +94,38 @@ def comparison(runs: dict[str, dict], plots_dir: Path) -> tuple[dict, str]:
             ax.legend()
             fig.savefig(staging / "discriminator_accuracy.png", dpi=100, bbox_inches="tight")
             plt.close(fig)
-    return {"experiments": {r["run"]: {k: v for k, v in r.items() if k != "run"} for r in rows}}, "\n".join(lines) + "\n"
+    write_overlays(runs, overlays_dir)
+    summary = {"experiments": {r["run"]: {k: v for k, v in r.items() if k != "run"} for r in rows}}
+    headline = {r["run"]: {k: r[k] for k in HEADLINE if r[k] is not None} for r in rows}
+    return summary, headline, "\n".join(lines) + "\n"
+
+
+# The numbers per run that DVC shows (`dvc metrics show`, `dvc exp show`); the rest, with the
+# estimators' names, is in reports/summary.json and metrics/<run>.json. No timings: they differ
+# on every run, and would make every experiment look changed.
+HEADLINE = ("nll", "nll_stderr", "ais_nll", "elbo", "kl", "active_units")
+CURVES = ("bound", "kl", "reconstruction")  # dvclive fields every objective logs
+SPLITS = {"train": "training", "eval": "validation"}
+
+
+def write_overlays(runs: dict[str, dict], overlays_dir: Path) -> None:
+    """Long tables, one per quantity, that the `overlay` plot template draws with a line per
+    `series` (run and split) and, across revisions (`dvc plots diff`), a dash per revision:
+    `<field>.csv` (epoch, series, field) for each training curve, and
+    `kl_per_dimension.csv` (dimension, series, kl)."""
+    with staged_directory(overlays_dir) as staging:
+        for field in CURVES:
+            lines = [f"epoch,series,{field}"]
+            for name, run in runs.items():
+                for split, label in SPLITS.items():
+                    path = run["curves"] / split / f"{field}.tsv"
+                    if path.exists():
+                        lines += [f"{step},{name} {label},{value!r}" for step, value in zip(*_read_curve(path))]
+            (staging / f"{field}.csv").write_text("\n".join(lines) + "\n")
+        lines = ["dimension,series,kl"]
+        for name, run in runs.items():
+            lines += [f"{j},{name},{kl!r}" for j, kl in enumerate(_read_latent_csv(run["latent_csv"]))]
+        (staging / "kl_per_dimension.csv").write_text("\n".join(lines) + "\n")
 
 
 def _read_curve(path: Path) -> tuple[list[int], list[float]]:
@@ -103,6 +137,7 @@ def _read_curve(path: Path) -> tuple[list[int], list[float]]:
 
 K_STUDY_COLUMNS = ("num_samples", "best_val_bound", "iwae_bound", "elbo", "nll", "nll_stderr", "active_units",
                    "seconds_per_epoch", "epochs_run", "peak_memory_mb")
+K_STUDY_METRICS = ("nll", "nll_stderr", "best_val_bound")  # reports/k_study.json, per K
 K_STUDY_PANELS = (  # (column, axis label)
     ("best_val_bound", "validation L_K (nats)"),
     ("seconds_per_epoch", "seconds per epoch"),
@@ -112,9 +147,9 @@ K_STUDY_PANELS = (  # (column, axis label)
 
 
 def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
-    """The K study into `reports_dir`: k_study.csv (one row per K, for `dvc plots`),
-    k_study.json (the same, as metrics) and k_study.png (validation L_K, seconds per epoch,
-    test NLL and active units against K)."""
+    """The K study into `reports_dir`: k_study.csv (one row per K, for `dvc plots`: one field
+    per plot against K), k_study.json (`K_STUDY_METRICS` per K, as DVC metrics) and k_study.png
+    (validation L_K, seconds per epoch, test NLL and active units against K)."""
     rows = [{"num_samples": k, **{key: v for key, v in _row(f"k_study/k{k}", run).items() if key != "run"}}
             for k, run in sorted(runs.items())]
     ks = [row["num_samples"] for row in rows]
@@ -140,9 +175,8 @@ def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
         fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
         plt.close(fig)
 
-    summary = {"experiment": experiment, "nll_estimator": rows[0]["nll_estimator"],
-               "by_k": {str(row["num_samples"]): row for row in rows}}
+    metrics = {f"k{row['num_samples']}": {key: row[key] for key in K_STUDY_METRICS} for row in rows}
     atomic_write(reports_dir / "k_study.csv", write_csv)
     atomic_write(reports_dir / "k_study.png", write_plot)
-    summary_text = json_text(summary, str(reports_dir / "k_study.json"))
-    atomic_write(reports_dir / "k_study.json", lambda path: path.write_text(summary_text))
+    metrics_text = json_text(metrics, str(reports_dir / "k_study.json"))
+    atomic_write(reports_dir / "k_study.json", lambda path: path.write_text(metrics_text))

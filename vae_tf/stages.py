@@ -7,7 +7,7 @@ the repository root, where `dvc repro` runs the stages):
     models/<run>/model.keras        train      (checkpoints/<run>/ while it runs; dvclive/<run>/)
     metrics/<run>.json, plots/<run>/  evaluate
     export/<exp>/<version>/         export     (experiments only)
-    reports/summary.{json,md}, reports/plots/  report   (every experiment)
+    reports/{metrics,summary}.json, summary.md, plots/, overlays/  report   (every experiment)
     reports/k_study.{json,csv,png}             k_study  (every K)
 """
 
@@ -146,10 +146,11 @@ def report(params_path: str = "params.yaml") -> None:
                    "latent_csv": Path("plots") / name / "latent_dimensions.csv",
                    "curves": Path("dvclive") / name / "plots" / "metrics"}
             for name in params.experiments}
-    summary, table = comparison(runs, Path("reports") / "plots")
-    summary_text = json_text(summary, "reports/summary.json")
-    atomic_write(Path("reports") / "summary.md", lambda tmp: tmp.write_text(table))
-    atomic_write(Path("reports") / "summary.json", lambda tmp: tmp.write_text(summary_text))
+    summary, headline, table = comparison(runs, Path("reports") / "plots", Path("reports") / "overlays")
+    texts = {"summary.json": json_text(summary, "reports/summary.json"),
+             "metrics.json": json_text(headline, "reports/metrics.json"), "summary.md": table}
+    for name, text in texts.items():
+        atomic_write(Path("reports") / name, lambda tmp, text=text: tmp.write_text(text))
 
 
 def k_study(params_path: str = "params.yaml") -> None:
