@@ -147,6 +147,15 @@ class ImplicitPosteriorParams(PartParams):
     moment_samples: int = Field(32, ge=2, le=10000)  # draws for q's mean and scale (encode, adaptive contrast)
 
 
+@POSTERIORS.register
+class PlanarPosteriorParams(PartParams):
+    """A normalizing flow: num_steps planar steps f(z) = z + u tanh(w.z + b) on the Gaussian
+    q(z_0|x), their u, w, b emitted by the encoder."""
+
+    kind: Literal["planar"] = "planar"
+    num_steps: int = Field(4, ge=1, le=100)
+
+
 # --- priors p(z) -----------------------------------------------------------------------
 
 

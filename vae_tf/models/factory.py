@@ -35,6 +35,9 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
         raise ParamsError(f"model.posterior / objective.kind: the {m.posterior.kind!r} posterior has no density, "
                           f"which objective {params.objective.kind!r} needs (log q(z|x)); train it with an "
                           f"objective that needs none: {without}")
+    if parts["objective"].uses_dreg and not parts["posterior"].supports_dreg:
+        raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters held "
+                          f"fixed, which the {m.posterior.kind!r} posterior does not give; set gradient: reparameterized")
     return parts
 
 

@@ -38,6 +38,7 @@ class Objective(keras.layers.Layer):
 
     role = "adversary"
     needs_density = True  # needs log q(z|x) at the draws: refuses a posterior without a density
+    uses_dreg = False  # draws with stop_density_gradient (DReG): refuses a posterior that has no such form
     METRICS: tuple[str, ...] = ("loss", "bound", "elbo", "reconstruction", "kl")
     warmup_epochs = 0  # epochs whose bound is not comparable (early stopping starts after them)
 

@@ -17,6 +17,7 @@ class IWAE(Objective):
     def __init__(self, num_samples: int = 1, gradient: str = "dreg", **kwargs):
         super().__init__(num_samples, **kwargs)
         self.gradient = gradient
+        self.uses_dreg = gradient == "dreg"
 
     @classmethod
     def from_params(cls, params, context):

@@ -36,6 +36,7 @@ class Posterior(keras.layers.Layer):
 
     role = "inference"
     has_density = True
+    supports_dreg = True  # `draw(..., stop_density_gradient=True)` gives log q as a function of z, parameters fixed
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
