@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tf.bijectors import Planar
+from vae_tf.networks import MaskedAutoregressive
 from vae_tf.config import Params
 from vae_tf.errors import ParamsError
 from vae_tf.evaluation import importance_sampling
@@ -51,6 +52,54 @@ def test_the_constraint_keeps_every_planar_step_invertible(rng):
     assert np.all(np.diff(projected, axis=0) > 0)
 
 
+def autodiff_log_det(f, z):
+    """log |det df/dz| per row of z [n, L], from the Jacobian by automatic differentiation; and
+    the Jacobian."""
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        y = f(z)
+    jacobian = tape.batch_jacobian(y, z).numpy()
+    return np.linalg.slogdet(jacobian)[1], jacobian
+
+
+def test_an_iaf_step_is_autoregressive_and_its_log_det_is_that_of_its_jacobian(rng):
+    latent, n = 5, 16
+    made = MaskedAutoregressive([12, 12], "tanh")
+    made.build([(None, latent), (None, 3)])
+    for kernel in (made.kernels[-1], made.biases[-1]):  # the output layer starts at zero: make the step non-trivial
+        kernel.assign(0.5 * rng.normal(size=kernel.shape).astype(np.float32))
+    context = tf.constant(rng.normal(size=(n, 3)).astype(np.float32))
+    step = tfb.Invert(tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda z: made(z, context)))
+    z = tf.constant(rng.normal(size=(n, latent)).astype(np.float32))
+    log_det, jacobian = autodiff_log_det(step.forward, z)
+    np.testing.assert_array_equal(np.triu(jacobian, k=1), 0.0)  # output i depends on z_j, j <= i, only
+    assert np.all(np.abs(np.diagonal(jacobian, axis1=1, axis2=2) - 1.0) > 1e-3)  # ... and the step is not the identity
+    np.testing.assert_allclose(step.forward_log_det_jacobian(z, event_ndims=1), log_det, atol=1e-4)
+    np.testing.assert_allclose(step.inverse(tf.constant(step.forward(z).numpy())), z, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["planar", "iaf"])
+def test_a_flow_posteriors_log_q_is_its_base_density_less_the_flows_autodiff_log_det(rng, digits, kind):
+    """log q(z_T|x) of a draw = log N(z_0; mu, sigma) - log |det df/dz_0|, the latter from the
+    Jacobian of the whole flow by automatic differentiation (IAF: steps and reversals)."""
+    params = Params.model_validate({**TINY, "model": {"latent_dim": 3, "hidden_units": [16],
+                                                      "posterior": {"kind": kind, "num_steps": 3}}})
+    model = build_model(params, digits.meta)
+    posterior = model.posterior
+    if kind == "iaf":
+        for step in posterior.steps:
+            step.kernels[-1].assign(0.3 * rng.normal(size=step.kernels[-1].shape).astype(np.float32))
+    h = model.likelihood.network_input(digits.test[:4])
+    base, flow = posterior.base_and_flow(h)
+    z0 = base.sample(2, seed=[1, 2])  # [2, 4, 3]
+    log_det, _ = autodiff_log_det(lambda z: tf.reshape(flow.forward(tf.reshape(z, [2, 4, 3])), [-1, 3]),
+                                  tf.reshape(z0, [-1, 3]))
+    z = flow.forward(z0)
+    expected = base.log_prob(z0).numpy().ravel() - log_det
+    fresh = tf.constant(z.numpy())  # not the tensor the forward pass made: the inverse is computed
+    np.testing.assert_allclose(posterior.distribution(h).log_prob(fresh).numpy().ravel(), expected, atol=2e-3)
+
+
 def test_importance_sampling_with_a_planar_flow_proposal_recovers_the_exact_log_likelihood(rng):
     """The flow's density (TFP's TransformedDistribution through `Planar`) is right wherever the
     proposal reaches: an estimate with it is consistent. (A step with a tiny w is far from the
@@ -68,9 +117,10 @@ def test_importance_sampling_with_a_planar_flow_proposal_recovers_the_exact_log_
     assert abs(np.mean(estimate["log_likelihood"].numpy() - model.exact_log_likelihood(x))) < 0.05
 
 
-def test_planar_posterior_trains_and_refuses_dreg_naming_the_key(trained, digits, tmp_path, monkeypatch):
-    planar = {**TINY, "model": {**TINY["model"], "posterior": {"kind": "planar", "num_steps": 2}}}
-    with pytest.raises(ParamsError, match="objective.gradient: dreg .* 'planar' posterior .* set gradient: reparameterized"):
+@pytest.mark.parametrize("kind", ["planar", "iaf"])
+def test_flow_posteriors_train_and_refuse_dreg_naming_the_key(digits, tmp_path, monkeypatch, kind):
+    planar = {**TINY, "model": {**TINY["model"], "posterior": {"kind": kind, "num_steps": 2}}}
+    with pytest.raises(ParamsError, match=f"objective.gradient: dreg .* '{kind}' posterior .* set gradient: reparameterized"):
         build_model(Params.model_validate({**planar, "objective": {"kind": "iwae", "num_samples": 3}}), digits.meta)
     from vae_tf.training import train
 

@@ -156,6 +156,17 @@ class PlanarPosteriorParams(PartParams):
     num_steps: int = Field(4, ge=1, le=100)
 
 
+@POSTERIORS.register
+class IAFPosteriorParams(PartParams):
+    """An inverse autoregressive flow: num_steps masked autoregressive steps (each a MADE with
+    made_units hidden units) on the Gaussian q(z_0|x), conditioned on context_dim values of the encoder."""
+
+    kind: Literal["iaf"] = "iaf"
+    num_steps: int = Field(2, ge=1, le=100)
+    context_dim: int = Field(16, ge=1, le=4096)
+    made_units: Units = Field((64, 64), min_length=1)
+
+
 # --- priors p(z) -----------------------------------------------------------------------
 
 

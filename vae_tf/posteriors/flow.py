@@ -1,0 +1,70 @@
+"""Normalizing-flow posteriors: a Gaussian q(z_0|x) pushed through invertible steps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vae_tf.networks import mlp
+from vae_tf.posteriors.base import MIN_SCALE, Draw, Posterior
+from vae_tf.posteriors.gaussian import gaussian_draw
+from vae_tf.tfp import Normal, tfb, tfd
+
+MOMENT_SAMPLES = 256  # draws the mean and scale of q(z|x) are estimated from (the export's encode)
+
+
+class FlowPosterior(Posterior):
+    """z_0 ~ N(mu(x), diag sigma(x)^2), z_T = f(z_0) for a bijector f built per x:
+        log q(z_T|x) = log q(z_0|x) - log |det df/dz (z_0)|.
+    The encoder MLP emits mu, sigma and `extra_outputs` more values, from which a kind's
+    `flow(extra)` builds f. `distribution(h)` is TFP's `TransformedDistribution`; draws keep z_0,
+    so their log q needs no inverse. The KL of the ELBO is the Monte Carlo one (no closed form).
+    No DReG (`supports_dreg`): log q as a function of z with the parameters held fixed would need
+    the flow's parameters stopped inside its networks."""
+
+    supports_dreg = False
+
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, num_steps: int, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.hidden_units, self.activation, self.num_steps = tuple(hidden_units), activation, num_steps
+        self.network = mlp(hidden_units, 2 * latent_dim + self.extra_outputs, activation, name="encoder_mlp")
+
+    @property
+    def extra_outputs(self) -> int:
+        raise NotImplementedError
+
+    def flow(self, extra) -> tfb.Bijector:
+        """f, from the encoder's `extra_outputs` values per example [batch, extra_outputs]."""
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+
+    def call(self, h):
+        return self.network(h)
+
+    def base_and_flow(self, h) -> tuple[tfd.Distribution, tfb.Bijector]:
+        """q(z_0|x) and f, from one pass of the encoder."""
+        L = self.latent_dim
+        loc, raw_scale, extra = tf.split(self(h), [L, L, self.extra_outputs], axis=-1)
+        return tfd.Independent(Normal(loc=loc, scale=tf.nn.softplus(raw_scale) + MIN_SCALE), 1), self.flow(extra)
+
+    def distribution(self, h) -> tfd.Distribution:
+        return tfd.TransformedDistribution(*self.base_and_flow(h))
+
+    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+        if stop_density_gradient:
+            raise NotImplementedError(f"the {self.kind!r} posterior has no DReG form (see FlowPosterior)")
+        base, flow = self.base_and_flow(h)
+        z0 = gaussian_draw(base, num_samples, seed)
+        return Draw(flow.forward(z0.z), z0.log_q - flow.forward_log_det_jacobian(z0.z, event_ndims=1), None)
+
+    def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """Estimated from `MOMENT_SAMPLES` draws (a flow's mean has no closed form)."""
+        z = self.sample(h, MOMENT_SAMPLES, seed)
+        return tf.reduce_mean(z, axis=0), tf.math.reduce_std(z, axis=0) + MIN_SCALE
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "num_steps": self.num_steps}
