@@ -175,6 +175,22 @@ class StandardNormalPriorParams(PartParams):
     kind: Literal["standard_normal"] = "standard_normal"
 
 
+@PRIORS.register
+class MixturePriorParams(PartParams):
+    """A mixture of num_components diagonal Gaussians, weights, means and scales learnt."""
+
+    kind: Literal["mixture"] = "mixture"
+    num_components: int = Field(16, ge=1, le=10000)
+
+
+@PRIORS.register
+class VampPriorParams(PartParams):
+    """The VampPrior: the posterior averaged over num_components learnt pseudo-inputs."""
+
+    kind: Literal["vamp"] = "vamp"
+    num_components: int = Field(16, ge=1, le=10000)
+
+
 # --- likelihoods p(x|z) ----------------------------------------------------------------
 
 

@@ -47,7 +47,16 @@ class IWAE(Objective):
             surrogate = replica_loss(iwae_surrogate(draws["log_weights"]), weights)
         *generative_gradients, z_gradient = tape.gradient(surrogate, [*generative, draws["z"]])
         w = normalized_weights(draws["log_weights"])[..., tf.newaxis]
-        inference_gradients = tape.gradient(draws["z"], inference, output_gradients=w * z_gradient)
+        if model.prior.uses_posterior:
+            # log p(z) depends on phi besides through z (a VampPrior): that explicit term keeps IWAE's
+            # weights w~. The surrogate's whole phi-gradient is it plus the path term with weights
+            # w~; replacing the latter's w~ by w~^2 adds the path term with weights w~^2 - w~.
+            inference_gradients = [total + path for total, path in zip(
+                tape.gradient(surrogate, inference, unconnected_gradients="zero"),
+                tape.gradient(draws["z"], inference, output_gradients=(w - 1.0) * z_gradient,
+                              unconnected_gradients="zero"))]
+        else:
+            inference_gradients = tape.gradient(draws["z"], inference, output_gradients=w * z_gradient)
         del tape
         model.optimizer.apply_gradients(zip([*generative_gradients, *inference_gradients], [*generative, *inference]))
         return terms, total

@@ -18,6 +18,7 @@ class Prior(keras.layers.Layer):
     the encoder (a VampPrior: p(z) = mean_c q(z|u_c)); others ignore it."""
 
     role = "generative"
+    uses_posterior = False  # p(z) is a function of the posterior's variables (then it needs its density)
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
@@ -25,6 +26,11 @@ class Prior(keras.layers.Layer):
 
     def distribution(self, posterior) -> tfd.Distribution:
         raise NotImplementedError
+
+    def marginals(self, posterior) -> tfd.Distribution:
+        """p(z_j) for each latent dimension j: a distribution of scalars with batch shape [L] (the
+        per-dimension KL of evaluation). By default that of a factorised `tfd.Independent` p."""
+        return self.distribution(posterior).distribution
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim}

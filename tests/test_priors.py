@@ -1,0 +1,119 @@
+"""Learnable priors: the mixture of Gaussians and the VampPrior. Closed forms at one component,
+gradients that reach every prior variable (and, for the VampPrior, the encoder through p(z)),
+DReG's inference gradient with a prior made of the encoder, and the per-dimension KL."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_tf.errors import ParamsError
+from vae_tf.evaluation import evaluate_model, kl_per_dimension
+from vae_tf.config import Params
+from vae_tf.objectives.bounds import iwae_bound
+from vae_tf.tfp import Normal, tfd
+
+from tests.conftest import TINY, TINY_AVB, meta_for, model_of, reseed
+from tests.test_roles import applied_gradients
+
+
+def model_with_prior(prior, objective=None, posterior="gaussian"):
+    params = {"model": {"latent_dim": 2, "hidden_units": [8], "likelihood": "gaussian", "posterior": posterior,
+                        "prior": prior}, "training": {"optimizer": "sgd", "learning_rate": 1.0}}
+    return model_of({**params, "objective": objective or {"kind": "elbo"}}, meta_for(3))
+
+
+@pytest.fixture
+def x(rng):
+    return tf.constant(rng.uniform(size=(6, 3)), tf.float32)
+
+
+def test_a_one_component_mixture_is_its_gaussian(rng):
+    model = model_with_prior({"kind": "mixture", "num_components": 1})
+    prior = model.prior
+    prior.locs.assign([[0.5, -1.0]])
+    prior.raw_scales.assign([[0.2, -0.3]])
+    z = tf.constant(rng.normal(size=(7, 2)), tf.float32)
+    gaussian = tfd.Independent(Normal(prior.locs[0], tf.nn.softplus(prior.raw_scales[0]) + 1e-5), 1)
+    np.testing.assert_allclose(prior.distribution().log_prob(z), gaussian.log_prob(z), rtol=1e-6)
+    np.testing.assert_allclose(prior.marginals().log_prob(z), gaussian.distribution.log_prob(z), rtol=1e-6)
+
+
+def test_a_one_component_vamp_prior_is_the_posterior_at_its_pseudo_input(rng):
+    model = model_with_prior({"kind": "vamp", "num_components": 1})
+    u = model.prior.pseudo_inputs
+    z = tf.constant(rng.normal(size=(7, 2)), tf.float32)
+    q = model.posterior.distribution(tf.convert_to_tensor(u))  # batch [1]
+    np.testing.assert_allclose(model.prior_distribution().log_prob(z), q.log_prob(z[:, None])[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("prior", ["mixture", "vamp"])
+def test_one_step_moves_every_prior_variable_and_the_vamp_prior_the_encoder_through_p_z(x, prior):
+    model = model_with_prior({"kind": prior, "num_components": 3})
+    gradients = applied_gradients(model, x, 1)
+    for v in model.prior.trainable_variables:
+        assert np.all(gradients[v.path] != 0), v.path  # every weight, mean, scale and pseudo-input
+    # log p(z) at fixed z: its gradient reaches the encoder only through a VampPrior
+    z = tf.constant([[0.3, -0.2], [1.0, 0.5]])
+    with tf.GradientTape() as tape:
+        log_p = tf.reduce_sum(model.prior_distribution().log_prob(z))
+    encoder = tape.gradient(log_p, model.posterior.trainable_variables)
+    assert any(g is not None and np.any(g.numpy() != 0) for g in encoder) == (prior == "vamp")
+
+
+def test_the_vamp_prior_needs_a_posterior_with_a_density(digits):
+    params = Params.model_validate({**TINY_AVB, "model": {**TINY_AVB["model"], "prior": "vamp"}})
+    with pytest.raises(ParamsError, match="model.prior / model.posterior: the 'vamp' prior .* 'implicit' posterior"):
+        from vae_tf.models import build_model
+
+        build_model(params, digits.meta)
+
+
+@pytest.mark.slow
+def test_dreg_with_a_vamp_prior_is_unbiased_for_the_iwae_gradient(x):
+    """The VampPrior is a function of the encoder besides through z; DReG's inference gradient
+    keeps that explicit term. Averaged over draws it equals the reparameterized gradient of L_K
+    (within 4 standard errors for every encoder weight), as it must."""
+    model = model_with_prior({"kind": "vamp", "num_components": 3}, {"kind": "iwae", "num_samples": 4})
+    inference = model.variables_by_role("inference")
+    start = [v.numpy().copy() for v in model.trainable_variables]
+
+    def restore():
+        for v, value in zip(model.trainable_variables, start):
+            v.assign(value)
+
+    dreg, reparameterized = [], []
+    for seed in range(300):
+        restore()
+        gradients = applied_gradients(model, x, seed)
+        dreg.append(np.concatenate([gradients[v.path].ravel() for v in inference]))
+        restore()
+        reseed(model, seed)
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(iwae_bound(model.draws(x, 4)["log_weights"]))
+        reparameterized.append(np.concatenate([g.numpy().ravel() for g in tape.gradient(loss, inference)]))
+    dreg, reparameterized = np.array(dreg), np.array(reparameterized)
+    difference = dreg - reparameterized
+    stderr = difference.std(axis=0) / np.sqrt(len(difference)) + 1e-7
+    assert np.all(np.abs(difference.mean(axis=0)) < 4 * stderr), np.max(np.abs(difference.mean(axis=0)) / stderr)
+
+
+def test_kl_per_dimension_of_a_mixture_prior_is_the_monte_carlo_of_its_closed_form(rng):
+    """A one-component mixture has the closed form of its Gaussian: the Monte Carlo path agrees."""
+    model = model_with_prior({"kind": "mixture", "num_components": 1})
+    mean = tf.constant(rng.normal(size=(4, 2)), tf.float32)
+    scale = tf.constant(rng.uniform(0.3, 1.5, size=(4, 2)), tf.float32)
+    marginals = model.prior.marginals()
+    exact = tfd.kl_divergence(Normal(mean, scale), Normal(marginals.components_distribution.loc[:, 0],
+                                                          marginals.components_distribution.scale[:, 0]))
+    estimate = kl_per_dimension(mean, scale, marginals, tf.constant([1, 2]))
+    np.testing.assert_allclose(estimate, exact, atol=0.15)
+
+
+@pytest.mark.parametrize("prior", ["mixture", "vamp"])
+def test_a_model_with_a_learnable_prior_evaluates(digits, prior):
+    model = model_of({**TINY, "model": {**TINY["model"], "prior": {"kind": prior, "num_components": 3}}}, digits.meta)
+    params = Params.model_validate(TINY).evaluation
+    result = evaluate_model(model, digits.test[:16], params, seed=0)
+    metrics = result["metrics"]
+    assert np.isfinite(metrics["nll"]) and metrics["elbo"] < -metrics["nll"] + 3 * metrics["nll_stderr"]
+    assert np.all(np.asarray(result["kl_per_dim"]) > -0.05)  # a KL, up to Monte Carlo error

@@ -1,0 +1,42 @@
+"""The VampPrior: a mixture of the posterior at learnt pseudo-inputs (Tomczak & Welling 2018)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vae_tf.priors.base import PRIORS, Prior
+from vae_tf.priors.mixture import mixture_marginals
+from vae_tf.tfp import tfd
+
+
+@PRIORS.register("vamp")
+class VampPrior(Prior):
+    """p(z) = (1/C) sum_c q(z|u_c), the posterior at C learnt pseudo-inputs u_c [C, D] (in the
+    encoder's input space, drawn uniformly in [0, 1] at the start). p(z) is a function of the
+    encoder too: its gradients reach the pseudo-inputs and the encoder's weights (and DReG gives
+    the encoder this explicit term besides its path term)."""
+
+    uses_posterior = True
+
+    def __init__(self, latent_dim: int, num_components: int, input_dim: int, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.num_components, self.input_dim = num_components, input_dim
+        self.pseudo_inputs = self.add_weight(shape=(num_components, input_dim),
+                                             initializer=keras.initializers.RandomUniform(0.0, 1.0), name="pseudo_inputs")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, params.num_components, context.meta.dimension, name="prior")
+
+    def distribution(self, posterior) -> tfd.Distribution:
+        components = posterior.distribution(tf.convert_to_tensor(self.pseudo_inputs))  # batch [C], event [L]
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.num_components])), components)
+
+    def marginals(self, posterior) -> tfd.Distribution:
+        """Mixtures over c of the Gaussians with q(z_j|u_c)'s moments (exact for a Gaussian q)."""
+        mean, scale = posterior.moments(tf.convert_to_tensor(self.pseudo_inputs), tf.constant([0, 0]))
+        return mixture_marginals(tf.zeros([self.num_components]), mean, scale)
+
+    def get_config(self):
+        return {**super().get_config(), "num_components": self.num_components, "input_dim": self.input_dim}
