@@ -107,8 +107,8 @@ def test_importance_sampling_with_a_planar_flow_proposal_recovers_the_exact_log_
     model = LinearGaussian(rng)
     x = (rng.normal(size=(20, 2)) @ model.w.T + model.b + 0.5 * rng.normal(size=(20, 6))).astype(np.float32)
     base = model.proposal(shift=0.2, inflate=2.0)
-    flow = tfb.Chain([Planar(0.3 * rng.normal(size=(20, 2)).astype(np.float32), rng.normal(size=(20, 2)).astype(np.float32),
-                             np.zeros(20, np.float32)) for _ in range(3)])
+    flow = tfb.Chain([Planar(0.3 * rng.normal(size=(20, 2)).astype(np.float32),
+                             rng.normal(size=(20, 2)).astype(np.float32), np.zeros(20, np.float32)) for _ in range(3)])
 
     def proposal(x):
         return tfd.TransformedDistribution(base(x), flow)
@@ -120,7 +120,8 @@ def test_importance_sampling_with_a_planar_flow_proposal_recovers_the_exact_log_
 @pytest.mark.parametrize("kind", ["planar", "iaf"])
 def test_flow_posteriors_train_and_refuse_dreg_naming_the_key(digits, tmp_path, monkeypatch, kind):
     planar = {**TINY, "model": {**TINY["model"], "posterior": {"kind": kind, "num_steps": 2}}}
-    with pytest.raises(ParamsError, match=f"objective.gradient: dreg .* '{kind}' posterior .* set gradient: reparameterized"):
+    refusal = f"objective.gradient: dreg .* '{kind}' posterior .* set gradient: reparameterized"
+    with pytest.raises(ParamsError, match=refusal):
         build_model(Params.model_validate({**planar, "objective": {"kind": "iwae", "num_samples": 3}}), digits.meta)
     from vae_tf.training import train
 

@@ -276,7 +276,7 @@ def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
     assert not (repo / "models/vae/model.keras").exists()
 
     repro(repo, "train@vae")
-    assert (repo / "models/vae/model.keras").exists() and list((repo / "checkpoints/vae").iterdir()) == []
+    assert (repo / "models/vae/model.keras").exists() and not (repo / "checkpoints/vae").exists()
     rows = (repo / "dvclive/vae/plots/metrics/train/epoch_seconds.tsv").read_text().splitlines()[1:]
     seconds = {int(step): float(value) for step, value in (row.split("\t") for row in rows)}
     assert sorted(seconds) == list(range(300))  # one curve, the epochs before the kill kept
@@ -284,4 +284,4 @@ def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
     # checkpoint's epoch, so the run resumed rather than restarted
     typical = sorted(seconds.values())[150]
     assert resumed_epoch >= 4 and seconds[resumed_epoch] > 10 * typical and seconds[0] > 10 * typical
-    assert ran_stages(repro(repo, "train@vae")) == []  # the empty checkpoint folder is a valid output
+    assert ran_stages(repro(repo, "train@vae")) == []

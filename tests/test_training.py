@@ -24,7 +24,7 @@ def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
     np.testing.assert_allclose(values, curves["elbo"], rtol=1e-6)  # the elbo objective's bound is the ELBO
     assert summary["epochs_run"] == 3 and summary["best_val_bound"] == pytest.approx(max(values), abs=1e-4)
     assert summary["peak_memory_mb"] > 100
-    assert list((root / "backup").iterdir()) == []  # a finished run leaves no checkpoint to resume
+    assert not (root / "backup").exists()  # a finished run leaves no checkpoint to resume
 
 
 def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digits, tiny_params, monkeypatch):
@@ -35,6 +35,23 @@ def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digit
     with pytest.raises(TrainingError, match="loss became nan.*No model was saved"):
         train(tiny_params, data, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
     assert not (tmp_path / "model.keras").exists()
+
+
+def test_training_and_evaluation_say_how_far_they_are(tmp_path, digits, tiny_params, monkeypatch, capsys):
+    """A line for the first and the last epoch (the others within 10 s of a printed one are not
+    printed), and one per batch of test images, the last with nothing left."""
+    from vae_tf.evaluation import evaluate_model
+
+    monkeypatch.chdir(tmp_path)
+    model = train(tiny_params, digits, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup").model
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 3/3"]
+    assert all(" s/epoch" in line and "validation bound -" in line for line in lines)
+    evaluation = tiny_params.evaluation.model_copy(update={"batch_size": 8})
+    evaluate_model(model, digits.test[:20], evaluation, seed=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [f"evaluated {n}/20 images" for n in (8, 16, 20)]
+    assert lines[-1].endswith("about 0 s left")
 
 
 def test_likelihood_must_fit_the_data_representation(digits):
@@ -122,6 +139,7 @@ def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, 
     curves = [(tmp_path / name / "live" / "plots" / "metrics" / "eval" / "bound.tsv").read_text() for name in
               ("whole", "killed")]
     assert curves[1] == curves[0]  # the curve kept the epochs before the kill, and the resumed ones match
-    whole_model, resumed_model = (keras.saving.load_model(tmp_path / name / "model.keras") for name in ("whole", "killed"))
+    whole_model, resumed_model = (keras.saving.load_model(tmp_path / name / "model.keras")
+                                  for name in ("whole", "killed"))
     for a, b in zip(whole_model.weights, resumed_model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

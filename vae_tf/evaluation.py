@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -135,8 +136,12 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
     batch_size = params.batch_size
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
-    parts = [batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32))
-             for start in range(0, len(x), batch_size)]
+    parts, begin = [], time.perf_counter()
+    for start in range(0, len(x), batch_size):
+        parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32)))
+        done, elapsed = min(start + batch_size, len(x)), time.perf_counter() - begin
+        left = elapsed * (len(x) - done) / done
+        print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {left:.0f} s left", flush=True)
     out = {key: np.concatenate([part[key].numpy() for part in parts])[:len(x)] for key in parts[0]}
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)

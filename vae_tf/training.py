@@ -58,7 +58,8 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
 
     if seed is None:
         batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(pad).batch(fused_steps)
-        return functools.reduce(tf.data.Dataset.concatenate, map(tf.data.Dataset.from_tensors, batches)), steps_per_epoch
+        in_order = functools.reduce(tf.data.Dataset.concatenate, map(tf.data.Dataset.from_tensors, batches))
+        return in_order, steps_per_epoch
     examples = tf.constant(x)
 
     def epoch(e):
@@ -127,6 +128,27 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Progress(keras.callbacks.Callback):
+    """One line per epoch on stdout (what `dvc repro` shows of a stage), at most one every
+    `every_seconds` but always the first and the last: the epoch, the validation bound and the
+    time per epoch. List it after `EpochTime`."""
+
+    def __init__(self, epochs: int, every_seconds: float = 10.0):
+        super().__init__()
+        self.epochs, self.every_seconds = epochs, every_seconds
+
+    def on_train_begin(self, logs=None):
+        self.last_print = -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        now, last = time.perf_counter(), epoch + 1 == self.epochs or self.model.stop_training
+        if last or now - self.last_print >= self.every_seconds:
+            print(f"epoch {epoch + 1}/{self.epochs}: validation bound {logs.get('val_bound', math.nan):.2f}, "
+                  f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch", flush=True)
+            self.last_print = now
+
+
 class EpochTime(keras.callbacks.Callback):
     """Adds `epoch_seconds` to the epoch logs: wall time from the end of the previous epoch (the
     start of training for the first), so validation and the callbacks listed before it count."""
@@ -193,10 +215,10 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     ]
     with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = resume_epoch  # dvclive step = Keras epoch
-        # EpochTime last but for the logger, so that its time includes the other callbacks' work.
-        callbacks += [EpochTime(), DVCLiveCallback(live=live)]
+        # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
+        callbacks += [EpochTime(), Progress(t.epochs), DVCLiveCallback(live=live)]
         history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
-                            epochs=t.epochs, callbacks=callbacks, verbose=0)
+                            epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
         losses = history.history.get("loss", [])
         if losses and not np.isfinite(losses[-1]):
             raise TrainingError(
@@ -210,7 +232,5 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
         live.summary["peak_memory_mb"] = peak_memory_mb()
-    # BackupAndRestore deleted its checkpoint; the folder stays, empty, as DVC declares it.
-    Path(backup_dir).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(model_path), model.save)
     return history

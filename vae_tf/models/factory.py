@@ -39,8 +39,9 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
         raise ParamsError(f"model.prior / model.posterior: the {m.prior.kind!r} prior is made of the posterior's "
                           f"density, which the {m.posterior.kind!r} posterior does not have")
     if parts["objective"].uses_dreg and not parts["posterior"].supports_dreg:
-        raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters held "
-                          f"fixed, which the {m.posterior.kind!r} posterior does not give; set gradient: reparameterized")
+        raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
+                          f"held fixed, which the {m.posterior.kind!r} posterior does not give; "
+                          "set gradient: reparameterized")
     return parts
 
 

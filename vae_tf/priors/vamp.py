@@ -22,8 +22,8 @@ class VampPrior(Prior):
     def __init__(self, latent_dim: int, num_components: int, input_dim: int, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_components, self.input_dim = num_components, input_dim
-        self.pseudo_inputs = self.add_weight(shape=(num_components, input_dim),
-                                             initializer=keras.initializers.RandomUniform(0.0, 1.0), name="pseudo_inputs")
+        self.pseudo_inputs = self.add_weight(shape=(num_components, input_dim), name="pseudo_inputs",
+                                             initializer=keras.initializers.RandomUniform(0.0, 1.0))
 
     @classmethod
     def from_params(cls, params, context):
