@@ -1,9 +1,10 @@
-"""Closed forms: the Gaussian KL, and a linear Gaussian model whose log p(x) is exact."""
+"""Closed forms: the Gaussian KL, a linear Gaussian model whose log p(x) is exact, and the ELBO surgery."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from vae_tf import evaluation
 from vae_tf.objectives import bounds
 from vae_tf.evaluation import importance_sampling
 from vae_tf.priors import standard_normal
@@ -97,3 +98,30 @@ def test_iwae_bound_is_the_log_mean_weight_and_finite_for_extreme_log_weights():
         bound_sum, surrogate_sum = tf.reduce_sum(bounds.iwae_bound(log_w)), tf.reduce_sum(bounds.iwae_surrogate(log_w))
     # the surrogate's gradient is the bound's: w~
     np.testing.assert_allclose(tape.gradient(surrogate_sum, log_w), tape.gradient(bound_sum, log_w), atol=1e-7)
+
+
+def batch_of_gaussians(loc, scale):
+    return tfd.Independent(tfd.Normal(tf.constant(loc, tf.float32), tf.constant(scale, tf.float32)), 1)
+
+
+def test_elbo_surgery_splits_the_kl_term_into_information_and_the_hole(rng):
+    """mean_n KL(q(z|x_n) || p) = I + KL(q(z) || p): against the closed-form KL term, within
+    Monte Carlo error; I is at most log N."""
+    n, latent = 50, 3
+    q = batch_of_gaussians(rng.normal(size=(n, latent)), rng.uniform(0.3, 1.0, size=(n, latent)))
+    surgery = evaluation.elbo_surgery(q, standard_normal(latent), 400, tf.constant([1, 2]))
+    closed_form = float(tf.reduce_mean(tfd.kl_divergence(q, standard_normal(latent))))
+    assert surgery["kl_term"] == pytest.approx(closed_form, abs=0.05)
+    assert 0 < surgery["mutual_information"] <= np.log(n) and surgery["kl_aggregate_posterior_prior"] > 0
+
+
+def test_elbo_surgery_known_answers():
+    """Every q(z|x_n) the prior (posterior collapse): no information, no hole. Codes far apart
+    and sharp: each tells its example, I = log N."""
+    collapsed = batch_of_gaussians(np.zeros((8, 2)), np.ones((8, 2)))
+    surgery = evaluation.elbo_surgery(collapsed, standard_normal(2), 50, tf.constant([3, 4]))
+    assert surgery["mutual_information"] == pytest.approx(0.0, abs=1e-5)
+    assert surgery["kl_aggregate_posterior_prior"] == pytest.approx(0.0, abs=1e-5)
+    separate = batch_of_gaussians(10.0 * np.arange(8)[:, None] * np.ones((8, 2)), 0.01 * np.ones((8, 2)))
+    surgery = evaluation.elbo_surgery(separate, standard_normal(2), 50, tf.constant([5, 6]), chunk_size=64)
+    assert surgery["mutual_information"] == pytest.approx(np.log(8), abs=1e-4)

@@ -87,6 +87,9 @@ def test_repro_produces_every_declared_output(pipeline):
     metrics = json.loads((repo / "metrics/vae.json").read_text())
     assert metrics["estimator"] == "importance sampling, q(z|x) proposal, K=20"
     assert metrics["elbo"] < -metrics["nll"]  # the bound is below the estimate of log p(x)
+    surgery = metrics["elbo_surgery"]  # the KL term = I(x; z) + KL(q(z) || p(z)), I at most log N
+    assert 0 < surgery["mutual_information"] <= np.log(metrics["num_examples"])
+    assert surgery["kl_aggregate_posterior_prior"] > 0
     assert metrics["ais"]["estimator"] == "annealed importance sampling from p(z), 2 chains x 10 HMC steps (1 leapfrog)"
     iwae = json.loads((repo / "metrics/iwae.json").read_text())
     assert iwae["iwae_num_samples"] == 3 and iwae["iwae_bound"] < -iwae["nll"]

@@ -96,6 +96,26 @@ def kl_per_dimension(mean: tf.Tensor, scale: tf.Tensor, marginals: tfd.Distribut
 KL_DRAWS = 256
 
 
+def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed, chunk_size: int = 512) -> dict:
+    """The ELBO surgery (Hoffman & Johnson 2016) over N examples: the mean of the ELBO's KL term
+    splits as
+        mean_n KL(q(z|x_n) || p(z)) = I(n; z) + KL(q(z) || p(z)),
+    q(z) = (1/N) sum_m q(z|x_m) the aggregated posterior of these examples (the hole between it
+    and the prior: KL(q(z) || p(z))), I the mutual information between an example and its code
+    (at most log N). Monte Carlo with `num_draws` z ~ q(z|x_n) per example, log q(z) =
+    logsumexp_m log q(z|x_m) - log N over chunks of `chunk_size` draws. q: batch shape [N]."""
+    z = q.sample(num_draws, seed=seed)  # [S, N, L]
+    n = tf.shape(z)[1]
+    flat = tf.reshape(z, [-1, 1, z.shape[-1]])
+    log_aggregate = tf.concat([tf.reduce_logsumexp(q.log_prob(flat[i:i + chunk_size]), axis=1)
+                               for i in range(0, int(flat.shape[0]), chunk_size)], axis=0)
+    log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(tf.cast(n, tf.float32))
+    mutual_information = float(tf.reduce_mean(q.log_prob(z) - log_aggregate))
+    hole = float(tf.reduce_mean(log_aggregate - prior.log_prob(z)))
+    return {"kl_term": mutual_information + hole, "mutual_information": mutual_information,
+            "kl_aggregate_posterior_prior": hole}
+
+
 def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np.ndarray]:
     """Units with Var_x(E_q[z_j|x]) > threshold (Burda et al. 2016): the count and the variances."""
     variances = np.var(posterior_means, axis=0)
@@ -111,7 +131,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     - log p(x) by annealed importance sampling (`params.ais`; none if null);
     - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
       it was trained on (for K = 1 a one-sample ELBO estimate);
-    - KL per latent dimension and active units, from the posterior moments."""
+    - KL per latent dimension and active units, from the posterior moments;
+    - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`."""
     bound_k, ais = model.num_samples, params.ais
 
     @tf.function(jit_compile=jit_compile)
@@ -159,6 +180,13 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         "kl": reconstruction - elbo,
         "active_units": n_active,
         "latent_dim": int(kl_dims.shape[0]),
+    }
+    surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
+    whole = model.proposal(tf.constant(x), proposal_seed, params.proposal_samples, params.proposal_scale)
+    metrics["elbo_surgery"] = {
+        "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {proposal} proposal per image, "
+                     f"aggregated posterior of the {len(x)} images",
+        **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
     }
     if ais is not None:
         metrics["ais"] = {

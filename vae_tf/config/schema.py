@@ -76,6 +76,7 @@ class EvaluationParams(Section):
     proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
     ais: Optional[AISParams] = AISParams()
     active_unit_threshold: float = Field(0.01, gt=0.0)
+    surgery_samples: int = Field(16, ge=1, le=10**4)  # draws per image for the ELBO surgery (aggregated posterior)
     num_plot_images: int = Field(16, ge=1, le=256)
 
 
