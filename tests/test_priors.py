@@ -60,6 +60,20 @@ def test_one_step_moves_every_prior_variable_and_the_vamp_prior_the_encoder_thro
     assert any(g is not None and np.any(g.numpy() != 0) for g in encoder) == (prior == "vamp")
 
 
+@pytest.mark.parametrize("init", ["data", "random"])
+def test_vamp_pseudo_inputs_start_as_distinct_training_images_or_stay_random(rng, init):
+    model = model_with_prior({"kind": "vamp", "num_components": 4, "init": init})
+    start = model.prior.pseudo_inputs.numpy().copy()
+    x = rng.uniform(size=(10, 3)).astype(np.float32)
+    model.adapt(x)
+    u, h = model.prior.pseudo_inputs.numpy(), model.likelihood.network_input(tf.constant(x)).numpy()
+    if init == "random":
+        np.testing.assert_array_equal(u, start)
+        return
+    matches = [np.flatnonzero(np.all(h == row, axis=1)) for row in u]
+    assert all(len(m) == 1 for m in matches) and len({int(m[0]) for m in matches}) == 4
+
+
 def test_the_vamp_prior_needs_a_posterior_with_a_density(digits):
     params = Params.model_validate({**TINY_AVB, "model": {**TINY_AVB["model"], "prior": "vamp"}})
     with pytest.raises(ParamsError, match="model.prior / model.posterior: the 'vamp' prior .* 'implicit' posterior"):
@@ -109,11 +123,52 @@ def test_kl_per_dimension_of_a_mixture_prior_is_the_monte_carlo_of_its_closed_fo
     np.testing.assert_allclose(estimate, exact, atol=0.15)
 
 
-@pytest.mark.parametrize("prior", ["mixture", "vamp"])
+@pytest.mark.parametrize("prior", [{"kind": "mixture", "num_components": 3}, {"kind": "vamp", "num_components": 3},
+                                   {"kind": "flow", "made_units": [8]}], ids=lambda prior: prior["kind"])
 def test_a_model_with_a_learnable_prior_evaluates(digits, prior):
-    model = model_of({**TINY, "model": {**TINY["model"], "prior": {"kind": prior, "num_components": 3}}}, digits.meta)
+    model = model_of({**TINY, "model": {**TINY["model"], "prior": prior}}, digits.meta)
     params = Params.model_validate(TINY).evaluation
     result = evaluate_model(model, digits.test[:16], params, seed=0)
     metrics = result["metrics"]
     assert np.isfinite(metrics["nll"]) and metrics["elbo"] < -metrics["nll"] + 3 * metrics["nll_stderr"]
     assert np.all(np.asarray(result["kl_per_dim"]) > -0.05)  # a KL, up to Monte Carlo error
+
+
+def flow_prior_model(rng):
+    """A model with a 2-step flow prior whose MADE outputs are random (not the identity)."""
+    model = model_with_prior({"kind": "flow", "num_steps": 2, "made_units": [8]})
+    for step in model.prior.steps:
+        for v in (step.kernels[-1], step.biases[-1]):
+            v.assign(0.4 * rng.normal(size=v.shape))
+    return model
+
+
+def test_the_flow_prior_is_a_normalised_density_with_the_flows_log_determinant_once(rng):
+    """log p(z) = log N(g^{-1}(z); 0, I) + log |det dg^{-1}/dz| with the Jacobian by autodiff, and
+    p integrates to one over the plane (a sum over a fine grid)."""
+    prior = flow_prior_model(rng).prior.distribution()
+    z = tf.constant(rng.normal(size=(5, 2)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        e = prior.bijector.inverse(z)
+    log_det = np.log(np.abs(np.linalg.det(tape.batch_jacobian(e, z).numpy())))
+    expected = tfd.Independent(Normal(tf.zeros(2), 1.0), 1).log_prob(e).numpy() + log_det
+    np.testing.assert_allclose(prior.log_prob(z), expected, rtol=1e-5, atol=1e-5)
+    side = np.linspace(-9, 9, 601, dtype=np.float32)
+    grid = np.stack(np.meshgrid(side, side), -1).reshape(-1, 2)
+    mass = np.exp(prior.log_prob(grid).numpy()).sum() * (side[1] - side[0]) ** 2
+    assert abs(mass - 1) < 0.01, mass
+    from tests.test_contracts import check_density_matches_samples
+
+    check_density_matches_samples(prior.sample(20_000, seed=[3, 4]).numpy(), prior.log_prob, 5)
+
+
+def test_two_steps_move_every_flow_prior_weight(x, rng):
+    """The MADEs' output layers start at zero (each step the identity), so the first step moves
+    them and the second, through them, the hidden layers too."""
+    model = model_with_prior({"kind": "flow", "num_steps": 2, "made_units": [8]})
+    before = {v.path: v.numpy().copy() for v in model.prior.trainable_variables}
+    applied_gradients(model, x, 1)
+    applied_gradients(model, x, 2)
+    for v in model.prior.trainable_variables:
+        assert np.any(v.numpy() != before[v.path]), v.path

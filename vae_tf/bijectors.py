@@ -1,4 +1,5 @@
-"""TFP bijectors that TFP lacks (no Keras state: their parameters are tensors of the call).
+"""TFP bijectors that TFP lacks (no Keras state: their parameters are tensors of the call), and
+the chain of masked autoregressive steps that the IAF posterior and the flow prior share.
 
 `tfp.bijectors` has no planar flow (Rezende & Mohamed 2015), so it is here, as a
 `tfb.Bijector`: `tfd.TransformedDistribution` then gives sampling and log-densities.
@@ -6,6 +7,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import tensorflow as tf
 from tensorflow_probability.python.internal import parameter_properties
 
@@ -71,3 +75,21 @@ class Planar(tfb.Bijector):
 
     def _inverse_log_det_jacobian(self, y):
         return -self._forward_log_det_jacobian(self._inverse(y))
+
+
+def autoregressive_chain(steps: Sequence, latent_dim: int, context=None, invert: bool = False) -> tfb.Bijector:
+    """g_T o R o ... o R o g_1, R reversing the order of z's components, g_t TFP's
+    `MaskedAutoregressiveFlow` around the Keras network `steps[t]` ((z, context) -> (shift,
+    log_scale), `vae_tf.networks.MaskedAutoregressive`):
+        MAF, g_t^{-1}(y)_i = (y_i - m_t(y_<i)) exp(-s_t(y_<i)): a density in one pass per step,
+        a draw in L;
+    with `invert`, each g_t is `Invert(MAF)` (IAF): a draw in one pass, a density away from the
+    draws in L."""
+    reverse = tfb.Permute(np.arange(latent_dim)[::-1])
+    bijectors = []
+    for t, step in enumerate(steps):
+        if t:
+            bijectors.append(reverse)
+        made = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda z, step=step: step(z, context))
+        bijectors.append(tfb.Invert(made) if invert else made)
+    return tfb.Chain(bijectors[::-1])  # Chain applies its last bijector first

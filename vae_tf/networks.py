@@ -17,8 +17,8 @@ def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: s
 
 @keras.saving.register_keras_serializable(package="vae_tf")
 class MaskedAutoregressive(keras.layers.Layer):
-    """MADE (Germain et al. 2015) conditioned on a context: (z [..., L], c [..., C]) -> (shift,
-    log_scale) [..., L] each, output i a function of z_1..z_{i-1} and c only.
+    """MADE (Germain et al. 2015), conditioned on a context or not: (z [..., L], c [..., C] or
+    None) -> (shift, log_scale) [..., L] each, output i a function of z_1..z_{i-1} (and c) only.
 
     Degrees: input i has i (1..L), each hidden unit one in 1..L-1 (cyclic); a hidden unit sees
     the inputs of degree <= its own, output i the hidden units of degree < i. The context feeds
@@ -30,7 +30,9 @@ class MaskedAutoregressive(keras.layers.Layer):
         self.hidden_units, self.activation = tuple(hidden_units), activation
 
     def build(self, input_shape):
-        (*_, latent), (*_, context) = input_shape
+        """input_shape: z's shape, or the pair (z's, c's)."""
+        conditioned = isinstance(input_shape[0], (tuple, list))
+        (*_, latent), (*_, context) = input_shape if conditioned else (input_shape, (0,))
         degrees = [np.arange(1, latent + 1)]
         degrees += [np.arange(units) % max(1, latent - 1) + 1 for units in self.hidden_units]
         self.masks, self.kernels, self.biases = [], [], []
@@ -39,20 +41,20 @@ class MaskedAutoregressive(keras.layers.Layer):
             self.kernels.append(self.add_weight(shape=(len(degrees[i]), units), initializer="glorot_uniform",
                                                 name=f"kernel_{i}"))
             self.biases.append(self.add_weight(shape=(units,), initializer="zeros", name=f"bias_{i}"))
-        self.context_kernel = self.add_weight(shape=(context, self.hidden_units[0]), initializer="glorot_uniform",
-                                              name="context_kernel")
+        self.context_kernel = (self.add_weight(shape=(context, self.hidden_units[0]), initializer="glorot_uniform",
+                                               name="context_kernel") if context else None)
         output_mask = (np.arange(1, latent + 1)[None, :] > degrees[-1][:, None]).astype("float32")
         self.masks.append(np.concatenate([output_mask, output_mask], axis=1))
         self.kernels.append(self.add_weight(shape=(len(degrees[-1]), 2 * latent), initializer="zeros",
                                             name="kernel_out"))
         self.biases.append(self.add_weight(shape=(2 * latent,), initializer="zeros", name="bias_out"))
 
-    def call(self, z, context):
+    def call(self, z, context=None):
         act = keras.activations.get(self.activation)
         h = z
         for i, (mask, kernel, bias) in enumerate(zip(self.masks, self.kernels, self.biases)):
             h = keras.ops.matmul(h, kernel * mask) + bias
-            if i == 0:
+            if i == 0 and context is not None:
                 h = h + keras.ops.matmul(context, self.context_kernel)
             if i < len(self.hidden_units):
                 h = act(h)

@@ -196,6 +196,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN."""
     set_determinism(params.seed, params.training.jit_compile)
     model = build_model(params, data.meta)
+    model.adapt(data.train)  # a resumed run then loads its checkpoint's weights over this
     t = params.training
     resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
     if resume_epoch:

@@ -185,10 +185,22 @@ class MixturePriorParams(PartParams):
 
 @PRIORS.register
 class VampPriorParams(PartParams):
-    """The VampPrior: the posterior averaged over num_components learnt pseudo-inputs."""
+    """The VampPrior: the posterior averaged over num_components learnt pseudo-inputs, which
+    start as training images (init: data) or uniform draws in [0, 1] (init: random)."""
 
     kind: Literal["vamp"] = "vamp"
     num_components: int = Field(16, ge=1, le=10000)
+    init: Literal["data", "random"] = "data"
+
+
+@PRIORS.register
+class FlowPriorParams(PartParams):
+    """N(0, I) pushed through a masked autoregressive flow of num_steps steps (each a MADE with
+    made_units hidden units), learnt."""
+
+    kind: Literal["flow"] = "flow"
+    num_steps: int = Field(2, ge=1, le=100)
+    made_units: Units = Field((64, 64), min_length=1)
 
 
 # --- likelihoods p(x|z) ----------------------------------------------------------------

@@ -123,6 +123,11 @@ class VAE(keras.Model):
         loc, _ = self.posterior_moments(x, seed=tf.constant([0, 0]))
         return self.likelihood.distribution(loc).mean()
 
+    def adapt(self, x) -> None:
+        """Initialise what the parts take from the training data x [N, D] (`Prior.adapt`: a
+        VampPrior's pseudo-inputs), seeded by the model's seed. Call before training."""
+        self.prior.adapt(self.likelihood.network_input(tf.constant(x)), self.seed)
+
     def next_seed(self) -> tf.Tensor:
         """A fresh stateless seed, drawn from the model's seed generator."""
         return tf.cast(self.seed_generator.next(), tf.int32)

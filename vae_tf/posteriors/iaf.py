@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
+from vae_tf.bijectors import autoregressive_chain
 from vae_tf.networks import MaskedAutoregressive
 from vae_tf.posteriors.base import POSTERIORS
 from vae_tf.posteriors.flow import FlowPosterior
@@ -42,14 +41,7 @@ class IAFPosterior(FlowPosterior):
             step.build([(None, self.latent_dim), (None, self.context_dim)])
 
     def flow(self, extra) -> tfb.Bijector:
-        reverse = tfb.Permute(np.arange(self.latent_dim)[::-1])
-        bijectors = []
-        for t, step in enumerate(self.steps):
-            if t:
-                bijectors.append(reverse)
-            made = tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=lambda z, step=step: step(z, extra))
-            bijectors.append(tfb.Invert(made))
-        return tfb.Chain(bijectors[::-1])  # Chain applies its last bijector first
+        return autoregressive_chain(self.steps, self.latent_dim, context=extra, invert=True)
 
     def get_config(self):
         return {**super().get_config(), "context_dim": self.context_dim, "made_units": list(self.made_units)}

@@ -27,6 +27,10 @@ class Prior(keras.layers.Layer):
     def distribution(self, posterior) -> tfd.Distribution:
         raise NotImplementedError
 
+    def adapt(self, h, seed: int) -> None:
+        """Initialise what the prior takes from the training data h [N, D] (the networks' input);
+        by default nothing."""
+
     def marginals(self, posterior) -> tfd.Distribution:
         """p(z_j) for each latent dimension j: a distribution of scalars with batch shape [L] (the
         per-dimension KL of evaluation). By default that of a factorised `tfd.Independent` p."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vae_tf.priors.base import PRIORS, Prior
@@ -13,21 +14,28 @@ from vae_tf.tfp import tfd
 @PRIORS.register("vamp")
 class VampPrior(Prior):
     """p(z) = (1/C) sum_c q(z|u_c), the posterior at C learnt pseudo-inputs u_c [C, D] (in the
-    encoder's input space, drawn uniformly in [0, 1] at the start). p(z) is a function of the
+    encoder's input space), at the start C training images drawn without replacement (`init:
+    data`, by `adapt`) or uniform draws in [0, 1] (`init: random`). p(z) is a function of the
     encoder too: its gradients reach the pseudo-inputs and the encoder's weights (and DReG gives
     the encoder this explicit term besides its path term)."""
 
     uses_posterior = True
 
-    def __init__(self, latent_dim: int, num_components: int, input_dim: int, **kwargs):
+    def __init__(self, latent_dim: int, num_components: int, input_dim: int, init: str = "data", **kwargs):
         super().__init__(latent_dim, **kwargs)
-        self.num_components, self.input_dim = num_components, input_dim
+        self.num_components, self.input_dim, self.init = num_components, input_dim, init
         self.pseudo_inputs = self.add_weight(shape=(num_components, input_dim), name="pseudo_inputs",
                                              initializer=keras.initializers.RandomUniform(0.0, 1.0))
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_components, context.meta.dimension, name="prior")
+        return cls(context.latent_dim, params.num_components, context.meta.dimension, params.init, name="prior")
+
+    def adapt(self, h, seed: int) -> None:
+        """`init: data`: u_c = C training images h [N, D], drawn without replacement (with, if C > N)."""
+        if self.init == "data":
+            rows = np.random.default_rng(seed).choice(len(h), self.num_components, replace=self.num_components > len(h))
+            self.pseudo_inputs.assign(tf.gather(h, rows))
 
     def distribution(self, posterior) -> tfd.Distribution:
         components = posterior.distribution(tf.convert_to_tensor(self.pseudo_inputs))  # batch [C], event [L]
@@ -39,4 +47,5 @@ class VampPrior(Prior):
         return mixture_marginals(tf.zeros([self.num_components]), mean, scale)
 
     def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components, "input_dim": self.input_dim}
+        return {**super().get_config(), "num_components": self.num_components, "input_dim": self.input_dim,
+                "init": self.init}
