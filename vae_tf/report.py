@@ -30,7 +30,7 @@ def _row(name: str, run: dict) -> dict:
         "mutual_information": test["elbo_surgery"]["mutual_information"],
         "kl_aggregate": test["elbo_surgery"]["kl_aggregate_posterior_prior"],
         "seconds_per_epoch": training["seconds_per_epoch_median"], "epochs_run": training["epochs_run"],
-        "best_val_bound": training["best_val_bound"], "peak_memory_mb": training["peak_memory_mb"],
+        "best_val_bound": training.get("best_val_bound"), "peak_memory_mb": training["peak_memory_mb"],
         "val_discriminator_accuracy": training.get("eval", {}).get("discriminator_accuracy"),
     }
 

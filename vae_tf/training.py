@@ -130,12 +130,12 @@ def peak_memory_mb() -> float:
 
 class Progress(keras.callbacks.Callback):
     """One line per epoch on stdout (what `dvc repro` shows of a stage), at most one every
-    `every_seconds` but always the first and the last: the epoch, the validation bound and the
-    time per epoch. List it after `EpochTime`."""
+    `every_seconds` but always the first and the last: the epoch, the validation value of what
+    early stopping watches (`monitor`: the bound) and the time per epoch. List it after `EpochTime`."""
 
-    def __init__(self, epochs: int, every_seconds: float = 10.0):
+    def __init__(self, epochs: int, monitor: str, every_seconds: float = 10.0):
         super().__init__()
-        self.epochs, self.every_seconds = epochs, every_seconds
+        self.epochs, self.monitor, self.every_seconds = epochs, monitor, every_seconds
 
     def on_train_begin(self, logs=None):
         self.last_print = -math.inf
@@ -144,7 +144,7 @@ class Progress(keras.callbacks.Callback):
         logs = logs or {}
         now, last = time.perf_counter(), epoch + 1 == self.epochs or self.model.stop_training
         if last or now - self.last_print >= self.every_seconds:
-            print(f"epoch {epoch + 1}/{self.epochs}: validation bound {logs.get('val_bound', math.nan):.2f}, "
+            print(f"epoch {epoch + 1}/{self.epochs}: validation {self.monitor} {logs.get('val_' + self.monitor, math.nan):.2f}, "
                   f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch", flush=True)
             self.last_print = now
 
@@ -205,7 +205,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                                          first_epoch=resume_epoch)
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor="val_bound", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
+        monitor=f"val_{model.objective.monitor}", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
         start_from_epoch=model.objective.warmup_epochs)
     callbacks = [
         *model.objective.callbacks(),
@@ -217,7 +217,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) as live:
         live.step = resume_epoch  # dvclive step = Keras epoch
         # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
-        callbacks += [EpochTime(), Progress(t.epochs), DVCLiveCallback(live=live)]
+        callbacks += [EpochTime(), Progress(t.epochs, model.objective.monitor), DVCLiveCallback(live=live)]
         history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
                             epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
         losses = history.history.get("loss", [])
@@ -228,7 +228,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                 "No model was saved."
             )
         live.summary["best_epoch"] = early_stopping.best_epoch + 1
-        live.summary["best_val_bound"] = float(early_stopping.best)  # ELBO, or L_K for iwae
+        live.summary[f"best_val_{model.objective.monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
         live.summary["epochs_run"] = history.epoch[-1] + 1
         live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
         live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))

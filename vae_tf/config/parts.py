@@ -203,6 +203,17 @@ class FlowPriorParams(PartParams):
     made_units: Units = Field((64, 64), min_length=1)
 
 
+@PRIORS.register
+class RingPriorParams(PartParams):
+    """A fixed mixture of num_components Gaussians (standard deviation scale) evenly spaced on a
+    circle of the given radius in the first two latent dimensions; N(0, 1) in any others."""
+
+    kind: Literal["ring"] = "ring"
+    num_components: int = Field(8, ge=1, le=10000)
+    radius: float = Field(2.0, gt=0.0, le=1e6)
+    scale: float = Field(0.3, gt=0.0, le=1e6)
+
+
 # --- likelihoods p(x|z) ----------------------------------------------------------------
 
 
@@ -284,3 +295,23 @@ class AVBParams(ObjectiveParams):
     def describe(self) -> str:
         contrast = "adaptive contrast" if self.adaptive_contrast else "contrast with p(z)"
         return f"{super().describe()} ({contrast}, {self.discriminator_steps} T step / update)"
+
+
+@OBJECTIVES.register
+class AAEParams(ObjectiveParams):
+    """The adversarial autoencoder: a discriminator D(z) tells the encoder's codes from prior
+    draws; the encoder (and decoder) maximise reconstruction - adversarial_weight * D's generator loss."""
+
+    kind: Literal["aae"] = "aae"
+    discriminator_units: Units = Field((256, 256), min_length=1)
+    discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    discriminator_steps: int = Field(1, ge=1, le=100)
+    adversarial_weight: float = Field(1.0, ge=0.0, le=1e6)
+
+    @property
+    def adversary_learning_rate(self) -> Optional[float]:
+        return self.discriminator_learning_rate
+
+    def describe(self) -> str:
+        weight = f", weight {self.adversarial_weight:g}" if self.adversarial_weight != 1.0 else ""
+        return f"{super().describe()} (D on z{weight}, {self.discriminator_steps} D step / update)"

@@ -147,7 +147,7 @@ class ParamsFile(Params):
         """The base params with experiment `name`'s overrides deep-merged on top."""
         if name not in self.experiments:
             raise ParamsError(f"experiments: no experiment named {name!r}; defined: {sorted(self.experiments)}")
-        merged = _deep_merge(self.base(), self.experiments[name] or {})
+        merged = deep_merge(self.base(), self.experiments[name] or {})
         return _validate(Params, merged, where=f"experiments.{name}")
 
     def runs(self) -> list[str]:
@@ -171,7 +171,7 @@ class ParamsFile(Params):
         return params.model_copy(update={"objective": objective})
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`overrides` on top of `base`, section by section. A part section whose kind changes is
     replaced, not merged: the fields of one kind mean nothing to another."""
     merged = copy.deepcopy(base)
@@ -181,7 +181,7 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
             value = {"kind": value}  # a kind's name: that kind, with its defaults or the base's fields
         sections = isinstance(value, dict) and isinstance(current, dict)
         if sections and value.get("kind", current.get("kind")) == current.get("kind"):
-            merged[key] = _deep_merge(current, value)
+            merged[key] = deep_merge(current, value)
         else:
             merged[key] = value
     return merged

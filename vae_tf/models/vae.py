@@ -61,13 +61,14 @@ class VAE(keras.Model):
 
     def compile(self, optimizer="adam", adversary_optimizer=None, **kwargs):
         """`optimizer` updates the inference and generative variables; `adversary_optimizer`
-        (default: a copy of `optimizer`'s settings) the adversaries, if the objective has any."""
+        (default: a copy of `optimizer`'s settings), if the objective has adversaries, those of
+        its adversarial phase (`Objective.adversarial_roles`: the adversaries, and for an AAE the
+        encoder's and the prior's moves against them)."""
         super().compile(optimizer=optimizer, **kwargs)
         self.optimizer.build(self.variables_by_role("inference", "generative"))
-        adversaries = self.variables_by_role("adversary")
-        if adversaries:
+        if self.variables_by_role("adversary"):
             self.adversary_optimizer = adversary_optimizer or self.optimizer.from_config(self.optimizer.get_config())
-            self.adversary_optimizer.build(adversaries)
+            self.adversary_optimizer.build(self.variables_by_role(*self.objective.adversarial_roles))
 
     def get_compile_config(self):
         config = super().get_compile_config()

@@ -40,6 +40,8 @@ class Objective(keras.layers.Layer):
     needs_density = True  # needs log q(z|x) at the draws: refuses a posterior without a density
     uses_dreg = False  # draws with stop_density_gradient (DReG): refuses a posterior that has no such form
     METRICS: tuple[str, ...] = ("loss", "bound", "elbo", "reconstruction", "kl")
+    monitor = "bound"  # the tracked term early stopping maximises on the validation data
+    adversarial_roles = ("adversary",)  # the roles whose variables `model.adversary_optimizer` updates
     warmup_epochs = 0  # epochs whose bound is not comparable (early stopping starts after them)
 
     def __init__(self, num_samples: int = 1, **kwargs):
