@@ -44,7 +44,16 @@ def test_save_and_load_round_trip(tmp_path, digits):
     loaded = load_prepared(tmp_path / "prepared")
     assert loaded.meta == digits.meta
     np.testing.assert_array_equal(loaded.val, digits.val)
+    np.testing.assert_array_equal(loaded.test_labels, digits.test_labels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no staging left behind
+
+
+def test_digits_test_labels_are_scikit_learns_and_match_their_images(digits):
+    from sklearn.datasets import load_digits
+
+    source = load_digits()
+    np.testing.assert_array_equal(digits.test_labels, source.target[1350:])
+    np.testing.assert_array_equal(digits.test, source.images[1350:].reshape(-1, 64))
 
 
 def test_load_prepared_missing_says_what_to_run(tmp_path):
@@ -141,6 +150,7 @@ def test_tfds_source_through_mock_data(monkeypatch):
     assert prepared.meta.sizes == {"train": 8, "val": 4, "test": 12}
     assert prepared.meta.image_shape == (28, 28) and prepared.meta.dimension == 784
     assert set(np.unique(prepared.train)) <= {0.0, 1.0}
+    assert prepared.test_labels.shape == (12,) and set(prepared.test_labels) <= set(range(10))
 
 
 def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ OUTPUTS = ["data/prepared/train.npz", "data/prepared/meta.json",
            *(f"reports/overlays/{name}.csv" for name in ("bound", "kl", "reconstruction", "kl_per_dimension")),
            *(f"{folder}/{run}/{name}" for run in RUNS for folder, name in
              [("models", "model.keras"), ("dvclive", "metrics.json"), ("plots", "reconstructions.png"),
-              ("plots", "prior_samples.png"), ("plots", "latent_dimensions.csv")]),
+              ("plots", "samples.png"), ("plots", "latent_codes.png"), ("plots", "latent_dimensions.csv")]),
            *(f"metrics/{run}.json" for run in RUNS)]
 
 
@@ -52,8 +52,9 @@ def copy_repository(target: Path, params: dict) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in params.items():
-        base[section] = {**base[section], **values} if isinstance(values, dict) else values
+    for section, values in params.items():  # sections merged, experiments replaced
+        merge = isinstance(values, dict) and section != "experiments"
+        base[section] = {**base[section], **values} if merge else values
     (target / "params.yaml").write_text(yaml.safe_dump(base))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):

@@ -15,7 +15,7 @@ import json
 import socket
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -34,11 +34,13 @@ MAX_LEVELS = 65536  # 16-bit images
 
 @dataclass(frozen=True)
 class Source:
-    """Raw images per split: integer levels in [0, n_levels), or floats in [0, 1] (n_levels None)."""
+    """Raw images per split: integer levels in [0, n_levels), or floats in [0, 1] (n_levels None);
+    the test images' class labels where the data set has them (for pictures only)."""
 
     splits: dict[str, np.ndarray]
     n_levels: Optional[int]
     image_shape: tuple[int, ...]
+    test_labels: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Prepared:
     val: np.ndarray
     test: np.ndarray
     meta: Meta
+    test_labels: Optional[np.ndarray] = None  # integer class of each test image, where the source has them
 
 
 # --- sources ---------------------------------------------------------------------------
@@ -76,8 +79,10 @@ def load_source(params: DataParams) -> Source:
 def _digits() -> Source:
     from sklearn.datasets import load_digits
 
-    images = load_digits().images.astype(np.int64)  # (1797, 8, 8), levels 0..16
-    return Source({split: images[index] for split, index in DIGITS_SPLIT.items()}, DIGITS_LEVELS, (8, 8))
+    digits = load_digits()
+    images = digits.images.astype(np.int64)  # (1797, 8, 8), levels 0..16
+    return Source({split: images[index] for split, index in DIGITS_SPLIT.items()}, DIGITS_LEVELS, (8, 8),
+                  digits.target[DIGITS_SPLIT["test"]])
 
 
 def _check_download_reachable(name: str, host: str = "storage.googleapis.com") -> None:
@@ -119,7 +124,11 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
     else:
         splits = _hold_out_validation(splits, validation_size, f"tfds:{name}")
     binary = max(split.max() for split in splits.values()) <= 1  # e.g. binarized_mnist; else uint8 images
-    return _checked(splits, 2 if binary else 256, f"tfds:{name}")
+    source = _checked(splits, 2 if binary else 256, f"tfds:{name}")
+    if "label" not in builder.info.features:
+        return source
+    labels = builder.as_dataset(split="test").map(lambda example: example["label"]).batch(4096)
+    return replace(source, test_labels=np.concatenate(list(tfds.as_numpy(labels))))
 
 
 def _npz(path: Path, validation_size: int) -> Source:
@@ -224,7 +233,7 @@ def preprocess(source: Source, params: DataParams, seed: int, name: str) -> Prep
         sizes={split: int(len(array)) for split, array in out.items()},
     )
     arrays = {split: out[split].astype(np.float32) for split in SPLITS}
-    return Prepared(meta=meta, **arrays)
+    return Prepared(meta=meta, test_labels=source.test_labels, **arrays)
 
 
 def prepare(params: DataParams, seed: int) -> Prepared:
@@ -238,7 +247,8 @@ def save_prepared(prepared: Prepared, directory: Path) -> None:
     """Write `{train,val,test}.npz` and `meta.json` into `directory`, replacing it whole."""
     with staged_directory(directory) as staging:
         for split in SPLITS:
-            np.savez_compressed(staging / f"{split}.npz", x=getattr(prepared, split))
+            labels = {"labels": prepared.test_labels} if split == "test" and prepared.test_labels is not None else {}
+            np.savez_compressed(staging / f"{split}.npz", x=getattr(prepared, split), **labels)
         (staging / "meta.json").write_text(json.dumps(asdict(prepared.meta), indent=2) + "\n")
 
 
@@ -247,10 +257,11 @@ def load_prepared(directory: Path) -> Prepared:
     try:
         raw = json.loads((directory / "meta.json").read_text())
         meta = Meta(**{**raw, "image_shape": tuple(raw["image_shape"])})
-        arrays = {}
+        arrays, test_labels = {}, None
         for split in SPLITS:
             with np.load(directory / f"{split}.npz") as archive:
                 arrays[split] = archive["x"]
+                test_labels = archive["labels"] if "labels" in archive.files else test_labels
     except FileNotFoundError as err:
         raise DataError(f"prepared data missing ({err.filename}); run `dvc repro prepare` first") from None
     except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
@@ -258,4 +269,4 @@ def load_prepared(directory: Path) -> Prepared:
     for split, array in arrays.items():
         if array.ndim != 2 or array.shape[1] != meta.dimension:
             raise DataError(f"{directory}/{split}.npz: expected shape (N, {meta.dimension}), got {array.shape}")
-    return Prepared(meta=meta, **arrays)
+    return Prepared(meta=meta, test_labels=test_labels, **arrays)

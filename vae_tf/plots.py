@@ -36,3 +36,25 @@ def image_grid(rows: list[np.ndarray], image_shape: tuple[int, ...], path: Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def latent_codes(codes: np.ndarray, labels: np.ndarray | None, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 path: Path, title: str) -> None:
+    """A 2-D latent space: the prior's log-density on `grid` (its x and y axes and the values
+    [len(y), len(x)]) as a colour map, the codes [N, 2] over it, coloured by label where there
+    are labels."""
+    xs, ys, log_density = grid
+    fig, ax = plt.subplots(figsize=(6, 5))
+    mesh = ax.pcolormesh(xs, ys, log_density, cmap="Greys", shading="auto",
+                         vmin=max(log_density.min(), log_density.max() - 12))
+    fig.colorbar(mesh, ax=ax, label="log p(z)")
+    if labels is None:
+        ax.scatter(codes[:, 0], codes[:, 1], s=6, c="tab:red")
+    else:
+        points = ax.scatter(codes[:, 0], codes[:, 1], s=6, c=labels, cmap="tab10", vmin=-0.5, vmax=9.5)
+        fig.colorbar(points, ax=ax, label="label", ticks=range(10))
+    ax.set_xlabel("z_1"), ax.set_ylabel("z_2")
+    ax.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

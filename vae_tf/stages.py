@@ -17,6 +17,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from vae_tf.config import load_params
 from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
 from vae_tf.errors import ParamsError
@@ -85,6 +87,8 @@ def train(name: str, params_path: str = "params.yaml") -> None:
 
 
 def evaluate(name: str, params_path: str = "params.yaml") -> None:
+    import tensorflow as tf
+
     from vae_tf.evaluation import evaluate_model
     from vae_tf.plots import image_grid
 
@@ -106,14 +110,34 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         image_grid([x[:half], reconstruction[:half], x[half:], reconstruction[half:]], data.meta.image_shape,
                    staging / "reconstructions.png", f"{name}: test images and reconstructions (mean of p(x|z=E[z|x]))",
                    ["data", "recon.", "data", "recon."], vmax)
-        z = model.prior_distribution().sample(n, seed=[params.seed, 1])
-        samples = model.likelihood.distribution(z).mean().numpy()
-        image_grid([samples[:half], samples[half:]], data.meta.image_shape, staging / "prior_samples.png",
-                   f"{name}: mean of p(x|z), z ~ p(z)", vmax=vmax)
+        prior_z = model.prior_distribution().sample(n, seed=[params.seed, 1])
+        h = model.likelihood.network_input(tf.constant(data.test[:n]))
+        posterior_z = model.posterior.sample(h, 1, tf.constant([params.seed, 2]))[0]
+        prior_x, posterior_x = (model.likelihood.distribution(z).mean().numpy() for z in (prior_z, posterior_z))
+        image_grid([prior_x[:half], prior_x[half:], posterior_x[:half], posterior_x[half:]], data.meta.image_shape,
+                   staging / "samples.png", f"{name}: mean of p(x|z), z ~ p(z) (the prior) and z ~ q(z|x) "
+                   "(the aggregated posterior, x a test image)", ["p(z)", "p(z)", "q(z)", "q(z)"], vmax)
+        if model.latent_dim == 2:
+            codes, _ = model.posterior_moments(data.test, tf.constant([params.seed, 4]))
+            plot_latent_codes(model, codes.numpy(), data.test_labels, staging / "latent_codes.png",
+                              f"{name}: the prior's density and E[z|x] of each test image")
         rows = ["dimension,kl,posterior_mean_variance"]
         rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
         (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
     atomic_write(metrics_path, lambda tmp: tmp.write_text(metrics_text))
+
+
+def plot_latent_codes(model, codes: np.ndarray, labels, path: Path, title: str) -> None:
+    """`vae_tf.plots.latent_codes` over a grid that holds the codes and most of the prior."""
+    from vae_tf.plots import latent_codes
+
+    draws = model.prior_distribution().sample(2000, seed=[0, 5]).numpy()
+    low = np.minimum(np.percentile(draws, 0.5, axis=0), codes.min(axis=0))
+    high = np.maximum(np.percentile(draws, 99.5, axis=0), codes.max(axis=0))
+    xs, ys = (np.linspace(lo, hi, 200, dtype=np.float32) for lo, hi in zip(low, high))
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    log_density = model.prior_distribution().log_prob(grid).numpy().reshape(len(ys), len(xs))
+    latent_codes(codes, labels, (xs, ys, log_density), path, title)
 
 
 def export(name: str, params_path: str = "params.yaml") -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import tensorflow as tf
 
 from vae_tf import replicas
@@ -55,8 +54,8 @@ class AAE(Objective):
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_samples, params.discriminator_units, context.activation, params.discriminator_steps,
-                   params.adversarial_weight, name="objective")
+        return cls(context.latent_dim, params.num_samples, params.discriminator_units, context.activation,
+                   params.discriminator_steps, params.adversarial_weight, name="objective")
 
     def build(self, input_shape):
         self.discriminator.build((None, self.latent_dim))  # D sees z alone
