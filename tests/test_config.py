@@ -77,7 +77,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
     assert (iwae.objective.kind, iwae.objective.num_samples, iwae.objective.gradient) == ("iwae", 50, "dreg")
     assert iwae.objective.describe() == "iwae K=50 (dreg)"
     assert params.experiment("vae").objective.describe() == "elbo K=1 (reparameterized)"
-    assert params.k_study.experiment == "iwae" and params.k_study.num_samples == (1, 5, 10, 50)
+    assert params.k_study.experiment == "iwae" and params.k_study.num_samples == (1, 5, 10)
     run = params.run("k_study/k5")
     assert run.objective.num_samples == 5 and run.model_copy(update={"objective": iwae.objective}) == iwae
 
@@ -91,6 +91,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("objective: {num_samples: 0}", "objective: num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
         ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),
+        ("k_study: {experiment: vae, num_samples: [1, 5]}", "k_study.num_samples: 1 is experiment 'vae''s own K"),
         ("experiments: {vae: {objective: {kind: iwae, gradient: stl}}}", "experiments.vae: objective: gradient: Input "
                                                                           "should be 'reparameterized' or 'dreg'"),
         ("experiments: {vae: {objective: {kind: iwae, kl_warmup_epochs: 5}}}",
@@ -110,7 +111,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("evaluation: {ais: {num_steps: 4294967296}}", "evaluation.ais.num_steps: Input should be less than or equal"),
         ("export: {chunk_size: 2147483648}", "export.chunk_size: Input should be less than or equal to 1000000"),
         ("training: {batch_size: 4294967296}", "training.batch_size: Input should be less than or equal to 1000000"),
-        ("k_study: {experiment: vae, num_samples: [1, 2147483648]}",
+        ("k_study: {experiment: vae, num_samples: [2, 2147483648]}",
          "k_study.num_samples (2147483648): objective: num_samples: Input should be less than or equal to 10000"),
         ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
                                               "['num_chains', 'num_steps', 'leapfrog_steps', 'step_size']"),
@@ -156,8 +157,8 @@ def test_ais_can_be_turned_off(tmp_path):
 
 
 def test_k_study_runs_must_be_listed(tmp_path):
-    params = load_params(write(tmp_path, "k_study: {experiment: vae, num_samples: [1, 5]}\n"))
-    with pytest.raises(ParamsError, match=r"k_study.num_samples: 7 is not one of \[1, 5\]"):
+    params = load_params(write(tmp_path, "k_study: {experiment: vae, num_samples: [2, 5]}\n"))
+    with pytest.raises(ParamsError, match=r"k_study.num_samples: 7 is not one of \[2, 5\]"):
         params.run("k_study/k7")
     with pytest.raises(ParamsError, match="no experiment named 'k_study/x'"):
         params.run("k_study/x")

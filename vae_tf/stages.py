@@ -184,5 +184,7 @@ def k_study(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     if params.k_study is None:
         raise ParamsError("k_study: not set in params.yaml")
-    runs = {k: _run_summary(f"k_study/k{k}") for k in sorted(params.k_study.num_samples)}
-    study(params.k_study.experiment, runs, Path("reports"))
+    experiment = params.k_study.experiment
+    runs = {k: _run_summary(f"k_study/k{k}") for k in params.k_study.num_samples}
+    runs[params.experiment(experiment).objective.num_samples] = _run_summary(experiment)  # its own K: its run
+    study(experiment, runs, Path("reports"))

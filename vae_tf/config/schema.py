@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 
 import pydantic
 from ruamel.yaml import YAML, YAMLError
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.config.parts import (
     CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, ObjectiveField,
@@ -98,10 +98,11 @@ class Params(Section):
 
 
 class KStudyParams(Section):
-    """The K study: one experiment trained and evaluated once per number of samples K."""
+    """The K study: one experiment trained and evaluated once per number of samples K besides its
+    own (that point is the experiment's run)."""
 
     experiment: str = "iwae"
-    num_samples: Ints = Field((1, 5, 10, 50), min_length=1)
+    num_samples: Ints = Field((1, 5, 10), min_length=1)
 
     @field_validator("num_samples")
     @classmethod
@@ -139,6 +140,16 @@ class ParamsFile(Params):
         if value is not None and value.experiment not in experiments:
             raise ValueError(f"experiment: no experiment named {value.experiment!r}; defined: {sorted(experiments)}")
         return value
+
+    @model_validator(mode="after")
+    def _k_study_points_are_new_runs(self) -> "ParamsFile":
+        if self.k_study is not None:
+            own = self.experiment(self.k_study.experiment).objective.num_samples
+            if own in self.k_study.num_samples:
+                raise ValueError(f"k_study.num_samples: {own} is experiment {self.k_study.experiment!r}'s own K "
+                                 "(objective.num_samples), a point the study takes from that experiment's run; "
+                                 "list only the other K's")
+        return self
 
     def base(self) -> dict[str, Any]:
         return self.model_dump(mode="python", exclude={"experiments", "k_study"})
