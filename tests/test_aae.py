@@ -2,7 +2,6 @@
 prior, its log-likelihood is estimated like any model's (the linear Gaussian's exact log p(x)),
 and a short run on digits keeps the discriminator away from 0 and 1."""
 
-import os
 
 import numpy as np
 import pytest
@@ -107,7 +106,7 @@ def test_the_aae_log_likelihood_is_estimated_like_any_models(rng):
 
 
 @pytest.mark.slow
-def test_short_aae_run_on_digits_keeps_the_discriminator_in_play(tmp_path, digits):
+def test_short_aae_run_on_digits_keeps_the_discriminator_in_play(tmp_path, digits, monkeypatch):
     """A ring prior in two dimensions: no NaN, D's accuracy neither near 0 nor 1 in any epoch,
     the reconstruction improves, and the trained model evaluates (IS and AIS)."""
     from vae_tf.training import train
@@ -117,12 +116,8 @@ def test_short_aae_run_on_digits_keeps_the_discriminator_in_play(tmp_path, digit
         "objective": {"kind": "aae", "discriminator_units": [64]},
         "training": {"epochs": 30, "early_stopping_patience": 30},
     })
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        history = train(params, digits, tmp_path / "aae.keras", tmp_path / "live", tmp_path / "backup").history
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # dvclive looks for a repository from the working directory
+    history = train(params, digits, tmp_path / "aae.keras", tmp_path / "live", tmp_path / "backup").history
     for name, values in history.items():
         assert np.all(np.isfinite(values)), name
     for name in ("discriminator_accuracy", "val_discriminator_accuracy"):

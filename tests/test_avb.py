@@ -1,7 +1,6 @@
 """AVB and the estimators for implicit posteriors: the density-ratio trick on a known answer,
 AIS against exact and importance-sampled log-likelihoods, the fitted proposal, and a short run."""
 
-import os
 
 import keras
 import numpy as np
@@ -215,7 +214,7 @@ def test_each_step_of_the_game_moves_only_its_own_players_variables(digits, adap
 
 
 @pytest.mark.slow
-def test_short_avb_run_on_digits_stays_finite_and_balanced(tmp_path, digits):
+def test_short_avb_run_on_digits_stays_finite_and_balanced(tmp_path, digits, monkeypatch):
     """The game on the default data with small networks: no NaN, and the discriminator neither
     fails (accuracy near 0) nor wins outright (near 1) in any epoch."""
     from vae_tf.training import train
@@ -226,12 +225,8 @@ def test_short_avb_run_on_digits_stays_finite_and_balanced(tmp_path, digits):
         "objective": {"kind": "avb", "discriminator_units": [64]},
         "training": {"epochs": 30, "early_stopping_patience": 30},
     })
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        history = train(params, digits, tmp_path / "avb.keras", tmp_path / "live", tmp_path / "backup").history
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # dvclive looks for a repository from the working directory
+    history = train(params, digits, tmp_path / "avb.keras", tmp_path / "live", tmp_path / "backup").history
     assert len(history["loss"]) == 30
     for name, values in history.items():
         assert np.all(np.isfinite(values)), name
