@@ -17,7 +17,10 @@ class IWAE(Objective):
     def __init__(self, num_samples: int = 1, gradient: str = "dreg", **kwargs):
         super().__init__(num_samples, **kwargs)
         self.gradient = gradient
-        self.uses_dreg = gradient == "dreg"
+
+    @property
+    def uses_dreg(self) -> bool:
+        return self.gradient == "dreg"
 
     @classmethod
     def from_params(cls, params, context):
@@ -39,7 +42,7 @@ class IWAE(Objective):
         reparameterized draws z(phi) alone gives the second. Its expectation equals the IWAE
         inference gradient's, with a signal-to-noise ratio that does not vanish as K grows.
         """
-        if self.gradient != "dreg":
+        if not self.uses_dreg:
             return super().update(model, x, weights)
         generative, inference = model.variables_by_role("generative"), model.variables_by_role("inference")
         with tf.GradientTape(persistent=True) as tape:
