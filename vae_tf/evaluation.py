@@ -11,7 +11,9 @@ import tensorflow as tf
 
 from vae_tf.ais import ais_log_likelihood
 from vae_tf.config import EvaluationParams
+from vae_tf.errors import ParamsError
 from vae_tf.objectives.bounds import log_importance_weights
+from vae_tf.refinement import refine
 from vae_tf.tfp import Normal, tfd
 
 PosteriorFn = Callable[[tf.Tensor], tfd.Distribution]  # x -> q(z|x)
@@ -128,12 +130,16 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     - log p(x) by importance sampling with K = `params.num_samples` draws of the model's proposal
       r (q(z|x), or for an implicit q a Gaussian fitted to its draws, widened by `proposal_scale`),
       and the ELBO of that proposal, E_r[log p(x, z) - log r(z|x)], from the same draws;
+      (`params.refinement`: the Gaussian proposal refined per image first, `vae_tf.refinement`);
     - log p(x) by annealed importance sampling (`params.ais`; none if null);
     - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
       it was trained on (for K = 1 a one-sample ELBO estimate);
     - KL per latent dimension and active units, from the posterior moments;
     - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`."""
-    bound_k, ais = model.num_samples, params.ais
+    bound_k, ais, refinement = model.num_samples, params.ais, params.refinement
+    if refinement is not None and not model.posterior.gaussian_proposal:
+        raise ParamsError(f"evaluation.refinement: refines a diagonal Gaussian proposal, which the "
+                          f"{model.posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed):
@@ -141,6 +147,10 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
         proposal = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
         likelihood = model.likelihood.distribution
+        if refinement is not None:
+            proposal = refine(proposal, xb, likelihood, prior, refinement.steps, refinement.step_size,
+                              refinement.num_draws, refinement.max_gradient_norm,
+                              tf.random.experimental.stateless_fold_in(seeds[0], 1))
         estimates = importance_sampling(xb, lambda _: proposal, likelihood, prior, params.num_samples,
                                         params.chunk_size, seeds[1])
         bound = importance_sampling(xb, lambda _: proposal, likelihood, prior, bound_k, params.chunk_size, seeds[2])
@@ -168,6 +178,9 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
     proposal = model.posterior.proposal_description(params.proposal_samples, params.proposal_scale)
+    if refinement is not None:
+        proposal += (f" refined by {refinement.steps} gradient steps on each image's ELBO (step size "
+                     f"{refinement.step_size:g}, {refinement.num_draws} draws a step)")
     metrics = {
         "estimator": f"importance sampling, {proposal} proposal, K={params.num_samples}",
         "num_samples": params.num_samples,

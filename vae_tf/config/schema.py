@@ -68,6 +68,15 @@ class AISParams(Section):
     step_size: float = Field(0.1, gt=0.0)
 
 
+class RefinementParams(Section):
+    """Semi-amortized refinement of a Gaussian proposal: gradient steps on each image's ELBO."""
+
+    steps: int = Field(20, ge=1, le=10**5)
+    step_size: float = Field(0.05, gt=0.0, le=100.0)
+    num_draws: int = Field(8, ge=1, le=10**5)  # draws per image and step for the ELBO's gradient
+    max_gradient_norm: float = Field(5.0, gt=0.0)
+
+
 class EvaluationParams(Section):
     num_samples: int = Field(5000, ge=1, le=10**8)
     chunk_size: int = Field(1000, ge=1, le=10**6)
@@ -75,6 +84,7 @@ class EvaluationParams(Section):
     proposal_samples: int = Field(1000, ge=2, le=10**6)
     proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
     ais: Optional[AISParams] = AISParams()
+    refinement: Optional[RefinementParams] = None
     active_unit_threshold: float = Field(0.01, gt=0.0)
     surgery_samples: int = Field(16, ge=1, le=10**4)  # draws per image for the ELBO surgery (aggregated posterior)
     num_plot_images: int = Field(16, ge=1, le=256)

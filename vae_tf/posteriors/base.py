@@ -37,6 +37,7 @@ class Posterior(keras.layers.Layer):
     role = "inference"
     has_density = True
     supports_dreg = True  # `draw(..., stop_density_gradient=True)` gives log q as a function of z, parameters fixed
+    gaussian_proposal = False  # `proposal` is a diagonal Gaussian (evaluation can refine it, `vae_tf.refinement`)
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)
