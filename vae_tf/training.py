@@ -144,7 +144,8 @@ class Progress(keras.callbacks.Callback):
         logs = logs or {}
         now, last = time.perf_counter(), epoch + 1 == self.epochs or self.model.stop_training
         if last or now - self.last_print >= self.every_seconds:
-            print(f"epoch {epoch + 1}/{self.epochs}: validation {self.monitor} {logs.get('val_' + self.monitor, math.nan):.2f}, "
+            value = logs.get(f"val_{self.monitor}", math.nan)
+            print(f"epoch {epoch + 1}/{self.epochs}: validation {self.monitor} {value:.2f}, "
                   f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch", flush=True)
             self.last_print = now
 
@@ -205,8 +206,8 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                                          first_epoch=resume_epoch)
     val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor=f"val_{model.objective.monitor}", mode="max", patience=t.early_stopping_patience, restore_best_weights=True,
-        start_from_epoch=model.objective.warmup_epochs)
+        monitor=f"val_{model.objective.monitor}", mode="max", patience=t.early_stopping_patience,
+        restore_best_weights=True, start_from_epoch=model.objective.warmup_epochs)
     callbacks = [
         *model.objective.callbacks(),
         keras.callbacks.TerminateOnNaN(),
