@@ -33,10 +33,15 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
     per example, shared by its chains, starting at `step_size`) is adapted towards an acceptance
     rate of 0.65 as the chains go (TFP's `SimpleStepSizeAdaptation`), as in Wu et al. 2017.
 
-    The loop is ours, the kernels TFP's: `tfp.mcmc.sample_annealed_importance_chain` carries the
-    kernel's cached log-density and gradient from pi_{t-1} into the step for pi_t, so its HMC
-    accepts or rejects against the wrong target; here each step bootstraps the kernel at the
-    current state for its own target.
+    The loop is ours, the kernels TFP's. An HMC step needs log pi_t and its gradient at the
+    current state; the decoder's forward and backward pass that gave them for pi_{t-1} (the last
+    leapfrog step's) give them for pi_t too, once split into the prior's part and the
+    likelihood's: with s = log pi_{t-1}(z) and g its gradient,
+        l(z) = (s - log p(z)) / beta_{t-1},  grad l = (g - grad log p(z)) / beta_{t-1},
+        log pi_t(z) = log p(z) + beta_t l(z),  grad log pi_t = grad log p(z) + beta_t grad l,
+    and l(z) is also the weight's increment. So a step costs the leapfrog's decoder passes alone
+    (the prior's are cheap), and HMC accepts against the right target (TFP's
+    `sample_annealed_importance_chain` carries s and g over unchanged, the wrong target).
     x: [batch, D]; seed: a stateless seed [2]. Returns log_likelihood [batch] and acceptance
     [batch] (the mean HMC acceptance probability over steps and chains).
     """
@@ -45,21 +50,48 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
     start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     z = prior.sample([num_chains, batch], seed=start_seed)  # [C, batch, L]
 
-    def body(t, z, log_w, step_size, acceptance):
-        log_w += (betas[t + 1] - betas[t]) * likelihood(z).log_prob(x)
+    def prior_part(z):
+        """log p(z) [C, batch] and its gradient in z (a new tensor: a flow prior's bijector cache
+        would hand back the inverse of its own draws, z_0, with no gradient path from z)."""
+        z = tf.identity(z)
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            log_prior = prior.log_prob(z)
+        return log_prior, tape.gradient(log_prior, z)
 
-        def target(z):
-            return prior.log_prob(z) + betas[t + 1] * likelihood(z).log_prob(x)
-
-        kernel = tfp.mcmc.SimpleStepSizeAdaptation(
-            tfp.mcmc.HamiltonianMonteCarlo(target, step_size=step_size, num_leapfrog_steps=leapfrog_steps),
+    def kernel(beta, size):
+        return tfp.mcmc.SimpleStepSizeAdaptation(
+            tfp.mcmc.HamiltonianMonteCarlo(lambda z: prior.log_prob(z) + beta * likelihood(z).log_prob(x),
+                                           step_size=size, num_leapfrog_steps=leapfrog_steps),
             num_adaptation_steps=num_steps + 1, target_accept_prob=0.65)
-        z, results = kernel.one_step(z, kernel.bootstrap_results(z),
-                                     seed=tf.random.experimental.stateless_fold_in(chain_seed, t))
-        accepted = tf.exp(tf.minimum(results.inner_results.log_accept_ratio, 0.0))
-        return t + 1, z, log_w, results.new_step_size, acceptance + tf.reduce_mean(accepted, axis=0)
 
-    start = (tf.constant(0), z, tf.zeros([num_chains, batch]), tf.fill([batch, 1], step_size), tf.zeros([batch]))
-    _, _, log_w, _, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, start)
+    def likelihood_part(results, z, beta):
+        """l(z) [C, batch] and its gradient, from `results`' log pi and gradient at z (target beta)."""
+        log_prior, grad_prior = prior_part(z)
+        accepted = results.inner_results.accepted_results
+        log_lik = (accepted.target_log_prob - log_prior) / beta
+        return log_lik, (accepted.grads_target_log_prob[0] - grad_prior) / beta
+
+    def retarget(results, log_prior, grad_prior, log_lik, grad_lik, beta):
+        """`results` with log pi and its gradient at the current state for the target of `beta`."""
+        accepted = results.inner_results.accepted_results._replace(
+            target_log_prob=log_prior + beta * log_lik, grads_target_log_prob=[grad_prior + beta * grad_lik])
+        return results._replace(inner_results=results.inner_results._replace(accepted_results=accepted))
+
+    def body(t, z, results, log_lik, grad_lik, log_w, acceptance):
+        beta = betas[t + 1]
+        log_w += (beta - betas[t]) * log_lik
+        log_prior, grad_prior = prior_part(z)
+        current = retarget(results, log_prior, grad_prior, log_lik, grad_lik, beta)
+        z, results = kernel(beta, results.new_step_size).one_step(
+            z, current, seed=tf.random.experimental.stateless_fold_in(chain_seed, t))
+        log_lik, grad_lik = likelihood_part(results, z, beta)
+        accepted = tf.exp(tf.minimum(results.inner_results.log_accept_ratio, 0.0))
+        return t + 1, z, results, log_lik, grad_lik, log_w, acceptance + tf.reduce_mean(accepted, axis=0)
+
+    results = kernel(betas[1], tf.fill([batch, 1], step_size)).bootstrap_results(z)  # the one pass outside
+    log_lik, grad_lik = likelihood_part(results, z, betas[1])
+    start = (tf.constant(0), z, results, log_lik, grad_lik, tf.zeros([num_chains, batch]), tf.zeros([batch]))
+    *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, start)
     return {"log_likelihood": tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains)),
             "acceptance": acceptance / num_steps}
