@@ -184,7 +184,7 @@ def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipelin
 def test_experiments_compare_with_dvc_metrics_plots_and_exp_show(tmp_path):
     """HEAD's results and two `dvc exp run` experiments, each kept (outputs are cached), compared
     by `dvc metrics diff`, `dvc plots diff` and `dvc exp show`."""
-    one_run = {**TINY, "experiments": {"vae": {}}, "k_study": {"experiment": "vae", "num_samples": [1]}}
+    one_run = {**TINY, "experiments": {"vae": {}}, "k_study": {"experiment": "vae", "num_samples": [2]}}
     repo = copy_repository(tmp_path, one_run)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({**params, "experiments": {"vae": {}}}))
