@@ -65,33 +65,31 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
                                            step_size=size, num_leapfrog_steps=leapfrog_steps),
             num_adaptation_steps=num_steps + 1, target_accept_prob=0.65)
 
-    def likelihood_part(results, z, beta):
-        """l(z) [C, batch] and its gradient, from `results`' log pi and gradient at z (target beta)."""
+    def split(results, z, beta):
+        """(log p(z), its gradient, l(z), its gradient) [C, batch(, L)] at the state z, from
+        `results`' log pi and gradient there (target beta)."""
         log_prior, grad_prior = prior_part(z)
         accepted = results.inner_results.accepted_results
         log_lik = (accepted.target_log_prob - log_prior) / beta
-        return log_lik, (accepted.grads_target_log_prob[0] - grad_prior) / beta
+        return log_prior, grad_prior, log_lik, (accepted.grads_target_log_prob[0] - grad_prior) / beta
 
-    def retarget(results, log_prior, grad_prior, log_lik, grad_lik, beta):
+    def retarget(results, parts, beta):
         """`results` with log pi and its gradient at the current state for the target of `beta`."""
+        log_prior, grad_prior, log_lik, grad_lik = parts
         accepted = results.inner_results.accepted_results._replace(
             target_log_prob=log_prior + beta * log_lik, grads_target_log_prob=[grad_prior + beta * grad_lik])
         return results._replace(inner_results=results.inner_results._replace(accepted_results=accepted))
 
-    def body(t, z, results, log_lik, grad_lik, log_w, acceptance):
+    def body(t, z, results, parts, log_w, acceptance):
         beta = betas[t + 1]
-        log_w += (beta - betas[t]) * log_lik
-        log_prior, grad_prior = prior_part(z)
-        current = retarget(results, log_prior, grad_prior, log_lik, grad_lik, beta)
+        log_w += (beta - betas[t]) * parts[2]  # l(z_{t-1})
         z, results = kernel(beta, results.new_step_size).one_step(
-            z, current, seed=tf.random.experimental.stateless_fold_in(chain_seed, t))
-        log_lik, grad_lik = likelihood_part(results, z, beta)
+            z, retarget(results, parts, beta), seed=tf.random.experimental.stateless_fold_in(chain_seed, t))
         accepted = tf.exp(tf.minimum(results.inner_results.log_accept_ratio, 0.0))
-        return t + 1, z, results, log_lik, grad_lik, log_w, acceptance + tf.reduce_mean(accepted, axis=0)
+        return t + 1, z, results, split(results, z, beta), log_w, acceptance + tf.reduce_mean(accepted, axis=0)
 
     results = kernel(betas[1], tf.fill([batch, 1], step_size)).bootstrap_results(z)  # the one pass outside
-    log_lik, grad_lik = likelihood_part(results, z, betas[1])
-    start = (tf.constant(0), z, results, log_lik, grad_lik, tf.zeros([num_chains, batch]), tf.zeros([batch]))
+    start = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]), tf.zeros([batch]))
     *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, start)
     return {"log_likelihood": tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains)),
             "acceptance": acceptance / num_steps}

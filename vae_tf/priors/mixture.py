@@ -36,8 +36,7 @@ class MixturePrior(Prior):
         return tf.nn.softplus(self.raw_scales) + MIN_SCALE
 
     def distribution(self, posterior=None) -> tfd.Distribution:
-        components = tfd.Independent(Normal(tf.convert_to_tensor(self.locs), self._scales()), 1)
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.convert_to_tensor(self.logits)), components)
+        return gaussian_mixture(self.logits, self.locs, self._scales())
 
     def marginals(self, posterior=None) -> tfd.Distribution:
         """p(z_j) = sum_c pi_c N(z_j; m_cj, s_cj^2)."""
@@ -45,6 +44,12 @@ class MixturePrior(Prior):
 
     def get_config(self):
         return {**super().get_config(), "num_components": self.num_components}
+
+
+def gaussian_mixture(logits, locs, scales) -> tfd.Distribution:
+    """sum_c softmax(logits)_c N(m_c, diag s_c^2) (logits [C], locs and scales [C, L]): event [L]."""
+    components = tfd.Independent(Normal(tf.convert_to_tensor(locs), tf.convert_to_tensor(scales)), 1)
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.convert_to_tensor(logits)), components)
 
 
 def mixture_marginals(logits, locs, scales) -> tfd.Distribution:

@@ -7,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tf.priors.base import PRIORS, Prior
-from vae_tf.priors.mixture import mixture_marginals
-from vae_tf.tfp import Normal, tfd
+from vae_tf.priors.mixture import gaussian_mixture, mixture_marginals
+from vae_tf.tfp import tfd
 
 
 @PRIORS.register("ring")
@@ -31,8 +31,7 @@ class RingPrior(Prior):
         return cls(context.latent_dim, params.num_components, params.radius, params.scale, name="prior")
 
     def distribution(self, posterior=None) -> tfd.Distribution:
-        components = tfd.Independent(Normal(tf.constant(self.locs), tf.constant(self.scales)), 1)
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.num_components])), components)
+        return gaussian_mixture(tf.zeros([self.num_components]), self.locs, self.scales)
 
     def marginals(self, posterior=None) -> tfd.Distribution:
         return mixture_marginals(tf.zeros([self.num_components]), self.locs, self.scales)
