@@ -30,7 +30,7 @@ def model_with(part: str, kind: str):
     """A tiny model whose `part` is `kind`, the other parts at their defaults, trained by an
     objective that suits the posterior, on data the likelihood models."""
     posterior = POSTERIORS.classes[kind] if part == "posterior" else POSTERIORS.classes["gaussian"]
-    objective = next(name for name, cls in OBJECTIVES.classes.items() if posterior.has_density or not cls.needs_density)
+    objective = next(name for name, cls in OBJECTIVES.classes.items() if posterior.density or not cls.needs_density)
     likelihood = LIKELIHOODS.classes[kind] if part == "likelihood" else LIKELIHOODS.classes["gaussian"]
     dimension, levels = DATA[likelihood.representation]
     params = {"model": {"latent_dim": LATENT, "hidden_units": [8], "posterior": posterior.kind,
@@ -59,6 +59,16 @@ def check_density_matches_samples(samples: np.ndarray, log_prob, seed: int) -> N
     np.testing.assert_allclose(w @ (y**2), (samples**2).mean(0), rtol=0.05, atol=0.05 * sd.max() ** 2)
 
 
+def check_reciprocal_density_is_unbiased(draw) -> None:
+    """A log q(z|x) estimate at draws z ~ q of one example (a "bound" kind's) whose exp is the
+    reciprocal of an unbiased estimate of 1/q: r(z)/q^(z) averages to int r = 1 for any density r
+    (here a Gaussian half as wide as the draws, so that the ratio has a variance)."""
+    z = draw.z.numpy()[:, 0]
+    r = tfd.Independent(tfd.Normal(z.mean(0), 0.5 * z.std(0)), 1)
+    ratio = np.exp(r.log_prob(z).numpy() - draw.log_q.numpy()[:, 0])
+    assert abs(ratio.mean() - 1) < 4 * ratio.std() / np.sqrt(len(ratio)) + 0.01, ratio.mean()
+
+
 def assert_round_trip(model, tmp_path, check):
     """`check(model)` gives the same numbers for the model and for it saved and loaded."""
     model.save(tmp_path / "m.keras")
@@ -84,19 +94,21 @@ def test_posterior_shapes_and_density(kind):
     h = model.likelihood.network_input(data_for(model))
     draw = posterior.draw(h, K, tf.constant([1, 2]))
     assert draw.z.shape == (K, BATCH, LATENT)
-    assert (draw.log_q is None) == (not posterior.has_density)
+    assert (draw.log_q is None) == (posterior.density is None)
     np.testing.assert_array_equal(posterior.sample(h, K, tf.constant([1, 2])), draw.z)  # seeded
     mean, scale = posterior.moments(h, tf.constant([3, 4]))
     assert mean.shape == scale.shape == (BATCH, LATENT) and np.all(scale.numpy() > 0)
     proposal = model.proposal(data_for(model), tf.constant([5, 6]), 50, 2.0)
     assert proposal.batch_shape == [BATCH] and proposal.event_shape == [LATENT]
-    assert np.all(np.isfinite(proposal.log_prob(proposal.sample(4, seed=[7, 8])).numpy()))
-    if posterior.has_density:
+    assert np.all(np.isfinite(proposal.experimental_sample_and_log_prob(4, seed=[7, 8])[1].numpy()))
+    one = h[:1]
+    if posterior.density == "exact":
         assert draw.log_q.shape == (K, BATCH)
         np.testing.assert_allclose(draw.log_q, posterior.distribution(h).log_prob(draw.z), rtol=1e-5)
-        one = h[:1]
         samples = posterior.sample(one, 20_000, tf.constant([9, 9])).numpy()[:, 0]
         check_density_matches_samples(samples, lambda z: posterior.distribution(one).log_prob(z[:, None])[:, 0], 1)
+    elif posterior.density == "bound":
+        check_reciprocal_density_is_unbiased(posterior.draw(one, 20_000, tf.constant([9, 9])))
 
 
 @pytest.mark.slow

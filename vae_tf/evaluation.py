@@ -13,6 +13,7 @@ from vae_tf.ais import ais_log_likelihood
 from vae_tf.config import EvaluationParams
 from vae_tf.errors import ParamsError
 from vae_tf.objectives.bounds import log_importance_weights
+from vae_tf.posteriors import fitted_gaussian
 from vae_tf.refinement import refine
 from vae_tf.tfp import Normal, tfd
 
@@ -26,6 +27,9 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
 
         log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K
         E_q[log p(x|z)] ~= (1/K) sum_k log p(x|z_k),   ELBO(q) ~= (1/K) sum_k log w_k
+
+    log q at the draws comes with them (`experimental_sample_and_log_prob`: a flow's needs no
+    inverse; a hierarchical q's is an estimate whose weights are unbiased, `AuxiliaryProposal`).
 
     Draws are taken min(chunk_size, K) at a time (the decoder sees [chunk * batch] latents),
     the log-sum-exp is accumulated across chunks, so memory is bounded for any K. K may be a
@@ -43,9 +47,10 @@ def importance_sampling(x, posterior: PosteriorFn, likelihood: LikelihoodFn, pri
     batch = tf.shape(x)[0]
 
     def body(i, log_sum_w, sum_log_px, sum_log_w):
-        z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, i))  # [chunk, batch, L]
+        chunk_seed = tf.random.experimental.stateless_fold_in(seed, i)
+        z, log_q = q.experimental_sample_and_log_prob(chunk_size, seed=chunk_seed)  # z [chunk, batch, L]
         log_px = likelihood(z).log_prob(x)
-        log_w = log_importance_weights(log_px, prior.log_prob(z), q.log_prob(z))
+        log_w = log_importance_weights(log_px, prior.log_prob(z), log_q)
         valid = (i * chunk_size + tf.range(chunk_size))[:, tf.newaxis] < num_samples
         log_sum_w = tf.reduce_logsumexp(
             tf.stack([log_sum_w, tf.reduce_logsumexp(tf.where(valid, log_w, -np.inf), axis=0)]), axis=0)
@@ -196,6 +201,9 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     }
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
     whole = model.proposal(tf.constant(x), proposal_seed, params.proposal_samples, params.proposal_scale)
+    if model.posterior.density == "bound":  # q(z|x) known at its own draws only: the surgery needs it everywhere
+        whole = fitted_gaussian(whole.sample(params.proposal_samples, seed=proposal_seed))
+        proposal = f"Gaussian fitted to {params.proposal_samples} draws of q(z|x)"
     metrics["elbo_surgery"] = {
         "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {proposal} proposal per image, "
                      f"aggregated posterior of the {len(x)} images",

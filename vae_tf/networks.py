@@ -7,12 +7,20 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str) -> keras.Sequential:
     """Dense layers `hidden_units` with `activation`, then a linear layer of `output_units`."""
     layers = [keras.layers.Dense(units, activation=activation) for units in hidden_units]
     return keras.Sequential([*layers, keras.layers.Dense(output_units)], name=name)
+
+
+def apply_to_leading(network, inputs: tf.Tensor) -> tf.Tensor:
+    """`network` (built for [batch, D]) on inputs of any leading shape [..., D] (e.g. [K, batch, D]),
+    flattened into its batch and reshaped after: [..., output units]."""
+    flat = network(tf.reshape(inputs, [-1, inputs.shape[-1]]))
+    return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], tf.shape(flat)[-1:]], 0))
 
 
 @keras.saving.register_keras_serializable(package="vae_tf")

@@ -167,6 +167,17 @@ class IAFPosteriorParams(PartParams):
     made_units: Units = Field((64, 64), min_length=1)
 
 
+@POSTERIORS.register
+class HierarchicalPosteriorParams(PartParams):
+    """An auxiliary variable psi (auxiliary_dim values): psi ~ q(psi|x), z ~ q(z|x, psi), with a
+    reverse model tau(psi|z, x); log q(z|x) is bounded by IWHVI with auxiliary_samples (K_tau)
+    values of psi (1: the HVM bound), in training and in importance sampling."""
+
+    kind: Literal["hierarchical"] = "hierarchical"
+    auxiliary_dim: int = Field(16, ge=1, le=4096)
+    auxiliary_samples: int = Field(8, ge=1, le=10000)
+
+
 # --- priors p(z) -----------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
 from vae_tf.errors import ParamsError
-from vae_tf.networks import mlp
+from vae_tf.networks import apply_to_leading, mlp
 from vae_tf.registry import Registry
 from vae_tf.tfp import tfd
 
@@ -65,8 +65,7 @@ class Likelihood(keras.layers.Layer):
     def raw(self, z) -> tf.Tensor:
         """The raw output for z of any leading shape [..., L] (e.g. [K, batch, L]), flattened into
         one batch for the network and restored after."""
-        flat = self(tf.reshape(z, [-1, z.shape[-1]]))
-        return tf.reshape(flat, tf.concat([tf.shape(z)[:-1], tf.shape(flat)[-1:]], 0))
+        return apply_to_leading(self, z)
 
     def distribution(self, z) -> tfd.Distribution:
         """p(x|z) for z [..., L]: batch shape [...], event shape [D]."""

@@ -30,14 +30,14 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
              "posterior": POSTERIORS.build(m.posterior, context),
              "prior": PRIORS.build(m.prior, context),
              "objective": OBJECTIVES.build(params.objective, context)}
-    if parts["objective"].needs_density and not parts["posterior"].has_density:
+    if parts["objective"].needs_density and parts["posterior"].density is None:
         without = [kind for kind, cls in OBJECTIVES.classes.items() if not cls.needs_density]
         raise ParamsError(f"model.posterior / objective.kind: the {m.posterior.kind!r} posterior has no density, "
                           f"which objective {params.objective.kind!r} needs (log q(z|x)); train it with an "
                           f"objective that needs none: {without}")
-    if parts["prior"].uses_posterior and not parts["posterior"].has_density:
+    if parts["prior"].uses_posterior and parts["posterior"].density != "exact":
         raise ParamsError(f"model.prior / model.posterior: the {m.prior.kind!r} prior is made of the posterior's "
-                          f"density, which the {m.posterior.kind!r} posterior does not have")
+                          f"density, which the {m.posterior.kind!r} posterior does not have in closed form")
     if parts["objective"].uses_dreg and not parts["posterior"].supports_dreg:
         raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
                           f"held fixed, which the {m.posterior.kind!r} posterior does not give; "

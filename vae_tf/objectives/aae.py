@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import mlp
+from vae_tf.networks import apply_to_leading, mlp
 from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
 from vae_tf.objectives.bounds import discriminator_accuracy, discriminator_loss
 
@@ -62,7 +62,7 @@ class AAE(Objective):
 
     def critic(self, z) -> tf.Tensor:
         """D(z): logits [K, batch] for codes z [K, batch, L] (flattened for the Sequential)."""
-        return tf.reshape(self.discriminator(tf.reshape(z, [-1, z.shape[-1]])), tf.shape(z)[:-1])
+        return apply_to_leading(self.discriminator, z)[..., 0]
 
     def draws(self, model, x) -> tuple[tf.Tensor, tf.Tensor]:
         """K codes z ~ q(z|x) and K prior draws z' ~ p(z) per example, [K, batch, L] each."""

@@ -1,6 +1,6 @@
 """Posteriors q(z|x), one module per kind, registered in `POSTERIORS` (see `base`)."""
 
-from vae_tf.posteriors import gaussian, iaf, implicit, planar  # noqa: F401  (registers the kinds)
+from vae_tf.posteriors import gaussian, hierarchical, iaf, implicit, planar  # noqa: F401  (registers the kinds)
 from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 

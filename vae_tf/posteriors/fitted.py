@@ -8,6 +8,8 @@ import tensorflow as tf
 from vae_tf.posteriors.base import MIN_SCALE
 from vae_tf.tfp import Normal, tfb, tfd, tfp
 
+MOMENT_SAMPLES = 256  # draws the mean and scale of a q(z|x) without closed-form moments are estimated from
+
 
 def sample_moments(z: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """The mean and standard deviation (n - 1 in the denominator, floored at MIN_SCALE) of

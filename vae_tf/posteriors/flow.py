@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vae_tf.networks import mlp
-from vae_tf.posteriors.base import MIN_SCALE, Draw, Posterior
-from vae_tf.posteriors.gaussian import gaussian_draw
-from vae_tf.tfp import Normal, tfb, tfd
-
-MOMENT_SAMPLES = 256  # draws the mean and scale of q(z|x) are estimated from (the export's encode)
+from vae_tf.posteriors.base import Draw, Posterior
+from vae_tf.posteriors.fitted import MOMENT_SAMPLES, sample_moments
+from vae_tf.posteriors.gaussian import diagonal_gaussian, gaussian_draw
+from vae_tf.tfp import tfb, tfd
 
 
 class FlowPosterior(Posterior):
@@ -46,9 +45,8 @@ class FlowPosterior(Posterior):
 
     def base_and_flow(self, h) -> tuple[tfd.Distribution, tfb.Bijector]:
         """q(z_0|x) and f, from one pass of the encoder."""
-        L = self.latent_dim
-        loc, raw_scale, extra = tf.split(self(h), [L, L, self.extra_outputs], axis=-1)
-        return tfd.Independent(Normal(loc=loc, scale=tf.nn.softplus(raw_scale) + MIN_SCALE), 1), self.flow(extra)
+        gaussian, extra = tf.split(self(h), [2 * self.latent_dim, self.extra_outputs], axis=-1)
+        return diagonal_gaussian(gaussian), self.flow(extra)
 
     def distribution(self, h) -> tfd.Distribution:
         return tfd.TransformedDistribution(*self.base_and_flow(h))
@@ -62,8 +60,7 @@ class FlowPosterior(Posterior):
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws (a flow's mean has no closed form)."""
-        z = self.sample(h, MOMENT_SAMPLES, seed)
-        return tf.reduce_mean(z, axis=0), tf.math.reduce_std(z, axis=0) + MIN_SCALE
+        return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,

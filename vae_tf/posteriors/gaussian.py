@@ -36,12 +36,11 @@ class GaussianPosterior(Posterior):
 
     def moments(self, h, seed=None) -> tuple[tf.Tensor, tf.Tensor]:
         """Exact (`seed` unused)."""
-        loc, raw_scale = tf.split(self(h), 2, axis=-1)
-        return loc, tf.nn.softplus(raw_scale) + MIN_SCALE
+        q = self.distribution(h).distribution
+        return q.loc, q.scale
 
     def distribution(self, h) -> tfd.Distribution:
-        loc, scale = self.moments(h)
-        return tfd.Independent(Normal(loc=loc, scale=scale), 1)
+        return diagonal_gaussian(self(h))
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
         """The network runs once for z, log q and q."""
@@ -51,12 +50,21 @@ class GaussianPosterior(Posterior):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
 
 
-def gaussian_draw(q: tfd.Distribution, num_samples: int, seed, stop_density_gradient: bool = False) -> Draw:
+def diagonal_gaussian(output: tf.Tensor) -> tfd.Distribution:
+    """N(mu, diag sigma^2) from a network's output [..., 2L] = [mu, raw], sigma = softplus(raw) +
+    MIN_SCALE: batch shape [...], event shape [L]."""
+    loc, raw_scale = tf.split(output, 2, axis=-1)
+    return tfd.Independent(Normal(loc=loc, scale=tf.nn.softplus(raw_scale) + MIN_SCALE), 1)
+
+
+def gaussian_draw(q: tfd.Distribution, num_samples: int, seed, stop_density_gradient: bool = False,
+                  batch_axis: int = 1) -> Draw:
     """K reparameterized draws z = mu + sigma * eps of q = Independent(Normal(mu, sigma)) with batch
-    shape [batch], eps ~ N(0, I) (`replicas.noise`: a replica's rows of the global minibatch's
-    draws), and log q at them (with q's parameters held fixed if `stop_density_gradient`)."""
+    shape [batch] (or [..., batch], the examples on `batch_axis` of z), eps ~ N(0, I)
+    (`replicas.noise`: a replica's rows of the global minibatch's draws), and log q at them
+    (with q's parameters held fixed if `stop_density_gradient`)."""
     loc, scale = q.distribution.loc, q.distribution.scale
-    eps = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed)
+    eps = replicas.noise(tf.random.stateless_normal, [num_samples, *tf.unstack(tf.shape(loc))], seed, batch_axis)
     z = eps * scale + loc
     density = tf.nest.map_structure(tf.stop_gradient, q, expand_composites=True) if stop_density_gradient else q
     return Draw(z, density.log_prob(z), q)

@@ -22,7 +22,7 @@ class ImplicitPosterior(Posterior):
     draws (`proposal`) or by AIS. Its mean and scale are estimated from `moment_samples` draws.
     """
 
-    has_density = False
+    density = None
 
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
                  moment_samples: int = 32, **kwargs):

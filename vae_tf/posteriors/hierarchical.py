@@ -1,0 +1,152 @@
+"""The hierarchical posterior: an auxiliary variable psi makes q(z|x) a mixture with no closed-form
+density, bounded by a reverse model tau (HVM, Ranganath et al. 2016; IWHVI, Sobolev & Vetrov 2019).
+
+Shapes: h [batch, D]; psi [..., batch, A]; z [..., batch, L]; draws lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vae_tf.networks import apply_to_leading, mlp
+from vae_tf.objectives.bounds import iwae_bound
+from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
+from vae_tf.posteriors.fitted import MOMENT_SAMPLES, sample_moments
+from vae_tf.posteriors.gaussian import diagonal_gaussian, gaussian_draw
+from vae_tf.tfp import tfd, tfp
+
+
+def iwhvi_log_density(log_q_z: tf.Tensor, log_q_psi: tf.Tensor, log_tau: tf.Tensor) -> tf.Tensor:
+    """The IWHVI estimate of log q(z|x) from K_tau auxiliary values psi_k on the leading axis,
+    psi_0 the draw that made z (psi_0 ~ q(psi|z, x)) and psi_1.. ~ tau(psi|z, x):
+
+        log q^(z|x) = log (1/K_tau) sum_k q(z|x, psi_k) q(psi_k|x) / tau(psi_k|z, x).
+
+    E[log q^] >= log q(z|x), falling towards it as K_tau grows, and equal to it when tau is
+    q(psi|z, x); K_tau = 1 gives HVM's. 1/q^ is an unbiased estimate of 1/q(z|x) for every K_tau
+    (the K_tau terms are exchangeable once psi_0's density q(psi|z,x) = q(z,psi|x)/q(z|x) is
+    written out), so p(x, z)/q^ is one of p(x): importance sampling with it is consistent."""
+    return iwae_bound(log_q_z + log_q_psi - log_tau)
+
+
+@POSTERIORS.register("hierarchical")
+class HierarchicalPosterior(Posterior):
+    """psi ~ q(psi|x) = N(mu(x), diag sigma(x)^2) in A dimensions, z ~ q(z|x, psi) = N(mu(x, psi),
+    diag sigma(x, psi)^2), so q(z|x) = int q(z|x, psi) q(psi|x) dpsi, a continuous mixture; a
+    reverse model tau(psi|z, x) = N(mu(x, z), diag sigma(x, z)^2) is trained with it. Each is
+    an MLP (the model's hidden units). A draw's log q is the IWHVI estimate with K_tau =
+    `auxiliary_samples` (`iwhvi_log_density`): an upper bound in expectation, so the ELBO and
+    L_K built on it are lower bounds (K_tau = 1: HVM's bound). Importance sampling of log p(x)
+    weighs draws by p(x, z)/q^ (`AuxiliaryProposal`). No DReG (`supports_dreg`)."""
+
+    density = "bound"
+    supports_dreg = False
+
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, auxiliary_dim: int,
+                 auxiliary_samples: int, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.auxiliary_dim, self.auxiliary_samples = auxiliary_dim, auxiliary_samples
+        self.auxiliary = mlp(hidden_units, 2 * auxiliary_dim, activation, name="auxiliary_mlp")  # h -> q(psi|x)
+        self.network = mlp(hidden_units, 2 * latent_dim, activation, name="encoder_mlp")  # [h, psi] -> q(z|x,psi)
+        self.reverse = mlp(hidden_units, 2 * auxiliary_dim, activation, name="reverse_mlp")  # [h, z] -> tau(psi|z,x)
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, context.hidden_units, context.activation, params.auxiliary_dim,
+                   params.auxiliary_samples, name="posterior")
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        self.auxiliary.build((None, width))
+        self.network.build((None, width + self.auxiliary_dim))
+        self.reverse.build((None, width + self.latent_dim))
+
+    def conditional(self, h, psi) -> tfd.Distribution:
+        """q(z|x, psi) for psi [..., batch, A]: batch shape [..., batch]."""
+        return diagonal_gaussian(apply_to_leading(self.network, with_input(h, psi)))
+
+    def reverse_model(self, h, z) -> tfd.Distribution:
+        """tau(psi|z, x) for z [..., batch, L]: batch shape [..., batch]."""
+        return diagonal_gaussian(apply_to_leading(self.reverse, with_input(h, z)))
+
+    def joint_draw(self, h, num_samples: int, seed):
+        """K draws (psi, z) ~ q(psi|x) q(z|x, psi): z [K, batch, L], psi [K, batch, A], q(psi|x),
+        and log q(z|x, psi) at them [K, batch]."""
+        psi_seed, z_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        q_psi = diagonal_gaussian(self.auxiliary(h))
+        psi = gaussian_draw(q_psi, num_samples, psi_seed).z
+        z = gaussian_draw(self.conditional(h, psi), 1, z_seed, batch_axis=2)
+        return z.z[0], psi, q_psi, z.log_q[0]
+
+    def draw(self, h, num_samples, seed, stop_density_gradient=False, auxiliary_samples=None) -> Draw:
+        """z ~ q(z|x) and the IWHVI estimate of log q(z|x) with K_tau = `auxiliary_samples`
+        (default: the posterior's): psi_0 the draw that made z, K_tau - 1 more from tau."""
+        if stop_density_gradient:
+            raise NotImplementedError("the hierarchical posterior has no DReG form")
+        k_tau = auxiliary_samples or self.auxiliary_samples
+        draw_seed, tau_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        z, psi, q_psi, log_q_z = self.joint_draw(h, num_samples, draw_seed)
+        tau = self.reverse_model(h, z)
+        if k_tau > 1:
+            more = gaussian_draw(tau, k_tau - 1, tau_seed, batch_axis=2).z  # [K_tau - 1, K, batch, A] ~ tau
+            log_q_z = tf.concat([log_q_z[tf.newaxis], self.conditional(h, more).log_prob(z)], axis=0)
+            psi = tf.concat([psi[tf.newaxis], more], axis=0)
+        else:
+            log_q_z, psi = log_q_z[tf.newaxis], psi[tf.newaxis]
+        return Draw(z, iwhvi_log_density(log_q_z, q_psi.log_prob(psi), tau.log_prob(psi)), None)
+
+    def sample(self, h, num_samples, seed) -> tf.Tensor:
+        return self.joint_draw(h, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[0]
+
+    def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """Estimated from `MOMENT_SAMPLES` draws."""
+        return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
+
+    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
+        """q(z|x) with the IWHVI estimate as its log-density at its own draws (`AuxiliaryProposal`)."""
+        return AuxiliaryProposal(self, h, self.auxiliary_samples)
+
+    def proposal_description(self, num_draws: int, scale: float) -> str:
+        return f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},"
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "auxiliary_dim": self.auxiliary_dim, "auxiliary_samples": self.auxiliary_samples}
+
+
+def with_input(h, v) -> tf.Tensor:
+    """[h, v] for v [..., batch, n]: h [batch, D] broadcast over v's leading axes."""
+    return tf.concat([tf.broadcast_to(h, tf.concat([tf.shape(v)[:-1], tf.shape(h)[-1:]], 0)), v], axis=-1)
+
+
+class AuxiliaryProposal(tfd.Distribution):
+    """A hierarchical q(z|x) as an importance-sampling proposal: `experimental_sample_and_log_prob`
+    gives draws z and the IWHVI estimate log q^(z|x) at them, whose weights p(x, z)/q^ are
+    unbiased for p(x) (`iwhvi_log_density`); so log mean_k w_k is a stochastic lower bound on
+    log p(x), as with an exact density. There is no `log_prob` at other points (q(z|x) has no
+    closed form): a diagnostic that needs one fits a Gaussian to its draws.
+    Batch shape [batch], event shape [L]."""
+
+    def __init__(self, posterior: HierarchicalPosterior, h, auxiliary_samples: int):
+        parameters = dict(locals())
+        self.posterior, self.h, self.auxiliary_samples = posterior, h, auxiliary_samples
+        super().__init__(dtype=h.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED, validate_args=False,
+                         allow_nan_stats=True, parameters=parameters, name="AuxiliaryProposal")
+
+    def _batch_shape(self):
+        return tf.TensorShape(self.h.shape[:1])
+
+    def _event_shape(self):
+        return tf.TensorShape([self.posterior.latent_dim])
+
+    def _sample_n(self, n, seed=None):
+        return self.posterior.sample(self.h, n, tfp.random.sanitize_seed(seed))
+
+    def _sample_and_log_prob(self, sample_shape, seed):
+        n = tf.reduce_prod(sample_shape)
+        draw = self.posterior.draw(self.h, n, tfp.random.sanitize_seed(seed), auxiliary_samples=self.auxiliary_samples)
+        return (tf.reshape(draw.z, tf.concat([sample_shape, tf.shape(draw.z)[1:]], 0)),
+                tf.reshape(draw.log_q, tf.concat([sample_shape, tf.shape(draw.log_q)[1:]], 0)))
