@@ -91,7 +91,10 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("objective: {num_samples: 0}", "objective: num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
         ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),
-        ("k_study: {experiment: vae, num_samples: [1, 5]}", "k_study.num_samples: 1 is experiment 'vae''s own K"),
+        ("k_study: {experiment: vae, num_samples: [1, 5]}", "k_study.num_samples: 1 is experiment 'vae''s own value "
+                                                            "(objective.num_samples)"),
+        ("k_study: {experiment: vae, num_samples: [2], sweep: model.posterior.auxiliary_samples}",
+         "k_study.sweep: experiment 'vae' has no model.posterior.auxiliary_samples"),
         ("experiments: {vae: {objective: {kind: iwae, gradient: stl}}}", "experiments.vae: objective: gradient: Input "
                                                                           "should be 'reparameterized' or 'dreg'"),
         ("experiments: {vae: {objective: {kind: iwae, kl_warmup_epochs: 5}}}",
@@ -113,6 +116,8 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("training: {batch_size: 4294967296}", "training.batch_size: Input should be less than or equal to 1000000"),
         ("k_study: {experiment: vae, num_samples: [2, 2147483648]}",
          "k_study.num_samples (2147483648): objective: num_samples: Input should be less than or equal to 10000"),
+        ("model: {posterior: hierarchical}\nk_study: {experiment: vae, num_samples: [8], "
+         "sweep: model.posterior.auxiliary_samples}", "k_study.num_samples: 8 is experiment 'vae''s own value"),
         ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
                                               "['num_chains', 'num_steps', 'leapfrog_steps', 'step_size']"),
         # the spellings before parts were keyed by kind name the new one
@@ -154,6 +159,16 @@ def test_repository_params_define_avb_with_ais_for_every_experiment(request):
 
 def test_ais_can_be_turned_off(tmp_path):
     assert load_params(write(tmp_path, "evaluation: {ais: null}\n")).experiment("vae").evaluation.ais is None
+
+
+def test_the_k_study_sweeps_k_tau_of_a_hierarchical_posterior(tmp_path):
+    params = load_params(write(tmp_path, "experiments: {vae: {}, iwhvi: {model: {posterior: hierarchical}}}\n"
+                                         "k_study: {experiment: iwhvi, num_samples: [1, 32], "
+                                         "sweep: model.posterior.auxiliary_samples}\n"))
+    run, own = params.run("k_study/k32"), params.experiment("iwhvi")
+    assert run.model.posterior.auxiliary_samples == 32 and own.model.posterior.auxiliary_samples == 8
+    assert run.model_copy(update={"model": own.model}) == own  # nothing else differs
+    assert params.runs() == ["vae", "iwhvi", "k_study/k1", "k_study/k32"]
 
 
 def test_k_study_runs_must_be_listed(tmp_path):

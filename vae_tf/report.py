@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vae_tf.config.schema import SWEEPS  # noqa: E402
 from vae_tf.files import atomic_write, json_text, staged_directory  # noqa: E402
 
 
@@ -145,17 +146,18 @@ K_STUDY_COLUMNS = ("num_samples", "best_val_bound", "iwae_bound", "elbo", "nll",
                    "seconds_per_epoch", "epochs_run", "peak_memory_mb")
 K_STUDY_METRICS = ("nll", "nll_stderr", "best_val_bound")  # reports/k_study.json, per K
 K_STUDY_PANELS = (  # (column, axis label)
-    ("best_val_bound", "validation L_K (nats)"),
+    ("best_val_bound", "validation bound (nats)"),
     ("seconds_per_epoch", "seconds per epoch"),
     ("nll", "test NLL (nats, IS)"),
     ("active_units", "active units"),
 )
 
 
-def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
+def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path, sweep: str = "objective.num_samples") -> None:
     """The K study into `reports_dir`: k_study.csv (one row per K, for `dvc plots`: one field
     per plot against K), k_study.json (`K_STUDY_METRICS` per K, as DVC metrics) and k_study.png
-    (validation L_K, seconds per epoch, test NLL and active units against K)."""
+    (validation bound, seconds per epoch, test NLL and active units against K). K is the value
+    of the setting `sweep` (`SWEEPS`: the objective's K or a hierarchical posterior's K_tau)."""
     rows = [{"num_samples": k, **{key: v for key, v in _row(f"k_study/k{k}", run).items() if key != "run"}}
             for k, run in sorted(runs.items())]
     ks = [row["num_samples"] for row in rows]
@@ -174,9 +176,9 @@ def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path) -> None:
                 ax.errorbar(ks, values, yerr=[row["nll_stderr"] for row in rows], marker="o", capsize=3)
             else:
                 ax.plot(ks, values, marker="o")
-            ax.set(xscale="log", xlabel="K (samples per example in training)", ylabel=label)
+            ax.set(xscale="log", xlabel=SWEEPS[sweep], ylabel=label)
             ax.set_xticks(ks, [str(k) for k in ks])
-        fig.suptitle(f"K study: experiment {experiment!r} trained with K samples")
+        fig.suptitle(f"K study: experiment {experiment!r} trained at each {sweep}")
         fig.tight_layout()
         fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
         plt.close(fig)

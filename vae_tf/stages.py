@@ -184,7 +184,7 @@ def k_study(params_path: str = "params.yaml") -> None:
     params = load_params(params_path)
     if params.k_study is None:
         raise ParamsError("k_study: not set in params.yaml")
-    experiment = params.k_study.experiment
-    runs = {k: _run_summary(f"k_study/k{k}") for k in params.k_study.num_samples}
-    runs[params.experiment(experiment).objective.num_samples] = _run_summary(experiment)  # its own K: its run
-    study(experiment, runs, Path("reports"))
+    settings = params.k_study
+    runs = {k: _run_summary(f"k_study/k{k}") for k in settings.num_samples}
+    runs[settings.value_of(params.experiment(settings.experiment))] = _run_summary(settings.experiment)  # its run
+    study(settings.experiment, runs, Path("reports"), settings.sweep)

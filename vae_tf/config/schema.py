@@ -107,12 +107,25 @@ class Params(Section):
     export: ExportParams = ExportParams()
 
 
+SWEEPS = {"objective.num_samples": "K (samples per example in training)",
+          "model.posterior.auxiliary_samples": "K_tau (auxiliary samples per draw, IWHVI)"}
+
+
 class KStudyParams(Section):
-    """The K study: one experiment trained and evaluated once per number of samples K besides its
-    own (that point is the experiment's run)."""
+    """The K study: one experiment trained and evaluated once per value K of the setting `sweep`
+    (the objective's K, or a hierarchical posterior's K_tau) besides its own (that point is the
+    experiment's run)."""
 
     experiment: str = "iwae"
-    num_samples: Ints = Field((1, 5, 10), min_length=1)
+    num_samples: Ints = Field((1, 5, 10), min_length=1)  # the values of `sweep`
+    sweep: Literal[tuple(SWEEPS)] = "objective.num_samples"
+
+    def value_of(self, params: "Params") -> Optional[int]:
+        """The swept setting's value in `params` (None where its part has no such field)."""
+        value = params
+        for key in self.sweep.split("."):
+            value = getattr(value, key, None)
+        return value
 
     @field_validator("num_samples")
     @classmethod
@@ -153,12 +166,16 @@ class ParamsFile(Params):
 
     @model_validator(mode="after")
     def _k_study_points_are_new_runs(self) -> "ParamsFile":
-        if self.k_study is not None:
-            own = self.experiment(self.k_study.experiment).objective.num_samples
-            if own in self.k_study.num_samples:
-                raise ValueError(f"k_study.num_samples: {own} is experiment {self.k_study.experiment!r}'s own K "
-                                 "(objective.num_samples), a point the study takes from that experiment's run; "
-                                 "list only the other K's")
+        study = self.k_study
+        if study is not None:
+            own = study.value_of(self.experiment(study.experiment))
+            if own is None:
+                raise ValueError(f"k_study.sweep: experiment {study.experiment!r} has no {study.sweep} "
+                                 "(model.posterior.auxiliary_samples: a hierarchical posterior's)")
+            if own in study.num_samples:
+                raise ValueError(f"k_study.num_samples: {own} is experiment {study.experiment!r}'s own value "
+                                 f"({study.sweep}), a point the study takes from that experiment's run; "
+                                 "list only the others")
         return self
 
     def base(self) -> dict[str, Any]:
@@ -177,7 +194,7 @@ class ParamsFile(Params):
 
     def run(self, name: str) -> Params:
         """The params of run `name`: an experiment, or `k_study/k<K>` (the K study's experiment
-        with objective.num_samples = K, K one of k_study.num_samples)."""
+        with its `k_study.sweep` setting = K, K one of k_study.num_samples)."""
         match = K_STUDY_RUN.fullmatch(name)
         if not match:
             return self.experiment(name)
@@ -186,15 +203,19 @@ class ParamsFile(Params):
             raise ParamsError("k_study: not set in params; add k_study: {experiment: ..., num_samples: [...]}")
         if k not in self.k_study.num_samples:
             raise ParamsError(f"k_study.num_samples: {k} is not one of {list(self.k_study.num_samples)}")
-        params = self.experiment(self.k_study.experiment)
-        objective = _validate(type(params.objective), {**params.objective.model_dump(), "num_samples": k},
-                              where=f"k_study.num_samples ({k}): objective")
-        return params.model_copy(update={"objective": objective})
+        merged = deep_merge(self.base(), self.experiments[self.k_study.experiment] or {})
+        *sections, key = self.k_study.sweep.split(".")
+        section = merged
+        for name in sections:
+            section = section[name]
+        section[key] = k
+        return _validate(Params, merged, where=f"k_study.num_samples ({k})")
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """`overrides` on top of `base`, section by section. A part section whose kind changes is
-    replaced, not merged: the fields of one kind mean nothing to another."""
+    replaced, not merged: the fields of one kind mean nothing to another. Shares nothing with
+    either argument."""
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
         current = merged.get(key)
@@ -204,7 +225,7 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
         if sections and value.get("kind", current.get("kind")) == current.get("kind"):
             merged[key] = deep_merge(current, value)
         else:
-            merged[key] = value
+            merged[key] = copy.deepcopy(value)
     return merged
 
 
