@@ -55,11 +55,11 @@ def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tu
     plots/metrics folder)."""
     rows = [{**_row(name, run), "objective": run["params"].objective.describe()} for name, run in runs.items()]
     lines = [
-        "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | L_K (K) | KL = I + hole | active units "
-        "| s / epoch | epochs |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | gap | L_K (K) | KL = I + hole "
+        "| active units | s / epoch | epochs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(f"| {r['run']} | {r['objective']} | {_nll(r['nll'], r['nll_stderr'])} | "
-          f"{_nll(r['ais_nll'], r['ais_nll_stderr'])} | {r['elbo']:.2f} | "
+          f"{_nll(r['ais_nll'], r['ais_nll_stderr'])} | {r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | "
           f"{r['iwae_bound']:.2f} ({r['iwae_num_samples']}) | {r['mutual_information'] + r['kl_aggregate']:.2f} = "
           f"{r['mutual_information']:.2f} + {r['kl_aggregate']:.2f} | {r['active_units']} / {r['latent_dim']} | "
           f"{r['seconds_per_epoch']:.3f} | {r['epochs_run']} |" for r in rows),
@@ -70,7 +70,8 @@ def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tu
           for r in rows),
         "",
         "ELBO and L_K are bounds on log p(x) on the test set, of the importance-sampling proposal (q(z|x), or the "
-        "Gaussian fitted to an implicit q), L_K at the K each model was trained with. KL = I + hole: the ELBO "
+        "Gaussian fitted to an implicit q; a hierarchical q's with IWHVI's log q), L_K at the K each model was "
+        "trained with. gap: log p(x) - ELBO = KL(q(z|x) || p(z|x)), log p(x) by IS. KL = I + hole: the ELBO "
         "surgery of that proposal over the test images, the mean KL term = the mutual information I(x; z) (at most "
         "log N) + KL(q(z) || p(z)) between the aggregated posterior and the prior (the hole). s / epoch: median "
         "wall time of a training epoch, validation included.",
