@@ -86,7 +86,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
     ("text", "message"),
     [
         ("objective: {kind: elbo, gradient: dreg}", "objective: gradient: unknown key; allowed keys here: "
-                                                     "['kind', 'num_samples', 'kl_weight', 'kl_warmup_epochs']"),
+                                                     "['kind', 'num_samples', 'refinement', 'kl_weight', 'kl_warmup_epochs']"),
         ("objective: {kind: iwea}", "objective: kind: unknown kind 'iwea'; registered kinds: ['aae', 'avb', 'elbo', 'iwae']"),
         ("objective: {num_samples: 0}", "objective: num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
@@ -99,7 +99,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
                                                                           "should be 'reparameterized' or 'dreg'"),
         ("experiments: {vae: {objective: {kind: iwae, kl_warmup_epochs: 5}}}",
          "experiments.vae: objective: kl_warmup_epochs: unknown key; allowed keys here: ['kind', 'num_samples', "
-         "'gradient']"),
+         "'refinement', 'gradient']"),
         ("model: {posterior: {kind: gaussian, noise_dim: 3}}", "model.posterior: noise_dim: unknown key"),
         ("model: {posterior: [implicit]}", "model.posterior: expected a kind's name or {kind: <name>, ...}"),
         ("objective: {kind: avb, discriminator_units: [8, 0]}", "objective: discriminator_units: every layer needs at "
@@ -141,7 +141,7 @@ def test_an_experiment_that_changes_a_kind_starts_from_that_kinds_defaults(tmp_p
                                          "experiments:\n  a: {objective: {kind: iwae}, model: {posterior: implicit}}\n"
                                          "  b: {objective: {num_samples: 7}}\n  c: {model: {posterior: gaussian}}\n"))
     a = params.experiment("a")
-    assert a.objective.model_dump() == {"kind": "iwae", "num_samples": 1, "gradient": "dreg"}  # nothing of elbo's
+    assert a.objective.model_dump() == {"kind": "iwae", "num_samples": 1, "refinement": None, "gradient": "dreg"}  # nothing of elbo's
     assert a.model.posterior.noise_dim == 4  # the same kind, by name: the base's fields stay
     b = params.experiment("b").objective
     assert (b.kind, b.kl_weight, b.num_samples) == ("elbo", 0.5, 7)  # the same kind: merged

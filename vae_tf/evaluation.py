@@ -135,13 +135,17 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     - log p(x) by importance sampling with K = `params.num_samples` draws of the model's proposal
       r (q(z|x), or for an implicit q a Gaussian fitted to its draws, widened by `proposal_scale`),
       and the ELBO of that proposal, E_r[log p(x, z) - log r(z|x)], from the same draws;
-      (`params.refinement`: the Gaussian proposal refined per image first, `vae_tf.refinement`);
+      (`params.refinement`, or else the refinement the model was trained with,
+      `objective.refinement`: the Gaussian proposal refined per image first, `vae_tf.refinement`);
     - log p(x) by annealed importance sampling (`params.ais`; none if null);
     - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
       it was trained on (for K = 1 a one-sample ELBO estimate);
     - KL per latent dimension and active units, from the posterior moments;
     - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`."""
-    bound_k, ais, refinement = model.num_samples, params.ais, params.refinement
+    bound_k, ais = model.num_samples, params.ais
+    refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
+    if refinement is not None:
+        refinement = {**refinement, "gradient": "stopped"}
     if refinement is not None and not model.posterior.gaussian_proposal:
         raise ParamsError(f"evaluation.refinement: refines a diagonal Gaussian proposal, which the "
                           f"{model.posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
@@ -153,9 +157,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         proposal = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
         likelihood = model.likelihood.distribution
         if refinement is not None:
-            proposal = refine(proposal, xb, likelihood, prior, refinement.steps, refinement.step_size,
-                              refinement.num_draws, refinement.max_gradient_norm,
-                              tf.random.experimental.stateless_fold_in(seeds[0], 1))
+            proposal = refine(proposal, xb, likelihood, prior, tf.random.experimental.stateless_fold_in(seeds[0], 1),
+                              **refinement)
         estimates = importance_sampling(xb, lambda _: proposal, likelihood, prior, params.num_samples,
                                         params.chunk_size, seeds[1])
         bound = importance_sampling(xb, lambda _: proposal, likelihood, prior, bound_k, params.chunk_size, seeds[2])
@@ -184,8 +187,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
     proposal = model.posterior.proposal_description(params.proposal_samples, params.proposal_scale)
     if refinement is not None:
-        proposal += (f" refined by {refinement.steps} gradient steps on each image's ELBO (step size "
-                     f"{refinement.step_size:g}, {refinement.num_draws} draws a step)")
+        proposal += (f" refined by {refinement['steps']} gradient steps on each image's ELBO (step size "
+                     f"{refinement['step_size']:g}, {refinement['num_draws']} draws a step)")
     metrics = {
         "estimator": f"importance sampling, {proposal} proposal, K={params.num_samples}",
         "num_samples": params.num_samples,

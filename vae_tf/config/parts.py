@@ -252,6 +252,25 @@ class GaussianLikelihoodParams(PartParams):
 # --- objectives ------------------------------------------------------------------------
 
 
+class RefinementParams(Section):
+    """Semi-amortized refinement of a Gaussian q(z|x): gradient steps on each image's ELBO
+    (`vae_tf.refinement`), at evaluation (`evaluation.refinement`) or in training
+    (`objective.refinement`, with `gradient`)."""
+
+    steps: int = Field(20, ge=1, le=10**5)
+    step_size: float = Field(0.05, gt=0.0, le=100.0)
+    num_draws: int = Field(8, ge=1, le=10**5)  # draws per image and step for the ELBO's gradient
+    max_gradient_norm: float = Field(5.0, gt=0.0)
+
+
+class TrainingRefinementParams(RefinementParams):
+    """In training: the steps' gradient (`vae_tf.refinement.refine`): through_steps (SA-VAE) or
+    straight_through."""
+
+    steps: int = Field(5, ge=1, le=10**5)
+    gradient: Literal["through_steps", "straight_through"] = "through_steps"
+
+
 class ObjectiveParams(PartParams):
     num_samples: int = Field(1, ge=1, le=10000)  # K draws z_k ~ q(z|x) per example and step
 
@@ -264,8 +283,21 @@ class ObjectiveParams(PartParams):
         return f"{self.kind} K={self.num_samples}"
 
 
+class BoundParams(ObjectiveParams):
+    """A bound on log p(x) of the model's draws; with `refinement`, of draws of q(z|x) refined by
+    gradient steps first (semi-amortized: a diagonal Gaussian posterior only)."""
+
+    refinement: Optional[TrainingRefinementParams] = None
+
+    @property
+    def refined(self) -> str:
+        """How the draws are refined, for `describe` ("" if they are not)."""
+        r = self.refinement
+        return f", q refined by {r.steps} steps ({r.gradient})" if r else ""
+
+
 @OBJECTIVES.register
-class ELBOParams(ObjectiveParams):
+class ELBOParams(BoundParams):
     """E_q[log p(x|z)] - beta * KL(q(z|x) || p(z)), beta ramped up over kl_warmup_epochs."""
 
     kind: Literal["elbo"] = "elbo"
@@ -275,18 +307,18 @@ class ELBOParams(ObjectiveParams):
     def describe(self) -> str:
         beta = f", beta {self.kl_weight:g}" if self.kl_weight != 1.0 else ""
         warmup = f", warm-up {self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else ""
-        return f"{super().describe()} (reparameterized{beta}{warmup})"
+        return f"{super().describe()} (reparameterized{beta}{warmup}{self.refined})"
 
 
 @OBJECTIVES.register
-class IWAEParams(ObjectiveParams):
+class IWAEParams(BoundParams):
     """L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)], reparameterized or DReG gradients."""
 
     kind: Literal["iwae"] = "iwae"
     gradient: Literal["reparameterized", "dreg"] = "dreg"
 
     def describe(self) -> str:
-        return f"{super().describe()} ({self.gradient})"
+        return f"{super().describe()} ({self.gradient}{self.refined})"
 
 
 @OBJECTIVES.register

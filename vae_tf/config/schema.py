@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 
 from vae_tf.config.parts import (
     CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, ObjectiveField,
-    PosteriorField, PriorField, Section, StandardNormalPriorParams, Units, describe_errors)
+    PosteriorField, PriorField, RefinementParams, Section, StandardNormalPriorParams, Units, describe_errors)
 from vae_tf.errors import ParamsError
 
 
@@ -66,15 +66,6 @@ class AISParams(Section):
     num_steps: int = Field(500, ge=1, le=10**7)
     leapfrog_steps: int = Field(1, ge=1, le=10**4)
     step_size: float = Field(0.1, gt=0.0)
-
-
-class RefinementParams(Section):
-    """Semi-amortized refinement of a Gaussian proposal: gradient steps on each image's ELBO."""
-
-    steps: int = Field(20, ge=1, le=10**5)
-    step_size: float = Field(0.05, gt=0.0, le=100.0)
-    num_draws: int = Field(8, ge=1, le=10**5)  # draws per image and step for the ELBO's gradient
-    max_gradient_norm: float = Field(5.0, gt=0.0)
 
 
 class EvaluationParams(Section):

@@ -38,6 +38,9 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
     if parts["prior"].uses_posterior and parts["posterior"].density != "exact":
         raise ParamsError(f"model.prior / model.posterior: the {m.prior.kind!r} prior is made of the posterior's "
                           f"density, which the {m.posterior.kind!r} posterior does not have in closed form")
+    if parts["objective"].refinement is not None and not parts["posterior"].gaussian_proposal:
+        raise ParamsError(f"objective.refinement: refines a diagonal Gaussian q(z|x), which the {m.posterior.kind!r} "
+                          "posterior does not have (posterior kind gaussian); set it to null")
     if parts["objective"].uses_dreg and not parts["posterior"].supports_dreg:
         raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
                           f"held fixed, which the {m.posterior.kind!r} posterior does not give; "

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.objectives.bounds import kl_divergence, log_importance_weights
+from vae_tf.posteriors.gaussian import gaussian_draw
+from vae_tf.refinement import refine
 from vae_tf.tfp import tfd
 
 PARTS = ("likelihood", "posterior", "prior", "objective")
@@ -144,18 +148,24 @@ class VAE(keras.Model):
             self.seed_generator.state.assign(store[SEED_STATE])
         super().load_own_variables({key: store[key] for key in store.keys() if key != SEED_STATE})
 
-    def draws(self, x, num_samples: int, stop_density_gradient: bool = False) -> dict[str, tf.Tensor]:
+    def draws(self, x, num_samples: int, stop_density_gradient: bool = False,
+              refinement: Optional[dict] = None) -> dict[str, tf.Tensor]:
         """K draws z_k ~ q(z|x) per example and the log-densities at them: z [K, batch, L], log_px
         (log p(x|z_k)) [K, batch], reconstruction (its mean over k) [batch]; where q has a density,
         log_weights (log p(x|z_k) + log p(z_k) - log q(z_k|x)) [K, batch] and kl [batch]
         (KL(q(z|x) || p(z)): analytic where TFP has it, else the mean of log q - log p).
-        `stop_density_gradient`: see `Posterior.draw`."""
-        draw = self.posterior.draw(self.likelihood.network_input(x), num_samples, self.next_seed(),
-                                   stop_density_gradient)
+        `stop_density_gradient`: see `Posterior.draw`. `refinement`: the settings of
+        `vae_tf.refinement.refine`, whose refined Gaussian q(z|x) the draws are then of."""
+        h, prior = self.likelihood.network_input(x), self.prior_distribution()
+        if refinement is None:
+            draw = self.posterior.draw(h, num_samples, self.next_seed(), stop_density_gradient)
+        else:
+            q = refine(self.posterior.distribution(h), x, self.likelihood.distribution, prior, self.next_seed(),
+                       **refinement)
+            draw = gaussian_draw(q, num_samples, self.next_seed(), stop_density_gradient)
         log_px = self.likelihood.distribution(draw.z).log_prob(x)
         out = {"z": draw.z, "log_px": log_px, "reconstruction": tf.reduce_mean(log_px, axis=0)}
         if draw.log_q is not None:
-            prior = self.prior_distribution()
             log_pz = prior.log_prob(draw.z)
             out["log_weights"] = log_importance_weights(log_px, log_pz, draw.log_q)
             out["kl"] = (kl_divergence(draw.q, prior, draw.z) if draw.q is not None

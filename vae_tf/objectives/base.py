@@ -3,6 +3,8 @@ per-example terms and runs the model's update on a minibatch."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
@@ -31,6 +33,9 @@ class Objective(keras.layers.Layer):
     tensors [batch] from the model's draws (`VAE.draws`): `objective` (what training maximises),
     `bound` (the bound it estimates, for early stopping) and the others named in `METRICS`.
 
+    `refinement` (the settings of `vae_tf.refinement.refine`, or None): the draws are of q(z|x)
+    refined per example first (semi-amortized; `VAE.draws`).
+
     The default `update` takes one optimizer step of the inference and generative variables on
     the loss -mean(objective); kinds with their own estimator (DReG) or their own players (AVB)
     override it. Variables an objective holds itself (a discriminator) have role `adversary`.
@@ -44,9 +49,9 @@ class Objective(keras.layers.Layer):
     adversarial_roles = ("adversary",)  # the roles whose variables `model.adversary_optimizer` updates
     warmup_epochs = 0  # epochs whose bound is not comparable (early stopping starts after them)
 
-    def __init__(self, num_samples: int = 1, **kwargs):
+    def __init__(self, num_samples: int = 1, refinement: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
-        self.num_samples = num_samples
+        self.num_samples, self.refinement = num_samples, refinement
 
     def build(self, input_shape):
         """`input_shape`: that of the [x, z] pairs an adversary sees, (None, D + L)."""
@@ -61,7 +66,7 @@ class Objective(keras.layers.Layer):
     def loss_and_terms(self, model, x, weights, stop_density_gradient: bool = False):
         """The draws, the replica's loss (`replica_loss`), the tracked minibatch means (`loss`
         unscaled: -mean(objective)) and the total weight."""
-        draws = model.draws(x, self.num_samples, stop_density_gradient)
+        draws = model.draws(x, self.num_samples, stop_density_gradient, self.refinement)
         per_example = self.terms(draws)
         objective = per_example.pop("objective")
         means, total = weighted_means({"loss": -objective, **per_example}, weights)
@@ -82,4 +87,4 @@ class Objective(keras.layers.Layer):
         return terms, total
 
     def get_config(self):
-        return {**super().get_config(), "num_samples": self.num_samples}
+        return {**super().get_config(), "num_samples": self.num_samples, "refinement": self.refinement}

@@ -16,13 +16,14 @@ class ELBO(Objective):
     `kl_warmup_epochs` epochs (`KLWarmup`)."""
 
     def __init__(self, num_samples: int = 1, kl_weight: float = 1.0, kl_warmup_epochs: int = 0, **kwargs):
-        super().__init__(num_samples, **kwargs)
+        super().__init__(num_samples, **kwargs)  # kwargs: `refinement` (Objective) and the layer's
         self.target_kl_weight, self.warmup_epochs = kl_weight, kl_warmup_epochs
         self.kl_weight = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(params.num_samples, params.kl_weight, params.kl_warmup_epochs, name="objective")
+        return cls(params.num_samples, params.kl_weight, params.kl_warmup_epochs,
+                   refinement=params.refinement and params.refinement.model_dump(), name="objective")
 
     def terms(self, draws):
         reconstruction, kl = draws["reconstruction"], draws["kl"]

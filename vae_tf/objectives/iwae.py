@@ -24,7 +24,8 @@ class IWAE(Objective):
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(params.num_samples, params.gradient, name="objective")
+        return cls(params.num_samples, params.gradient, refinement=params.refinement and params.refinement.model_dump(),
+                   name="objective")
 
     def terms(self, draws):
         reconstruction, kl = draws["reconstruction"], draws["kl"]
