@@ -1,0 +1,59 @@
+"""Benchmark: how tight IWHVI's bound is on a trained hierarchical posterior, as K_tau grows.
+
+For each K_tau, on the test images of the pipeline's prepared data: the ELBO with IWHVI's
+estimate of log q(z|x) (mean over `--draws` draws per image) and the importance-sampling
+estimate of log p(x) with that proposal (K = `--num-samples`), each beside the model's AIS
+estimate from `metrics/<experiment>.json`: the gap AIS - ELBO shrinks towards KL(q(z|x) ||
+p(z|x)) as K_tau grows (the part of it that is log q^ - log q goes). Asserts nothing.
+
+    dvc repro evaluate@iwhvi && python benchmarks/iwhvi_gap.py --experiment iwhvi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="iwhvi")
+    parser.add_argument("--auxiliary-samples", type=int, nargs="+", default=[1, 2, 8, 32, 128])
+    parser.add_argument("--draws", type=int, default=100)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    args = parser.parse_args()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from vae_tf.data import load_prepared
+    from vae_tf.evaluation import importance_sampling
+    from vae_tf.posteriors.hierarchical import AuxiliaryProposal
+
+    model = keras.models.load_model(Path("models") / args.experiment / "model.keras")
+    ais = json.loads((Path("metrics") / f"{args.experiment}.json").read_text())["ais"]
+    x = tf.constant(load_prepared(Path("data/prepared")).test)
+    h, prior = model.likelihood.network_input(x), model.prior_distribution()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; experiment "
+          f"{args.experiment!r} (trained with K_tau = {model.posterior.auxiliary_samples}), {len(x)} test images")
+    print(f"AIS: NLL {ais['nll']:.2f} ({ais['estimator']})")
+    print(f"{'K_tau':>6} {'-ELBO':>8} {'gap to AIS':>10} {'NLL IS':>8} {'seconds':>8}")
+    for k_tau in args.auxiliary_samples:
+        proposal = AuxiliaryProposal(model.posterior, h, k_tau)
+        start = time.perf_counter()
+        elbo = importance_sampling(x, lambda _: proposal, model.likelihood.distribution, prior, args.draws, 50,
+                                   tf.constant([0, k_tau]))["elbo"].numpy().mean()
+        nll = -importance_sampling(x, lambda _: proposal, model.likelihood.distribution, prior, args.num_samples,
+                                   50, tf.constant([1, k_tau]))["log_likelihood"].numpy().mean()
+        print(f"{k_tau:>6} {-elbo:8.2f} {-elbo - ais['nll']:10.2f} {nll:8.2f} {time.perf_counter() - start:8.1f}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
