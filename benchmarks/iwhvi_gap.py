@@ -34,6 +34,7 @@ def main() -> None:
 
     from vae_tf.data import load_prepared
     from vae_tf.evaluation import importance_sampling
+    from vae_tf.models import VAE  # noqa: F401  (registers the model class for loading)
     from vae_tf.posteriors.hierarchical import AuxiliaryProposal
 
     model = keras.models.load_model(Path("models") / args.experiment / "model.keras")
