@@ -9,10 +9,11 @@ validation accuracy. Asserts nothing.
 
 A variant is NAME=JSON: overrides deep-merged onto params.yaml's base, as an experiment's are;
 the key "experiment" starts from that experiment instead. Each run is its own process.
+`--seeds` takes every number after it: give it after the variants (or end it with another option).
 
-    python benchmarks/compare_digits.py --seeds 0 1 2 standard='{}' \\
+    python benchmarks/compare_digits.py standard='{}' \\
         mixture='{"model": {"prior": "mixture"}}' vamp='{"model": {"prior": "vamp"}}' \\
-        flow='{"model": {"prior": "flow"}}'
+        flow='{"model": {"prior": "flow"}}' --seeds 0 1 2
     python benchmarks/compare_digits.py avb='{"experiment": "avb"}' \\
         avb_plain='{"experiment": "avb", "objective": {"adaptive_contrast": false}}'
 """
