@@ -12,7 +12,7 @@ from vae_tf.files import json_text
 
 def test_digits_split_matches_the_reference(digits):
     assert {s: len(getattr(digits, s)) for s in ("train", "val", "test")} == {"train": 1000, "val": 350, "test": 447}
-    assert digits.meta.n_levels == 17 and digits.meta.dimension == 64 and digits.meta.image_shape == (8, 8)
+    assert digits.meta.n_levels == 17 and digits.meta.dimension == 64 and digits.meta.image_shape == (8, 8, 1)
     assert set(np.unique(digits.train)) <= set(range(17)) and digits.train.max() == 16
     from sklearn.datasets import load_digits
 
@@ -46,6 +46,26 @@ def test_save_and_load_round_trip(tmp_path, digits):
     np.testing.assert_array_equal(loaded.val, digits.val)
     np.testing.assert_array_equal(loaded.test_labels, digits.test_labels)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no staging left behind
+    with np.load(tmp_path / "prepared" / "test.npz") as archive:  # the files keep the images' shape
+        np.testing.assert_array_equal(archive["x"], digits.test.reshape(-1, 8, 8, 1))
+
+
+def test_colour_images_keep_their_channels(tmp_path, rng):
+    """An (N, H, W, 3) source: image shape (H, W, 3), rows in row-major (H, W, C) order."""
+    train, test = rng.integers(0, 256, (6, 5, 4, 3)), rng.integers(0, 256, (2, 5, 4, 3))
+    np.savez(tmp_path / "colour.npz", train=train, test=test, n_levels=256)
+    prepared = prepare(DataParams(source=f"npz:{tmp_path / 'colour.npz'}", validation_size=2), seed=0)
+    assert prepared.meta.image_shape == (5, 4, 3) and prepared.meta.dimension == 60
+    np.testing.assert_array_equal(prepared.test[1].reshape(5, 4, 3), test[1])
+    save_prepared(prepared, tmp_path / "prepared")
+    np.testing.assert_array_equal(load_prepared(tmp_path / "prepared").train, prepared.train)
+
+
+def test_prepared_files_of_another_shape_than_meta_says(tmp_path, digits):
+    save_prepared(digits, tmp_path / "prepared")
+    np.savez_compressed(tmp_path / "prepared" / "val.npz", x=digits.val)  # rows, not (N, 8, 8, 1)
+    with pytest.raises(DataError, match=r"val.npz: expected shape \(N, 8, 8, 1\) as meta.json says"):
+        load_prepared(tmp_path / "prepared")
 
 
 def test_digits_test_labels_are_scikit_learns_and_match_their_images(digits):
@@ -71,7 +91,7 @@ def test_npz_source_with_float_images(tmp_path, rng):
     params = npz_source(tmp_path, train=rng.random((10, 4, 4)), test=rng.random((3, 4, 4)))
     prepared = prepare(params, seed=0)
     assert prepared.meta.sizes == {"train": 8, "val": 2, "test": 3}
-    assert prepared.meta.image_shape == (4, 4) and prepared.meta.dimension == 16
+    assert prepared.meta.image_shape == (4, 4, 1) and prepared.meta.dimension == 16
 
 
 def test_npz_integer_levels(tmp_path, rng):
@@ -79,7 +99,7 @@ def test_npz_integer_levels(tmp_path, rng):
     np.savez(path, train=rng.integers(0, 4, (10, 3, 3, 1)), val=rng.integers(0, 4, (2, 3, 3, 1)),
              test=rng.integers(0, 4, (2, 3, 3, 1)), n_levels=4)
     prepared = prepare(DataParams(source=f"npz:{path}"), seed=0)
-    assert prepared.meta.n_levels == 4 and prepared.meta.image_shape == (3, 3)
+    assert prepared.meta.n_levels == 4 and prepared.meta.image_shape == (3, 3, 1)
 
 
 @pytest.mark.parametrize(
@@ -148,7 +168,7 @@ def test_tfds_source_through_mock_data(monkeypatch):
     with tfds.testing.mock_data(num_examples=12):
         prepared = prepare(DataParams(source="tfds:mnist", preprocessing="binarize", validation_size=4), seed=0)
     assert prepared.meta.sizes == {"train": 8, "val": 4, "test": 12}
-    assert prepared.meta.image_shape == (28, 28) and prepared.meta.dimension == 784
+    assert prepared.meta.image_shape == (28, 28, 1) and prepared.meta.dimension == 784
     assert set(np.unique(prepared.train)) <= {0.0, 1.0}
     assert prepared.test_labels.shape == (12,) and set(prepared.test_labels) <= set(range(10))
 

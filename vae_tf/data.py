@@ -1,12 +1,18 @@
 """Data sources, preprocessing and the prepared-data files.
 
 A source yields images as integer grey levels in [0, n_levels) or as intensities in [0, 1].
-Preprocessing turns them into flat float32 arrays of one of three representations:
+Preprocessing turns them into float32 arrays of one of three representations:
 
 - `levels`: integer grey levels (for a Categorical likelihood over n_levels values);
 - `binary`: {0, 1} (Bernoulli); with dynamic binarization the training split keeps its
   intensities in [0, 1] and the model draws x ~ Bernoulli(intensity) at every step;
 - `continuous`: intensities in [0, 1] (Gaussian).
+
+Images keep their shape: `Meta.image_shape` is (height, width, channels) (a grey image has one
+channel), or (D,) for a source of rows that are not images, and the prepared files hold arrays
+(N, *image_shape). In memory (`Prepared`) an example is a row of its D = H * W * C values in
+row-major order, which is what every density is over; networks that see images (`conv`,
+`resnet`) view the row as the image.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Meta:
     preprocessing: str
     representation: str  # levels | binary | continuous
     n_levels: Optional[int]  # values per pixel for levels/binary, None for continuous
-    image_shape: tuple[int, ...]
+    image_shape: tuple[int, ...]  # (H, W, C) for images, (D,) for rows
     dimension: int
     dynamic_binarization: bool
     sizes: dict[str, int]
@@ -57,6 +63,8 @@ class Meta:
 
 @dataclass(frozen=True)
 class Prepared:
+    """The splits as rows (N, D) of float32, D = prod(meta.image_shape)."""
+
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
@@ -81,7 +89,7 @@ def _digits() -> Source:
 
     digits = load_digits()
     images = digits.images.astype(np.int64)  # (1797, 8, 8), levels 0..16
-    return Source({split: images[index] for split, index in DIGITS_SPLIT.items()}, DIGITS_LEVELS, (8, 8),
+    return Source({split: images[index] for split, index in DIGITS_SPLIT.items()}, DIGITS_LEVELS, (8, 8, 1),
                   digits.target[DIGITS_SPLIT["test"]])
 
 
@@ -175,7 +183,7 @@ def _hold_out_validation(splits: dict[str, np.ndarray], size: int, where: str) -
 
 
 def _checked(splits: dict[str, np.ndarray], n_levels: Optional[int], where: str) -> Source:
-    """Check shapes and value ranges; drop a trailing single channel."""
+    """Check shapes and value ranges; an (N, H, W) array is one channel."""
     shapes = {key: array.shape[1:] for key, array in splits.items()}
     for key, array in splits.items():
         if array.ndim not in (2, 3, 4) or len(array) == 0:
@@ -193,7 +201,7 @@ def _checked(splits: dict[str, np.ndarray], n_levels: Optional[int], where: str)
     if n_levels is not None and not 2 <= n_levels <= MAX_LEVELS:
         raise DataError(f"{where}: integer images need 2 to {MAX_LEVELS} grey levels (16-bit at most), got {n_levels}; "
                         "give intensities as floats in [0, 1] instead")
-    image_shape = shapes["train"][:-1] if len(shapes["train"]) == 3 and shapes["train"][-1] == 1 else shapes["train"]
+    image_shape = (*shapes["train"], 1) if len(shapes["train"]) == 2 else shapes["train"]
     return Source(splits, n_levels, tuple(int(d) for d in image_shape))
 
 
@@ -244,11 +252,13 @@ def prepare(params: DataParams, seed: int) -> Prepared:
 
 
 def save_prepared(prepared: Prepared, directory: Path) -> None:
-    """Write `{train,val,test}.npz` and `meta.json` into `directory`, replacing it whole."""
+    """Write `{train,val,test}.npz` (arrays (N, *image_shape)) and `meta.json` into `directory`,
+    replacing it whole."""
     with staged_directory(directory) as staging:
         for split in SPLITS:
             labels = {"labels": prepared.test_labels} if split == "test" and prepared.test_labels is not None else {}
-            np.savez_compressed(staging / f"{split}.npz", x=getattr(prepared, split), **labels)
+            images = getattr(prepared, split).reshape(-1, *prepared.meta.image_shape)
+            np.savez_compressed(staging / f"{split}.npz", x=images, **labels)
         (staging / "meta.json").write_text(json.dumps(asdict(prepared.meta), indent=2) + "\n")
 
 
@@ -267,6 +277,8 @@ def load_prepared(directory: Path) -> Prepared:
     except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
         raise DataError(f"{directory}: prepared data is corrupt ({err}); run `dvc repro prepare` again") from None
     for split, array in arrays.items():
-        if array.ndim != 2 or array.shape[1] != meta.dimension:
-            raise DataError(f"{directory}/{split}.npz: expected shape (N, {meta.dimension}), got {array.shape}")
+        if array.shape[1:] != meta.image_shape:
+            raise DataError(f"{directory}/{split}.npz: expected shape (N, {', '.join(map(str, meta.image_shape))}) "
+                            f"as meta.json says, got {array.shape}")
+        arrays[split] = array.reshape(len(array), meta.dimension)
     return Prepared(meta=meta, test_labels=test_labels, **arrays)

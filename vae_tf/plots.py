@@ -13,8 +13,11 @@ import numpy as np  # noqa: E402
 
 
 def _as_images(x: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-    if len(image_shape) >= 2:
-        return x.reshape(len(x), *image_shape)
+    """Rows [n, D] as pictures: [n, H, W] (grey; the first channel of an image with neither 1, 3
+    nor 4 channels) or [n, H, W, 3 or 4] (colour); rows that are not images as near-square ones."""
+    if len(image_shape) == 3:
+        images = x.reshape(len(x), *image_shape)
+        return images if image_shape[-1] in (3, 4) else images[..., 0]
     side = math.isqrt(x.shape[1])
     return x.reshape(len(x), side, -1) if side * side == x.shape[1] else x.reshape(len(x), 1, -1)
 
