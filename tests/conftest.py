@@ -26,11 +26,13 @@ TINY_AVB = {"model": {"latent_dim": 2, "hidden_units": [16], "posterior": {"kind
             "objective": {"kind": "avb", "discriminator_units": [16]}}
 
 
-def meta_for(dimension: int, representation: str = "continuous", n_levels=None) -> Meta:
-    """The description of prepared data of `dimension` pixels, for models built outside a pipeline."""
+def meta_for(dimension: int, representation: str = "continuous", n_levels=None, image_shape=None) -> Meta:
+    """The description of prepared data of `dimension` pixels (rows, or images of `image_shape`),
+    for models built outside a pipeline."""
     preprocessing = {"levels": "levels", "binary": "binarize", "continuous": "scale"}[representation]
     return Meta(source="test", preprocessing=preprocessing, representation=representation, n_levels=n_levels,
-                image_shape=(dimension,), dimension=dimension, dynamic_binarization=False, sizes={})
+                image_shape=tuple(image_shape or (dimension,)), dimension=dimension, dynamic_binarization=False,
+                sizes={})
 
 
 def model_of(params: dict, meta: Meta):

@@ -1,7 +1,9 @@
 """Contract tests over the registries, in TensorFlow Probability's style: every registered
 posterior, prior and likelihood kind (the example kinds of `example_parts.py` too) is checked
 for its shapes, a density consistent with its samples (where it has one), a `.keras` round trip
-and agreement of the exported signatures with the model. A new kind gets them by registering."""
+and agreement of the exported signatures with the model, with every network kind
+(`model.network`); every objective trains every variable with every network kind. A new kind
+gets them by registering."""
 
 import itertools
 
@@ -12,6 +14,7 @@ import tensorflow as tf
 
 from vae_tf.evaluation import model_log_likelihood
 from vae_tf.export import ENCODE_SEED, export_model
+from vae_tf.config.parts import NETWORKS
 from vae_tf.likelihoods import LIKELIHOODS
 from vae_tf.objectives import OBJECTIVES
 from vae_tf.posteriors import POSTERIORS
@@ -24,19 +27,31 @@ LATENT, BATCH, K = 2, 5, 3
 # Data of each representation a likelihood may model: D pixels (2, so that discrete data can be
 # enumerated) and the levels of each.
 DATA = {"levels": (2, 3), "binary": (2, 2), "continuous": (2, None)}
+# Each network kind, and the shape its D = 2 values have: rows for mlp, images (one of 1 x 2
+# grey pixels, one of a 1 x 1 pixel with two channels) for those that see images.
+NETWORK_DATA = {"mlp": ({"kind": "mlp"}, (2,)), "conv": ({"kind": "conv", "filters": [3, 4]}, (1, 2, 1)),
+                "resnet": ({"kind": "resnet", "filters": [3], "blocks": 1}, (1, 1, 2))}
+assert set(NETWORK_DATA) == set(NETWORKS.classes)
+# Priors see no network but those made of the posterior (the VampPrior): those meet every kind.
+PRIOR_CASES = [(kind, network) for kind, cls in sorted(PRIORS.classes.items())
+               for network in (sorted(NETWORK_DATA) if cls.uses_posterior else ["mlp"])]
 
 
-def model_with(part: str, kind: str):
+def model_with(part: str, kind: str, network: str = "mlp"):
     """A tiny model whose `part` is `kind`, the other parts at their defaults, trained by an
-    objective that suits the posterior, on data the likelihood models."""
+    objective that suits the posterior, on data the likelihood models, its networks of kind
+    `network`."""
     posterior = POSTERIORS.classes[kind] if part == "posterior" else POSTERIORS.classes["gaussian"]
-    objective = next(name for name, cls in OBJECTIVES.classes.items() if posterior.density or not cls.needs_density)
+    objective = kind if part == "objective" else next(
+        name for name, cls in OBJECTIVES.classes.items() if posterior.density or not cls.needs_density)
     likelihood = LIKELIHOODS.classes[kind] if part == "likelihood" else LIKELIHOODS.classes["gaussian"]
     dimension, levels = DATA[likelihood.representation]
-    params = {"model": {"latent_dim": LATENT, "hidden_units": [8], "posterior": posterior.kind,
-                        "likelihood": likelihood.kind, **({part: kind} if part == "prior" else {})},
-              "objective": {"kind": objective}}
-    return model_of(params, meta_for(dimension, likelihood.representation, levels))
+    architecture, image_shape = NETWORK_DATA[network]
+    params = {"model": {"latent_dim": LATENT, "hidden_units": [8], "network": architecture,
+                        "posterior": posterior.kind, "likelihood": likelihood.kind,
+                        **({part: kind} if part == "prior" else {})},
+              "objective": {"kind": objective}, "training": {"jit_compile": False}}
+    return model_of(params, meta_for(dimension, likelihood.representation, levels, image_shape))
 
 
 def data_for(model, seed=0):
@@ -86,9 +101,10 @@ def exported(model, tmp_path):
 # --- posteriors ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
 @pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
-def test_posterior_shapes_and_density(kind):
-    model = model_with("posterior", kind)
+def test_posterior_shapes_and_density(kind, network):
+    model = model_with("posterior", kind, network)
     posterior = model.posterior
     assert posterior.role == "inference"
     h = model.likelihood.network_input(data_for(model))
@@ -112,9 +128,10 @@ def test_posterior_shapes_and_density(kind):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
 @pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
-def test_posterior_round_trips_and_exports(kind, tmp_path):
-    model = model_with("posterior", kind)
+def test_posterior_round_trips_and_exports(kind, network, tmp_path):
+    model = model_with("posterior", kind, network)
     x = data_for(model)
     h = model.likelihood.network_input(x)
     assert_round_trip(model, tmp_path, lambda m: [m.posterior.sample(h, K, tf.constant([1, 2])),
@@ -130,9 +147,9 @@ def test_posterior_round_trips_and_exports(kind, tmp_path):
 # --- priors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", sorted(PRIORS.classes))
-def test_prior_shapes_and_density(kind):
-    model = model_with("prior", kind)
+@pytest.mark.parametrize(("kind", "network"), PRIOR_CASES)
+def test_prior_shapes_and_density(kind, network):
+    model = model_with("prior", kind, network)
     assert model.prior.role == "generative"
     prior = model.prior_distribution()
     assert prior.event_shape == [LATENT] and prior.batch_shape == []
@@ -142,9 +159,9 @@ def test_prior_shapes_and_density(kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", sorted(PRIORS.classes))
-def test_prior_round_trips_and_exports(kind, tmp_path):
-    model = model_with("prior", kind)
+@pytest.mark.parametrize(("kind", "network"), PRIOR_CASES)
+def test_prior_round_trips_and_exports(kind, network, tmp_path):
+    model = model_with("prior", kind, network)
     z = tf.random.stateless_normal([BATCH, LATENT], seed=[1, 1])
     assert_round_trip(model, tmp_path, lambda m: [m.prior_distribution().log_prob(z),
                                                   m.prior_distribution().sample(3, seed=[2, 2])])
@@ -157,9 +174,10 @@ def test_prior_round_trips_and_exports(kind, tmp_path):
 # --- likelihoods -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
 @pytest.mark.parametrize("kind", sorted(LIKELIHOODS.classes))
-def test_likelihood_shapes_density_and_check(kind):
-    model = model_with("likelihood", kind)
+def test_likelihood_shapes_density_and_check(kind, network):
+    model = model_with("likelihood", kind, network)
     likelihood = model.likelihood
     assert likelihood.role == "generative"
     dimension, levels = DATA[likelihood.representation]
@@ -186,9 +204,10 @@ def test_likelihood_shapes_density_and_check(kind):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
 @pytest.mark.parametrize("kind", sorted(LIKELIHOODS.classes))
-def test_likelihood_round_trips_and_exports(kind, tmp_path):
-    model = model_with("likelihood", kind)
+def test_likelihood_round_trips_and_exports(kind, network, tmp_path):
+    model = model_with("likelihood", kind, network)
     x, z = data_for(model), tf.random.stateless_normal([BATCH, LATENT], seed=[1, 1])
     assert_round_trip(model, tmp_path, lambda m: [m.likelihood.distribution(z).log_prob(x), m(x)])
     signatures = exported(model, tmp_path)
@@ -197,3 +216,20 @@ def test_likelihood_round_trips_and_exports(kind, tmp_path):
     for name, value in model.likelihood.parameters(z).items():
         np.testing.assert_allclose(decoded[name], value, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(signatures["reconstruct"](x=x)["mean"], model(x), rtol=1e-5, atol=1e-6)
+
+
+# --- objectives ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
+@pytest.mark.parametrize("kind", sorted(OBJECTIVES.classes))
+def test_objective_trains_every_variable(kind, network):
+    """Two minibatch updates by the objective (with its own adversary where it has one) give
+    finite metrics and move every trainable variable: no network is cut off from its gradient."""
+    model = model_with("objective", kind, network)
+    before = [v.numpy() for v in model.trainable_variables]
+    x = tf.concat([data_for(model, seed) for seed in range(2)], axis=0)
+    history = model.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0).history
+    assert all(np.isfinite(values[-1]) for values in history.values()), history
+    unmoved = [v.path for v, old in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), old)]
+    assert not unmoved, unmoved

@@ -143,3 +143,14 @@ def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, 
                                   for name in ("whole", "killed"))
     for a, b in zip(whole_model.weights, resumed_model.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.parametrize(("devices", "message"), [
+    (["/gpu:7"], r"training.distribute.devices: no device '/gpu:7' here; visible: \['/cpu:0'"),
+    (["bogus"], r"training.distribute.devices: 'bogus' is not a device name")])
+def test_distribution_over_devices_that_are_not_there_is_refused(devices, message):
+    from vae_tf.training import strategy_of
+
+    params = Params.model_validate({"training": {"distribute": {"strategy": "mirrored", "devices": devices}}})
+    with pytest.raises(ParamsError, match=message):
+        strategy_of(params)

@@ -1,19 +1,133 @@
-"""The networks inside the parts: multilayer perceptrons, and the masked autoregressive network of
-autoregressive flows."""
+"""The networks inside the parts: multilayer perceptrons, the convolutional and residual image
+networks in front of them (`model.network`), and the masked autoregressive network of
+autoregressive flows.
+
+A part that sees x gets x as a row of D = H * W * C values (`vae_tf.data`) and `model.network`
+as a dict, its `architecture` = `{kind, filters, kernel_size, blocks, image_shape}` (None: mlp):
+- `mlp` (or None): dense layers on the row;
+- `conv`: the row as the image, then per entry of `filters` a convolution of stride 2
+  (`kernel_size`, "same" padding), flattened, then the dense layers;
+- `resnet`: as `conv`, each convolution followed by `blocks` residual blocks.
+A decoder mirrors this: dense layers, a dense projection to the smallest feature map,
+transposed convolutions of stride 2 back to the image's size, and its values per pixel laid
+out value-major, [k, D] flattened (what the likelihoods read)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+IMAGE_KINDS = ("conv", "resnet")
 
 
 def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str) -> keras.Sequential:
     """Dense layers `hidden_units` with `activation`, then a linear layer of `output_units`."""
     layers = [keras.layers.Dense(units, activation=activation) for units in hidden_units]
     return keras.Sequential([*layers, keras.layers.Dense(output_units)], name=name)
+
+
+def sees_images(architecture: Optional[dict]) -> bool:
+    return architecture is not None and architecture["kind"] in IMAGE_KINDS
+
+
+@keras.saving.register_keras_serializable(package="vae_tf")
+class ResidualBlock(keras.layers.Layer):
+    """y = x + conv(a(conv(a(x)))), both convolutions of x's channels, stride 1 (He et al. 2016,
+    pre-activation)."""
+
+    def __init__(self, filters: int, kernel_size: int, activation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.activation = filters, kernel_size, activation
+        self.convolutions = [keras.layers.Conv2D(filters, kernel_size, padding="same") for _ in range(2)]
+
+    def build(self, input_shape):
+        for convolution in self.convolutions:
+            convolution.build(input_shape)
+
+    def call(self, x):
+        h = x
+        for convolution in self.convolutions:
+            h = convolution(keras.activations.get(self.activation)(h))
+        return x + h
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "activation": self.activation}
+
+
+def _blocks(architecture: dict, filters: int, activation: str) -> list[keras.layers.Layer]:
+    count = architecture["blocks"] if architecture["kind"] == "resnet" else 0
+    return [ResidualBlock(filters, architecture["kernel_size"], activation) for _ in range(count)]
+
+
+def image_features(architecture: Optional[dict], activation: str) -> list[keras.layers.Layer]:
+    """The layers from a row [batch, D] to image features [batch, F]: none for an MLP."""
+    if not sees_images(architecture):
+        return []
+    layers = [keras.layers.Reshape(tuple(architecture["image_shape"]))]
+    for filters in architecture["filters"]:
+        layers += [keras.layers.Conv2D(filters, architecture["kernel_size"], strides=2, padding="same",
+                                       activation=activation), *_blocks(architecture, filters, activation)]
+    return [*layers, keras.layers.Flatten()]
+
+
+def encoder(architecture: Optional[dict], hidden_units: Sequence[int], output_units: int, activation: str,
+            name: str) -> keras.Sequential:
+    """x [batch, D] -> [batch, output_units]: the image features (if any), then `mlp`'s layers."""
+    if not sees_images(architecture):
+        return mlp(hidden_units, output_units, activation, name)
+    return keras.Sequential([*image_features(architecture, activation), *mlp(hidden_units, output_units, activation,
+                                                                        name).layers], name=name)
+
+
+def trunk(architecture: Optional[dict], activation: str) -> Optional[keras.Sequential]:
+    """The image features alone, for a part whose dense layers see x beside other inputs (None
+    for an MLP, which sees x itself)."""
+    layers = image_features(architecture, activation)
+    return keras.Sequential(layers, name="image_trunk") if layers else None
+
+
+def features(trunk: Optional[keras.Sequential], x) -> tf.Tensor:
+    """What the dense layers of a part with a `trunk` see of x [batch, D]: x itself for an MLP."""
+    return x if trunk is None else trunk(x)
+
+
+def features_width(trunk: Optional[keras.Sequential], input_shape) -> int:
+    """The width of `features` for x of `input_shape`, building the trunk."""
+    if trunk is None:
+        return input_shape[-1]
+    trunk.build(input_shape)
+    return trunk.compute_output_shape(input_shape)[-1]
+
+
+def decoder(architecture: Optional[dict], hidden_units: Sequence[int], data_dim: int, values_per_pixel: int,
+            activation: str, name: str) -> keras.Sequential:
+    """z [batch, L] -> [batch, k * D], k = `values_per_pixel`, value-major (value j of pixel d at
+    j * D + d)."""
+    if not sees_images(architecture):
+        return mlp(hidden_units, values_per_pixel * data_dim, activation, name)
+    height, width, channels = architecture["image_shape"]
+    filters, size = list(architecture["filters"]), architecture["kernel_size"]
+    smallest = [(height, width)]
+    for _ in filters:
+        smallest.append(tuple(math.ceil(side / 2) for side in smallest[-1]))
+    (h, w), top = smallest[-1], filters[-1]
+    layers = [*(keras.layers.Dense(units, activation=activation) for units in hidden_units),
+              keras.layers.Dense(h * w * top, activation=activation), keras.layers.Reshape((h, w, top))]
+    for out in reversed(filters[:-1]):
+        layers += [keras.layers.Conv2DTranspose(out, size, strides=2, padding="same", activation=activation),
+                   *_blocks(architecture, out, activation)]
+    k = values_per_pixel
+    layers += [keras.layers.Conv2DTranspose(channels * k, size, strides=2, padding="same"),
+               keras.layers.Cropping2D(((0, (2 ** len(filters)) * h - height), (0, (2 ** len(filters)) * w - width))),
+               keras.layers.Reshape((height, width, channels, k)), keras.layers.Permute((4, 1, 2, 3)),
+               keras.layers.Flatten()]
+    return keras.Sequential(layers, name=name)
 
 
 def apply_to_leading(network, inputs: tf.Tensor) -> tf.Tensor:

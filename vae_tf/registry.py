@@ -15,6 +15,7 @@ never by where a layer lives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import keras
 
@@ -28,12 +29,15 @@ ROLES = ("inference", "generative", "adversary")
 @dataclass(frozen=True)
 class Context:
     """What a part may need besides its own params: the data, the latent space and the shared
-    network settings (`model.latent_dim`, `model.hidden_units`, `model.activation`)."""
+    network settings (`model.latent_dim`, `model.hidden_units`, `model.activation`, and
+    `model.network` with the data's image shape as `architecture`, None for an MLP; see
+    `vae_tf.networks`)."""
 
     meta: Meta
     latent_dim: int
     hidden_units: tuple[int, ...]
     activation: str
+    architecture: Optional[dict] = None
 
 
 class Registry:

@@ -90,6 +90,7 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
     import tensorflow as tf
 
     from vae_tf.evaluation import evaluate_model
+    from vae_tf.models import uses_xla
     from vae_tf.plots import image_grid
 
     params = load_params(params_path).run(name)
@@ -97,7 +98,7 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
     data = load_prepared(PREPARED)
     model = _load_model(name)
     start = time.perf_counter()
-    result = evaluate_model(model, data.test, e, params.seed, jit_compile=params.training.jit_compile)
+    result = evaluate_model(model, data.test, e, params.seed, jit_compile=uses_xla(params))
     metrics_path = Path("metrics") / f"{name}.json"
     metrics_text = json_text({"run": name, **result["metrics"], "seconds": time.perf_counter() - start},
                              str(metrics_path))

@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Optional
 
 import keras
 import numpy as np
@@ -19,9 +20,9 @@ from dvclive.keras import DVCLiveCallback
 
 from vae_tf.config import Params
 from vae_tf.data import Meta, Prepared
-from vae_tf.errors import TrainingError
+from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.files import atomic_write
-from vae_tf.models import build_model
+from vae_tf.models import build_model, uses_xla
 
 
 def set_determinism(seed: int, jit_compile: bool) -> None:
@@ -33,10 +34,12 @@ def set_determinism(seed: int, jit_compile: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | None,
+def minibatches(x: np.ndarray, batch_size: int, fused_steps: Optional[int], seed: int | None,
                 first_epoch: int = 0) -> tuple[tf.data.Dataset, int]:
     """A dataset of (x [steps, batch, D], weights [steps, batch]) elements, up to `fused_steps`
-    minibatches each, and the number of elements that make one epoch.
+    minibatches each, and the number of elements that make one epoch. With `fused_steps` None,
+    one minibatch per element, (x [batch, D], weights [batch]): what a distribution strategy
+    splits across its replicas.
 
     Every example is used once per epoch; the last minibatch is padded to `batch_size` with
     weight-0 rows, so shapes stay static for XLA. With a `seed` (training) the dataset repeats
@@ -48,8 +51,10 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
     ms, every other epoch).
     """
     n_minibatches = math.ceil(len(x) / batch_size)
-    fused_steps = min(fused_steps, n_minibatches)
-    steps_per_epoch = math.ceil(n_minibatches / fused_steps)
+    steps_per_epoch = math.ceil(n_minibatches / min(fused_steps or 1, n_minibatches))
+
+    def fuse(dataset):
+        return dataset if fused_steps is None else dataset.batch(min(fused_steps, n_minibatches))
 
     def pad(batch):
         missing = batch_size - tf.shape(batch)[0]
@@ -57,15 +62,15 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: int, seed: int | No
         return tf.pad(batch, [[0, missing], [0, 0]]), weights
 
     if seed is None:
-        batches = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(pad).batch(fused_steps)
+        batches = fuse(tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(pad))
         in_order = functools.reduce(tf.data.Dataset.concatenate, map(tf.data.Dataset.from_tensors, batches))
         return in_order, steps_per_epoch
     examples = tf.constant(x)
 
     def epoch(e):
         order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), seed=tf.stack([tf.cast(seed, tf.int64), e]))
-        return (tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-                .map(lambda rows: pad(tf.gather(examples, rows))).batch(fused_steps))
+        return fuse(tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+                    .map(lambda rows: pad(tf.gather(examples, rows))))
 
     return tf.data.Dataset.counter(first_epoch).flat_map(epoch).prefetch(1), steps_per_epoch
 
@@ -191,20 +196,41 @@ def _rewind_live(live_dir: Path, epoch: int) -> None:
         tsv.write_text("\n".join([header, *kept]) + "\n")
 
 
+def strategy_of(params: Params) -> tf.distribute.Strategy:
+    """`training.distribute`'s strategy; without one, the default (one device)."""
+    d = params.training.distribute
+    if d is None:
+        return tf.distribute.get_strategy()
+    visible = [tf.DeviceSpec.from_string(device.name) for device in tf.config.list_logical_devices()]
+    for name in d.devices or ():
+        try:
+            spec = tf.DeviceSpec.from_string(name)
+        except ValueError as err:
+            raise ParamsError(f"training.distribute.devices: {name!r} is not a device name ({err})") from None
+        if not any(v.device_type == (spec.device_type or "").upper() and v.device_index == (spec.device_index or 0)
+                   for v in visible):
+            raise ParamsError(f"training.distribute.devices: no device {name!r} here; visible: "
+                              f"{[f'/{v.device_type.lower()}:{v.device_index}' for v in visible]}")
+    return tf.distribute.MirroredStrategy(list(d.devices) if d.devices else None)
+
+
 def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
           extra_callbacks: list[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
     """Fit the model params describe and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
     the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN."""
-    set_determinism(params.seed, params.training.jit_compile)
-    model = build_model(params, data.meta)
+    set_determinism(params.seed, uses_xla(params))
+    strategy = strategy_of(params)
+    with strategy.scope():
+        model = build_model(params, data.meta)
     model.adapt(data.train)  # a resumed run then loads its checkpoint's weights over this
     t = params.training
+    # Under a strategy, one minibatch per step (split across the replicas), else `steps_per_execution` fused.
+    fused = None if t.distribute else t.steps_per_execution
     resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
     if resume_epoch:
         _rewind_live(live_dir, resume_epoch)
-    train_set, train_steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed,
-                                         first_epoch=resume_epoch)
-    val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
+    train_set, train_steps = minibatches(data.train, t.batch_size, fused, seed=params.seed, first_epoch=resume_epoch)
+    val_set, _ = minibatches(data.val, min(len(data.val), 1024), fused, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=f"val_{model.objective.monitor}", mode="max", patience=t.early_stopping_patience,
         restore_best_weights=True, start_from_epoch=model.objective.warmup_epochs)

@@ -124,8 +124,37 @@ POSTERIORS = Kinds("model.posterior", "gaussian")
 PRIORS = Kinds("model.prior", "standard_normal")
 LIKELIHOODS = Kinds("model.likelihood", "categorical")
 OBJECTIVES = Kinds("objective", "elbo")
+NETWORKS = Kinds("model.network", "mlp")
 PosteriorField, PriorField = part(POSTERIORS), part(PRIORS)
-LikelihoodField, ObjectiveField = part(LIKELIHOODS), part(OBJECTIVES)
+LikelihoodField, ObjectiveField, NetworkField = part(LIKELIHOODS), part(OBJECTIVES), part(NETWORKS)
+
+
+# --- networks (what every part that sees x, and the decoder, is made of) ----------------
+
+
+@NETWORKS.register
+class MLPNetworkParams(PartParams):
+    """Dense layers (model.hidden_units) on x as a row of its values."""
+
+    kind: Literal["mlp"] = "mlp"
+
+
+@NETWORKS.register
+class ConvNetworkParams(PartParams):
+    """x as an image: per entry of filters a convolution of stride 2 (kernel_size), then the dense
+    layers (model.hidden_units); the decoder mirrors it with transposed convolutions."""
+
+    kind: Literal["conv"] = "conv"
+    filters: Units = Field((32, 64), min_length=1, max_length=8)
+    kernel_size: int = Field(3, ge=1, le=15)
+
+
+@NETWORKS.register
+class ResNetNetworkParams(ConvNetworkParams):
+    """As conv, each (transposed) convolution followed by blocks residual blocks."""
+
+    kind: Literal["resnet"] = "resnet"
+    blocks: int = Field(1, ge=1, le=32)
 
 
 # --- posteriors q(z|x) -----------------------------------------------------------------

@@ -12,8 +12,8 @@ from ruamel.yaml import YAML, YAMLError
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.config.parts import (
-    CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, ObjectiveField,
-    PosteriorField, PriorField, RefinementParams, Section, StandardNormalPriorParams, Units, describe_errors)
+    CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, MLPNetworkParams,
+    NetworkField, ObjectiveField, PosteriorField, PriorField, RefinementParams, Section, StandardNormalPriorParams, Units, describe_errors)
 from vae_tf.errors import ParamsError
 
 
@@ -38,6 +38,7 @@ class ModelParams(Section):
     latent_dim: int = Field(16, ge=1, le=4096)
     hidden_units: Units = Field((256, 256), min_length=1)
     activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
+    network: NetworkField = MLPNetworkParams()
     posterior: PosteriorField = GaussianPosteriorParams()
     prior: PriorField = StandardNormalPriorParams()
     likelihood: LikelihoodField = CategoricalLikelihoodParams()
@@ -48,15 +49,30 @@ class ModelParams(Section):
 # above what runs on any machine.
 
 
+class DistributeParams(Section):
+    """Training on several devices of one machine under `tf.distribute.MirroredStrategy`: each
+    minibatch split across the devices, gradients summed; devices null: every visible GPU (the
+    CPU if there is none)."""
+
+    strategy: Literal["mirrored"] = "mirrored"
+    devices: Optional[tuple[str, ...]] = Field(None, min_length=1)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _listed(cls, value):
+        return tuple(value) if isinstance(value, list) else value
+
+
 class TrainingParams(Section):
     epochs: int = Field(1000, ge=1, le=10**7)
     batch_size: int = Field(64, ge=1, le=10**6)
     optimizer: Literal["adamax", "adam", "sgd", "rmsprop"] = "adamax"
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     early_stopping_patience: int = Field(20, ge=1, le=10**7)
-    jit_compile: bool = True
+    jit_compile: bool | Literal["auto"] = "auto"  # resolved by `vae_tf.models.uses_xla`
     steps_per_execution: int = Field(32, ge=1, le=10**5)
     checkpoint_every_epochs: int = Field(25, ge=1, le=10**7)
+    distribute: Optional[DistributeParams] = None
 
 
 class AISParams(Section):

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
 from vae_tf.errors import ParamsError
-from vae_tf.networks import apply_to_leading, mlp
+from vae_tf.networks import apply_to_leading, decoder
 from vae_tf.registry import Registry
 from vae_tf.tfp import tfd
 
@@ -21,10 +21,11 @@ PREPROCESSING = {"levels": "levels", "binary": "binarize or dynamic_binarize", "
 
 
 class Likelihood(keras.layers.Layer):
-    """p(x|z): an MLP from z to the raw parameters of a `tfd.Distribution` over x, event shape [D].
+    """p(x|z): a network (`vae_tf.networks.decoder`) from z to the raw parameters of a
+    `tfd.Distribution` over x, event shape [D]: k values per pixel, value-major ([k, D] flattened).
 
     A kind defines `representation` (the data it is a density for; `accepts` lists every
-    representation it can model), `raw_size(data_dim, n_levels)`, `distribution_of(raw)`,
+    representation it can model), `values_per_pixel(n_levels)` (k), `distribution_of(raw)`,
     `parameters_of(raw)` (what the exported `decode` returns) and `valid(x)` (which values x may
     take). Networks see `network_input(x)`: the data as intensities in [0, 1].
     """
@@ -34,11 +35,12 @@ class Likelihood(keras.layers.Layer):
     accepts: tuple[str, ...]
 
     def __init__(self, data_dim: int, hidden_units: Sequence[int], activation: str,
-                 n_levels: Optional[int] = None, **kwargs):
+                 n_levels: Optional[int] = None, architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         self.data_dim, self.n_levels = data_dim, n_levels
-        self.hidden_units, self.activation = tuple(hidden_units), activation
-        self.network = mlp(hidden_units, self.raw_size(data_dim, n_levels), activation, name="decoder_mlp")
+        self.hidden_units, self.activation, self.architecture = tuple(hidden_units), activation, architecture
+        self.network = decoder(architecture, hidden_units, data_dim, self.values_per_pixel(n_levels), activation,
+                               name="decoder_mlp")
 
     @classmethod
     def from_params(cls, params, context):
@@ -49,10 +51,11 @@ class Likelihood(keras.layers.Layer):
                 f"model.likelihood: {cls.kind!r} needs {cls.representation} data, but data.preprocessing "
                 f"{meta.preprocessing!r} gives {meta.representation} data; set data.preprocessing to "
                 f"{PREPROCESSING[cls.representation]}")
-        return cls(meta.dimension, context.hidden_units, context.activation, meta.n_levels, name="likelihood")
+        return cls(meta.dimension, context.hidden_units, context.activation, meta.n_levels, context.architecture,
+                   name="likelihood")
 
     @staticmethod
-    def raw_size(data_dim: int, n_levels: Optional[int]) -> int:
+    def values_per_pixel(n_levels: Optional[int]) -> int:
         raise NotImplementedError
 
     def build(self, input_shape):
@@ -92,4 +95,4 @@ class Likelihood(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "data_dim": self.data_dim, "hidden_units": list(self.hidden_units),
-                "activation": self.activation, "n_levels": self.n_levels}
+                "activation": self.activation, "n_levels": self.n_levels, "architecture": self.architecture}

@@ -15,8 +15,8 @@ class BernoulliLikelihood(Likelihood):
     representation, accepts = "binary", ("binary",)
 
     @staticmethod
-    def raw_size(data_dim, n_levels):
-        return data_dim
+    def values_per_pixel(n_levels):
+        return 1
 
     def distribution_of(self, raw) -> tfd.Distribution:
         return tfd.Independent(tfd.Bernoulli(logits=raw, dtype=tf.float32), 1)

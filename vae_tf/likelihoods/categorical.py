@@ -65,8 +65,8 @@ class CategoricalLikelihood(Likelihood):
     representation, accepts = "levels", ("levels", "binary")
 
     @staticmethod
-    def raw_size(data_dim, n_levels):
-        return data_dim * n_levels
+    def values_per_pixel(n_levels):
+        return n_levels
 
     def logits(self, raw: tf.Tensor) -> tf.Tensor:
         """Level-major logits [..., L, D]."""

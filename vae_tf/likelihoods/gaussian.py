@@ -18,8 +18,8 @@ class GaussianLikelihood(Likelihood):
     representation, accepts = "continuous", ("continuous",)
 
     @staticmethod
-    def raw_size(data_dim, n_levels):
-        return 2 * data_dim
+    def values_per_pixel(n_levels):
+        return 2
 
     def parameters_of(self, raw) -> dict[str, tf.Tensor]:
         loc, raw_scale = tf.split(raw, 2, axis=-1)

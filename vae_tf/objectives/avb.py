@@ -3,13 +3,15 @@ with or without a density, its log q(z|x) - log r(z|x) learnt by a discriminator
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import keras
 import tensorflow as tf
 
 from vae_tf import replicas
+from vae_tf.networks import features, features_width, trunk
 from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
 from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
 from vae_tf.tfp import Normal, tfd
@@ -17,28 +19,34 @@ from vae_tf.tfp import Normal, tfd
 
 @keras.saving.register_keras_serializable(package="vae_tf")
 class Discriminator(keras.layers.Layer):
-    """T(x, z): an MLP on [x, z] giving one logit; x [..., D] and z [..., L] share leading dims."""
+    """T(x, z): an MLP on [f(x), z] giving one logit, f the image trunk of `model.network` (the
+    identity for mlp); x [batch, D] and z [..., batch, L]."""
 
-    def __init__(self, hidden_units: Sequence[int], activation: str, **kwargs):
+    def __init__(self, hidden_units: Sequence[int], activation: str, architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_units, self.activation = tuple(hidden_units), activation
+        self.hidden_units, self.activation, self.architecture = tuple(hidden_units), activation, architecture
+        self.trunk = trunk(architecture, activation)
         self.layers_ = [*(keras.layers.Dense(units, activation=activation) for units in hidden_units),
                         keras.layers.Dense(1)]
 
     def build(self, input_shape):
-        width = input_shape[-1]
+        """input_shape: that of [x, z], (None, D + L)."""
+        data_dim = math.prod(self.architecture["image_shape"]) if self.trunk else 0
+        width = input_shape[-1] - data_dim + features_width(self.trunk, (None, data_dim))
         for layer in self.layers_:
             layer.build((None, width))
             width = layer.units
 
     def call(self, x, z):
+        x = features(self.trunk, x)
         h = tf.concat([tf.broadcast_to(x, tf.concat([tf.shape(z)[:-1], tf.shape(x)[-1:]], 0)), z], axis=-1)
         for layer in self.layers_:
             h = layer(h)
         return h[..., 0]
 
     def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "architecture": self.architecture}
 
 
 class Reference(NamedTuple):
@@ -75,16 +83,17 @@ class AVB(Objective):
 
     def __init__(self, num_samples: int = 1, discriminator_units: Sequence[int] = (256, 256),
                  activation: str = "leaky_relu", discriminator_steps: int = 1, adaptive_contrast: bool = True,
-                 **kwargs):
+                 architecture: Optional[dict] = None, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.discriminator_units, self.activation = tuple(discriminator_units), activation
         self.discriminator_steps, self.adaptive_contrast = discriminator_steps, adaptive_contrast
-        self.discriminator = Discriminator(discriminator_units, activation, name="discriminator")
+        self.architecture = architecture
+        self.discriminator = Discriminator(discriminator_units, activation, architecture, name="discriminator")
 
     @classmethod
     def from_params(cls, params, context):
         return cls(params.num_samples, params.discriminator_units, context.activation, params.discriminator_steps,
-                   params.adaptive_contrast, name="objective")
+                   params.adaptive_contrast, context.architecture, name="objective")
 
     def build(self, input_shape):
         self.discriminator.build(input_shape)
@@ -167,4 +176,4 @@ class AVB(Objective):
     def get_config(self):
         return {**super().get_config(), "discriminator_units": list(self.discriminator_units),
                 "activation": self.activation, "discriminator_steps": self.discriminator_steps,
-                "adaptive_contrast": self.adaptive_contrast}
+                "adaptive_contrast": self.adaptive_contrast, "architecture": self.architecture}

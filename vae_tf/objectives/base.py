@@ -17,9 +17,10 @@ OBJECTIVES = Registry(OBJECTIVE_PARAMS)
 
 def weighted_means(terms: dict[str, tf.Tensor], weights: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
     """Example-weighted minibatch means sum_i w_i v_i / sum_i w_i of per-example terms [batch]
-    (padding rows have weight 0), and the total weight."""
+    (padding rows have weight 0), and the total weight. A replica's share of a padded minibatch
+    may be all padding: its means are then 0, with total weight 0 (so they count for nothing)."""
     total = tf.reduce_sum(weights)
-    return {name: tf.reduce_sum(weights * value) / total for name, value in terms.items()}, total
+    return {name: tf.math.divide_no_nan(tf.reduce_sum(weights * value), total) for name, value in terms.items()}, total
 
 
 def replica_loss(objective: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:

@@ -1,7 +1,7 @@
 """What every posterior q(z|x) is: a Keras layer of role `inference`, registered by kind.
 
 Shapes: h [batch, D] is the likelihood's network input for x (`Likelihood.network_input`);
-draws lead, z [K, batch, L].
+draws lead, z [K, batch, L]. `architecture` is `model.network` (`vae_tf.networks`): what sees h.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class Posterior(keras.layers.Layer):
     supports_dreg = True  # `draw(..., stop_density_gradient=True)` gives log q as a function of z, parameters fixed
     gaussian_proposal = False  # `proposal` is a diagonal Gaussian (evaluation can refine it, `vae_tf.refinement`)
 
-    def __init__(self, latent_dim: int, **kwargs):
+    def __init__(self, latent_dim: int, architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
-        self.latent_dim = latent_dim
+        self.latent_dim, self.architecture = latent_dim, architecture
 
     def draw(self, h, num_samples: int, seed, stop_density_gradient: bool = False) -> Draw:
         """K = `num_samples` reparameterized draws z ~ q(z|x) and what is known of log q at them.
@@ -78,4 +78,4 @@ class Posterior(keras.layers.Layer):
         return {"mean": mean, "scale": scale}
 
     def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim}
+        return {**super().get_config(), "latent_dim": self.latent_dim, "architecture": self.architecture}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vae_tf.networks import mlp
+from vae_tf.networks import encoder
 from vae_tf.posteriors.base import Draw, Posterior
 from vae_tf.posteriors.fitted import MOMENT_SAMPLES, sample_moments
 from vae_tf.posteriors.gaussian import diagonal_gaussian, gaussian_draw
@@ -16,7 +16,7 @@ from vae_tf.tfp import tfb, tfd
 class FlowPosterior(Posterior):
     """z_0 ~ N(mu(x), diag sigma(x)^2), z_T = f(z_0) for a bijector f built per x:
         log q(z_T|x) = log q(z_0|x) - log |det df/dz (z_0)|.
-    The encoder MLP emits mu, sigma and `extra_outputs` more values, from which a kind's
+    The encoder network emits mu, sigma and `extra_outputs` more values, from which a kind's
     `flow(extra)` builds f. `distribution(h)` is TFP's `TransformedDistribution`; draws keep z_0,
     so their log q needs no inverse. The KL of the ELBO is the Monte Carlo one (no closed form).
     No DReG (`supports_dreg`): log q as a function of z with the parameters held fixed would need
@@ -27,7 +27,8 @@ class FlowPosterior(Posterior):
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, num_steps: int, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation, self.num_steps = tuple(hidden_units), activation, num_steps
-        self.network = mlp(hidden_units, 2 * latent_dim + self.extra_outputs, activation, name="encoder_mlp")
+        self.network = encoder(self.architecture, hidden_units, 2 * latent_dim + self.extra_outputs, activation,
+                               name="encoder_mlp")
 
     @property
     def extra_outputs(self) -> int:

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import mlp
+from vae_tf.networks import encoder
 from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
 from vae_tf.tfp import Normal, tfd
 
 
 @POSTERIORS.register("gaussian")
 class GaussianPosterior(Posterior):
-    """q(z|x) = N(z | mu(x), diag sigma(x)^2), sigma = softplus(raw) + 1e-5, an MLP giving
+    """q(z|x) = N(z | mu(x), diag sigma(x)^2), sigma = softplus(raw) + 1e-5, a network giving
     [mu, raw]; draws z = mu + sigma * eps."""
 
     gaussian_proposal = True
@@ -22,11 +22,12 @@ class GaussianPosterior(Posterior):
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation = tuple(hidden_units), activation
-        self.network = mlp(hidden_units, 2 * latent_dim, activation, name="encoder_mlp")
+        self.network = encoder(self.architecture, hidden_units, 2 * latent_dim, activation, name="encoder_mlp")
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, name="posterior")
+        return cls(context.latent_dim, context.hidden_units, context.activation, architecture=context.architecture,
+                   name="posterior")
 
     def build(self, input_shape):
         self.network.build(input_shape)

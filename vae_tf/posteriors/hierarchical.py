@@ -1,7 +1,8 @@
 """The hierarchical posterior: an auxiliary variable psi makes q(z|x) a mixture with no closed-form
 density, bounded by a reverse model tau (HVM, Ranganath et al. 2016; IWHVI, Sobolev & Vetrov 2019).
 
-Shapes: h [batch, D]; psi [..., batch, A]; z [..., batch, L]; draws lead.
+Shapes: h [batch, D]; psi [..., batch, A]; z [..., batch, L]; draws lead. The three networks see
+x through one image trunk (`model.network` conv or resnet; x itself for mlp): f = trunk(h).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vae_tf.networks import apply_to_leading, mlp
+from vae_tf.networks import apply_to_leading, features, features_width, mlp, trunk
 from vae_tf.objectives.bounds import iwae_bound
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
 from vae_tf.posteriors.fitted import MOMENT_SAMPLES, sample_moments
@@ -49,6 +50,7 @@ class HierarchicalPosterior(Posterior):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation = tuple(hidden_units), activation
         self.auxiliary_dim, self.auxiliary_samples = auxiliary_dim, auxiliary_samples
+        self.trunk = trunk(self.architecture, activation)
         self.auxiliary = mlp(hidden_units, 2 * auxiliary_dim, activation, name="auxiliary_mlp")  # h -> q(psi|x)
         self.network = mlp(hidden_units, 2 * latent_dim, activation, name="encoder_mlp")  # [h, psi] -> q(z|x,psi)
         self.reverse = mlp(hidden_units, 2 * auxiliary_dim, activation, name="reverse_mlp")  # [h, z] -> tau(psi|z,x)
@@ -56,29 +58,29 @@ class HierarchicalPosterior(Posterior):
     @classmethod
     def from_params(cls, params, context):
         return cls(context.latent_dim, context.hidden_units, context.activation, params.auxiliary_dim,
-                   params.auxiliary_samples, name="posterior")
+                   params.auxiliary_samples, architecture=context.architecture, name="posterior")
 
     def build(self, input_shape):
-        width = input_shape[-1]
+        width = features_width(self.trunk, input_shape)
         self.auxiliary.build((None, width))
         self.network.build((None, width + self.auxiliary_dim))
         self.reverse.build((None, width + self.latent_dim))
 
-    def conditional(self, h, psi) -> tfd.Distribution:
-        """q(z|x, psi) for psi [..., batch, A]: batch shape [..., batch]."""
-        return diagonal_gaussian(apply_to_leading(self.network, with_input(h, psi)))
+    def conditional(self, f, psi) -> tfd.Distribution:
+        """q(z|x, psi) for psi [..., batch, A], f = trunk(h): batch shape [..., batch]."""
+        return diagonal_gaussian(apply_to_leading(self.network, with_input(f, psi)))
 
-    def reverse_model(self, h, z) -> tfd.Distribution:
-        """tau(psi|z, x) for z [..., batch, L]: batch shape [..., batch]."""
-        return diagonal_gaussian(apply_to_leading(self.reverse, with_input(h, z)))
+    def reverse_model(self, f, z) -> tfd.Distribution:
+        """tau(psi|z, x) for z [..., batch, L], f = trunk(h): batch shape [..., batch]."""
+        return diagonal_gaussian(apply_to_leading(self.reverse, with_input(f, z)))
 
-    def joint_draw(self, h, num_samples: int, seed):
-        """K draws (psi, z) ~ q(psi|x) q(z|x, psi): z [K, batch, L], psi [K, batch, A], q(psi|x),
-        and log q(z|x, psi) at them [K, batch]."""
+    def joint_draw(self, f, num_samples: int, seed):
+        """K draws (psi, z) ~ q(psi|x) q(z|x, psi), f = trunk(h): z [K, batch, L], psi [K, batch, A],
+        q(psi|x), and log q(z|x, psi) at them [K, batch]."""
         psi_seed, z_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        q_psi = diagonal_gaussian(self.auxiliary(h))
+        q_psi = diagonal_gaussian(self.auxiliary(f))
         psi = gaussian_draw(q_psi, num_samples, psi_seed).z
-        z = gaussian_draw(self.conditional(h, psi), 1, z_seed, batch_axis=2)
+        z = gaussian_draw(self.conditional(f, psi), 1, z_seed, batch_axis=2)
         return z.z[0], psi, q_psi, z.log_q[0]
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False, auxiliary_samples=None) -> Draw:
@@ -88,18 +90,20 @@ class HierarchicalPosterior(Posterior):
             raise NotImplementedError("the hierarchical posterior has no DReG form")
         k_tau = auxiliary_samples or self.auxiliary_samples
         draw_seed, tau_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        z, psi, q_psi, log_q_z = self.joint_draw(h, num_samples, draw_seed)
-        tau = self.reverse_model(h, z)
+        f = features(self.trunk, h)
+        z, psi, q_psi, log_q_z = self.joint_draw(f, num_samples, draw_seed)
+        tau = self.reverse_model(f, z)
         if k_tau > 1:
             more = gaussian_draw(tau, k_tau - 1, tau_seed, batch_axis=2).z  # [K_tau - 1, K, batch, A] ~ tau
-            log_q_z = tf.concat([log_q_z[tf.newaxis], self.conditional(h, more).log_prob(z)], axis=0)
+            log_q_z = tf.concat([log_q_z[tf.newaxis], self.conditional(f, more).log_prob(z)], axis=0)
             psi = tf.concat([psi[tf.newaxis], more], axis=0)
         else:
             log_q_z, psi = log_q_z[tf.newaxis], psi[tf.newaxis]
         return Draw(z, iwhvi_log_density(log_q_z, q_psi.log_prob(psi), tau.log_prob(psi)), None)
 
     def sample(self, h, num_samples, seed) -> tf.Tensor:
-        return self.joint_draw(h, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[0]
+        seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0]
+        return self.joint_draw(features(self.trunk, h), num_samples, seed)[0]
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws."""

@@ -29,7 +29,7 @@ class IAFPosterior(FlowPosterior):
     @classmethod
     def from_params(cls, params, context):
         return cls(context.latent_dim, context.hidden_units, context.activation, params.num_steps, params.context_dim,
-                   params.made_units, name="posterior")
+                   params.made_units, architecture=context.architecture, name="posterior")
 
     @property
     def extra_outputs(self) -> int:

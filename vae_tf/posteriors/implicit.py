@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
+from vae_tf.networks import features, features_width, trunk
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 from vae_tf.tfp import tfd
@@ -16,7 +17,8 @@ from vae_tf.tfp import tfd
 @POSTERIORS.register("implicit")
 class ImplicitPosterior(Posterior):
     """z = g(x, eps), eps ~ N(0, I_noise_dim), a network with the noise fed into every layer
-    (h_1 = a(W_1 [x, eps]), ..., z = W_out [h_n, eps]), so that q(z|x) can be any shape the
+    (h_1 = a(W_1 [f(x), eps]), ..., z = W_out [h_n, eps]; f the image trunk of `model.network`,
+    the identity for mlp), so that q(z|x) can be any shape the
     network can make. Samples only: q(z|x) has no density we can evaluate, so it trains with an
     objective that needs none (avb), and log p(x) is estimated with a Gaussian fitted to its
     draws (`proposal`) or by AIS. Its mean and scale are estimated from `moment_samples` draws.
@@ -29,29 +31,31 @@ class ImplicitPosterior(Posterior):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation = tuple(hidden_units), activation
         self.noise_dim, self.moment_samples = noise_dim, moment_samples
+        self.trunk = trunk(self.architecture, activation)
         self.hidden = [keras.layers.Dense(units, activation=activation) for units in hidden_units]
         self.output_layer = keras.layers.Dense(latent_dim)
 
     @classmethod
     def from_params(cls, params, context):
         return cls(context.latent_dim, context.hidden_units, context.activation, params.noise_dim,
-                   params.moment_samples, name="posterior")
+                   params.moment_samples, architecture=context.architecture, name="posterior")
 
     def build(self, input_shape):
-        width = input_shape[-1]
+        width = features_width(self.trunk, input_shape)
         for layer in [*self.hidden, self.output_layer]:
             layer.build((None, width + self.noise_dim))
             width = layer.units
 
     def call(self, h, eps):
-        """z [..., L] for h [..., D] and eps [..., noise_dim] of the same leading shape."""
+        """z [..., L] for features h [..., F] (`draw`) and eps [..., noise_dim] of the same leading shape."""
         for layer in [*self.hidden, self.output_layer]:
             h = layer(tf.concat([h, eps], axis=-1))
         return h
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
         eps = replicas.noise(tf.random.stateless_normal, [num_samples, tf.shape(h)[0], self.noise_dim], seed)
-        return Draw(self(tf.broadcast_to(h, tf.concat([[num_samples], tf.shape(h)], axis=0)), eps), None, None)
+        f = features(self.trunk, h)
+        return Draw(self(tf.broadcast_to(f, tf.concat([[num_samples], tf.shape(f)], axis=0)), eps), None, None)
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `moment_samples` draws."""

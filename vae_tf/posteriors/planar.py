@@ -17,7 +17,8 @@ class PlanarPosterior(FlowPosterior):
 
     @classmethod
     def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.num_steps, name="posterior")
+        return cls(context.latent_dim, context.hidden_units, context.activation, params.num_steps,
+                   architecture=context.architecture, name="posterior")
 
     @property
     def extra_outputs(self) -> int:

@@ -1,0 +1,138 @@
+"""Benchmark: the network kinds (`model.network`: mlp, conv, resnet) training a VAE on image-shaped
+data available offline: scikit-learn's digits upsampled to SIZE x SIZE (bilinear), shifted by up to
+two pixels at random and binarized, as an `npz:` source of (N, SIZE, SIZE) arrays prepared by the
+pipeline's own code. Prints, per kind: training images per second (median epoch, compilation
+excluded), the floating-point work of a training step (3 x the forward pass of encoder and
+decoder, counted from the layers), the rate that achieves, its fraction of this machine's
+matrix-product rate (measured here: a 2048^2 float32 product under XLA), and the validation ELBO
+after the epochs run. Asserts nothing.
+
+    python benchmarks/conv_images.py --images 10000 --size 28 --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from vae_tf.config import Params  # noqa: E402
+from vae_tf.data import DataParams, prepare  # noqa: E402
+from vae_tf.models import build_model, uses_xla  # noqa: E402
+from vae_tf.networks import ResidualBlock  # noqa: E402
+from vae_tf.training import EpochTime, minibatches, set_determinism  # noqa: E402
+
+NETWORKS = {"mlp": {"kind": "mlp"}, "conv": {"kind": "conv", "filters": [32, 64]},
+            "resnet": {"kind": "resnet", "filters": [32, 64], "blocks": 1}}
+
+
+def digits_images(count: int, size: int, seed: int) -> np.ndarray:
+    """`count` binary images [count, size, size]: digits resized, shifted, thresholded at 0.5."""
+    from sklearn.datasets import load_digits
+
+    rng = np.random.default_rng(seed)
+    digits = load_digits().images[rng.integers(0, 1797, count)][..., None] / 16.0
+    images = tf.image.resize(digits.astype(np.float32), [size - 4, size - 4]).numpy()[..., 0]
+    shifts = rng.integers(0, 5, (count, 2))
+    out = np.zeros((count, size, size), np.uint8)
+    for i, (dy, dx) in enumerate(shifts):
+        out[i, dy:dy + size - 4, dx:dx + size - 4] = images[i] > 0.5
+    return out
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """This machine's float32 matrix-product rate, best of 5 timings of `repeats` products."""
+    a = tf.random.stateless_normal([n, n], seed=[0, 1])
+
+    @tf.function(jit_compile=True)
+    def products(a):
+        b = a
+        for _ in range(repeats):
+            b = tf.matmul(a, b) * 1e-3
+        return b
+
+    products(a).numpy()
+    best = min(_timed(lambda: products(a).numpy()) for _ in range(5))
+    return 2 * n**3 * repeats / best / 1e9
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def forward_flop(network: keras.Sequential, input_shape) -> float:
+    """Multiply-adds x 2 of one example through `network`'s dense and convolutional layers."""
+    x, total = tf.zeros([1, *input_shape[1:]]), 0.0
+    for layer in network.layers:
+        y = layer(x)
+        if isinstance(layer, keras.layers.Dense):
+            total += 2 * layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.Conv2DTranspose):  # each input pixel scatters a k x k x C_out patch
+            total += 2 * np.prod(x.shape[1:3]) * np.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Conv2D):
+            total += 2 * np.prod(y.shape[1:3]) * np.prod(layer.kernel.shape)
+        elif isinstance(layer, ResidualBlock):
+            total += sum(2 * np.prod(y.shape[1:3]) * np.prod(conv.kernel.shape) for conv in layer.convolutions)
+        x = y
+    return total
+
+
+def one_kind(name: str, data, epochs: int, seed: int) -> dict:
+    params = Params.model_validate({
+        "seed": seed, "data": {"preprocessing": "binarize"},
+        "model": {"latent_dim": 16, "hidden_units": [256], "network": NETWORKS[name], "likelihood": "bernoulli"},
+        "training": {"epochs": epochs, "batch_size": 64}})
+    set_determinism(seed, uses_xla(params))
+    model = build_model(params, data.meta)
+    model.adapt(data.train)
+    t = params.training
+    train_set, steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=seed)
+    val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
+    timer = EpochTime()
+    history = model.fit(train_set, steps_per_epoch=steps, validation_data=val_set, epochs=epochs,
+                        callbacks=[timer], verbose=0, shuffle=False).history
+    seconds = float(np.median(history["epoch_seconds"][1:]))  # the first epoch compiles
+    flop = 3 * (forward_flop(model.posterior.network, (None, data.meta.dimension))
+                + forward_flop(model.likelihood.network, (None, 16)))
+    images_per_second = len(data.train) / seconds
+    return {"images_per_second": images_per_second, "gflop_per_image": flop / 1e9,
+            "gflops": images_per_second * flop / 1e9, "val_elbo": float(history["val_elbo"][-1]),
+            "parameters": model.count_params()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--kinds", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "images.npz"
+        images = digits_images(args.images + 1000, args.size, seed=0)
+        np.savez(path, train=images[:args.images], test=images[args.images:], n_levels=2)
+        data = prepare(DataParams(source=f"npz:{path}", preprocessing="binarize", validation_size=1000), seed=0)
+    rate = matmul_gflops()
+    print(f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
+          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}")
+    print(f"data: {data.meta.sizes}, image shape {data.meta.image_shape}; matrix products: {rate:.0f} GFLOP/s")
+    print(f"{'kind':8} {'images/s':>9} {'MFLOP/image':>12} {'GFLOP/s':>8} {'of matmul':>9} {'val ELBO':>9} {'params':>9}")
+    for name in args.kinds:
+        r = one_kind(name, data, args.epochs, seed=0)
+        print(f"{name:8} {r['images_per_second']:9.0f} {r['gflop_per_image'] * 1e3:12.2f} {r['gflops']:8.1f} "
+              f"{r['gflops'] / rate:9.1%} {r['val_elbo']:9.2f} {r['parameters']:9d}")
+
+
+if __name__ == "__main__":
+    main()
