@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +183,10 @@ def test_editing_a_base_section_reruns_only_the_experiments_that_read_it(pipelin
 
 
 def test_experiments_compare_with_dvc_metrics_plots_and_exp_show(tmp_path):
-    """HEAD's results and two `dvc exp run` experiments, each kept (outputs are cached), compared
-    by `dvc metrics diff`, `dvc plots diff` and `dvc exp show`."""
+    """HEAD's results and two experiments queued (`dvc exp run --queue`) and run at once by two
+    workers (`dvc queue start --jobs 2`), each in its own DVC workspace: both succeed, the
+    workspace keeps HEAD's outputs until one is applied, and they are compared by `dvc metrics
+    diff`, `dvc plots diff` and `dvc exp show`."""
     one_run = {**TINY, "experiments": {"vae": {}}, "k_study": {"experiment": "vae", "num_samples": [2]}}
     repo = copy_repository(tmp_path, one_run)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -191,16 +194,27 @@ def test_experiments_compare_with_dvc_metrics_plots_and_exp_show(tmp_path):
     repro(repo)
     run(["git", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], repo)
+    head = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     for name, rate in (("fast", 0.01), ("slow", 0.0001)):
-        run(["dvc", "exp", "run", "-n", name, "-S", f"training.learning_rate={rate}"], repo)
+        run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"training.learning_rate={rate}"], repo)
+    run(["dvc", "queue", "start", "--jobs", "2"], repo)
+    status = ""
+    for _ in range(300):  # about 90 s measured
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert [line.split()[-1] for line in status.splitlines()[1:3]] == ["Success", "Success"], status
+    assert json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout) == head  # the queue left it alone
 
     table = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     (head_row,) = [row for row in table if row["rev"] != "workspace"]  # HEAD's commit, with its experiments
     experiments = {exp["name"]: exp["revs"][0]["data"] for exp in head_row["experiments"]}
     assert sorted(experiments) == ["fast", "slow"]
     nll = {name: data["metrics"]["reports/metrics.json"]["data"]["vae"]["nll"] for name, data in experiments.items()}
-    head = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)  # workspace: the last experiment
-    assert head[""]["data"]["reports/metrics.json"]["data"]["vae"]["nll"] == nll["slow"]
+    run(["dvc", "exp", "apply", "slow"], repo)
+    applied = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)  # workspace: slow's results
+    assert applied[""]["data"]["reports/metrics.json"]["data"]["vae"]["nll"] == nll["slow"]
     assert nll["fast"] != nll["slow"]
     for data in experiments.values():  # numbers only: no text field becomes a column
         for values in data["metrics"].values():
