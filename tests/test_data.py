@@ -173,6 +173,17 @@ def test_tfds_source_through_mock_data(monkeypatch):
     assert prepared.test_labels.shape == (12,) and set(prepared.test_labels) <= set(range(10))
 
 
+def test_tfds_colour_images_keep_their_channels_and_varying_sizes_are_refused(monkeypatch):
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: ReachableHost())
+    with tfds.testing.mock_data(num_examples=6):
+        prepared = prepare(DataParams(source="tfds:cifar10", validation_size=2), seed=0)
+        assert prepared.meta.image_shape == (32, 32, 3) and prepared.meta.n_levels == 256  # 8-bit levels
+        with pytest.raises(DataError, match=r"'tf_flowers' has images of varying size \(shape \(None, None, 3\)\)"):
+            prepare(DataParams(source="tfds:tf_flowers"), seed=0)
+
+
 def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("Name or service not known")

@@ -118,6 +118,13 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
     builder.download_and_prepare()
     if "image" not in builder.info.features:
         raise DataError(f"data.source: TFDS data set {name!r} has no 'image' feature")
+    image = builder.info.features["image"]
+    if None in image.shape:
+        raise DataError(f"data.source: TFDS data set {name!r} has images of varying size (shape {image.shape}), "
+                        "which one model cannot take; resize them to one size and give them as an npz: source")
+    if not np.issubdtype(image.np_dtype, np.integer):
+        raise DataError(f"data.source: TFDS data set {name!r} has images of dtype {image.np_dtype.__name__}; "
+                        "give them as an npz: source (integer grey levels, or intensities in [0, 1])")
 
     def images(split: str) -> np.ndarray:
         batches = builder.as_dataset(split=split).map(lambda example: example["image"]).batch(4096)
@@ -131,8 +138,9 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
         splits["val"] = images("validation")
     else:
         splits = _hold_out_validation(splits, validation_size, f"tfds:{name}")
-    binary = max(split.max() for split in splits.values()) <= 1  # e.g. binarized_mnist; else uint8 images
-    source = _checked(splits, 2 if binary else 256, f"tfds:{name}")
+    binary = max(split.max() for split in splits.values()) <= 1  # e.g. binarized_mnist
+    levels = 2 if binary else int(np.iinfo(image.np_dtype).max) + 1  # 256 for 8-bit images, 65536 for 16-bit
+    source = _checked(splits, levels, f"tfds:{name}")
     if "label" not in builder.info.features:
         return source
     labels = builder.as_dataset(split="test").map(lambda example: example["label"]).batch(4096)
