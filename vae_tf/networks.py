@@ -25,10 +25,14 @@ import tensorflow as tf
 IMAGE_KINDS = ("conv", "resnet")
 
 
+def dense_layers(hidden_units: Sequence[int], activation: str) -> list[keras.layers.Layer]:
+    """Dense layers of `hidden_units` with `activation`."""
+    return [keras.layers.Dense(units, activation=activation) for units in hidden_units]
+
+
 def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str) -> keras.Sequential:
     """Dense layers `hidden_units` with `activation`, then a linear layer of `output_units`."""
-    layers = [keras.layers.Dense(units, activation=activation) for units in hidden_units]
-    return keras.Sequential([*layers, keras.layers.Dense(output_units)], name=name)
+    return keras.Sequential([*dense_layers(hidden_units, activation), keras.layers.Dense(output_units)], name=name)
 
 
 def sees_images(architecture: Optional[dict]) -> bool:
@@ -79,10 +83,8 @@ def image_features(architecture: Optional[dict], activation: str) -> list[keras.
 def encoder(architecture: Optional[dict], hidden_units: Sequence[int], output_units: int, activation: str,
             name: str) -> keras.Sequential:
     """x [batch, D] -> [batch, output_units]: the image features (if any), then `mlp`'s layers."""
-    if not sees_images(architecture):
-        return mlp(hidden_units, output_units, activation, name)
-    return keras.Sequential([*image_features(architecture, activation), *mlp(hidden_units, output_units, activation,
-                                                                        name).layers], name=name)
+    return keras.Sequential([*image_features(architecture, activation), *dense_layers(hidden_units, activation),
+                             keras.layers.Dense(output_units)], name=name)
 
 
 def trunk(architecture: Optional[dict], activation: str) -> Optional[keras.Sequential]:
@@ -117,8 +119,8 @@ def decoder(architecture: Optional[dict], hidden_units: Sequence[int], data_dim:
     for _ in filters:
         smallest.append(tuple(math.ceil(side / 2) for side in smallest[-1]))
     (h, w), top = smallest[-1], filters[-1]
-    layers = [*(keras.layers.Dense(units, activation=activation) for units in hidden_units),
-              keras.layers.Dense(h * w * top, activation=activation), keras.layers.Reshape((h, w, top))]
+    layers = [*dense_layers(hidden_units, activation), keras.layers.Dense(h * w * top, activation=activation),
+              keras.layers.Reshape((h, w, top))]
     for out in reversed(filters[:-1]):
         layers += [keras.layers.Conv2DTranspose(out, size, strides=2, padding="same", activation=activation),
                    *_blocks(architecture, out, activation)]

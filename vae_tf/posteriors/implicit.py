@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import features, features_width, trunk
+from vae_tf.networks import dense_layers, features, features_width, trunk
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 from vae_tf.tfp import tfd
@@ -32,7 +32,7 @@ class ImplicitPosterior(Posterior):
         self.hidden_units, self.activation = tuple(hidden_units), activation
         self.noise_dim, self.moment_samples = noise_dim, moment_samples
         self.trunk = trunk(self.architecture, activation)
-        self.hidden = [keras.layers.Dense(units, activation=activation) for units in hidden_units]
+        self.hidden = dense_layers(hidden_units, activation)
         self.output_layer = keras.layers.Dense(latent_dim)
 
     @classmethod
