@@ -29,12 +29,12 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args()
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from vae_tf.data import load_prepared
     from vae_tf.evaluation import importance_sampling
     from vae_tf.models import VAE  # noqa: F401  (registers the model class for loading)
+    from vae_tf.networks import features
     from vae_tf.posteriors.hierarchical import AuxiliaryProposal
 
     model = keras.models.load_model(Path("models") / args.experiment / "model.keras")
@@ -46,7 +46,7 @@ def main() -> None:
     print(f"AIS: NLL {ais['nll']:.2f} ({ais['estimator']})")
     print(f"{'K_tau':>6} {'-ELBO':>8} {'gap to AIS':>10} {'NLL IS':>8} {'seconds':>8}")
     for k_tau in args.auxiliary_samples:
-        proposal = AuxiliaryProposal(model.posterior, h, k_tau)
+        proposal = AuxiliaryProposal(model.posterior, features(model.posterior.trunk, h), k_tau)
         start = time.perf_counter()
         elbo = importance_sampling(x, lambda _: proposal, model.likelihood.distribution, prior, args.draws, 50,
                                    tf.constant([0, k_tau]))["elbo"].numpy().mean()

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import features, features_width, trunk
+from vae_tf.networks import dense_layers, features, features_width, trunk
 from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
 from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
 from vae_tf.tfp import Normal, tfd
@@ -26,8 +26,7 @@ class Discriminator(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_units, self.activation, self.architecture = tuple(hidden_units), activation, architecture
         self.trunk = trunk(architecture, activation)
-        self.layers_ = [*(keras.layers.Dense(units, activation=activation) for units in hidden_units),
-                        keras.layers.Dense(1)]
+        self.layers_ = [*dense_layers(hidden_units, activation), keras.layers.Dense(1)]
 
     def build(self, input_shape):
         """input_shape: that of [x, z], (None, D + L)."""
@@ -38,8 +37,11 @@ class Discriminator(keras.layers.Layer):
             width = layer.units
 
     def call(self, x, z):
-        x = features(self.trunk, x)
-        h = tf.concat([tf.broadcast_to(x, tf.concat([tf.shape(z)[:-1], tf.shape(x)[-1:]], 0)), z], axis=-1)
+        return self.logits(features(self.trunk, x), z)
+
+    def logits(self, f, z):
+        """T from the trunk's features f [batch, F] of x (x itself for an MLP): [..., batch]."""
+        h = tf.concat([tf.broadcast_to(f, tf.concat([tf.shape(z)[:-1], tf.shape(f)[-1:]], 0)), z], axis=-1)
         for layer in self.layers_:
             h = layer(h)
         return h[..., 0]
@@ -116,11 +118,12 @@ class AVB(Objective):
     def discriminator_terms(self, model, x, weights, reference: Reference) -> dict[str, tf.Tensor]:
         """T's logistic loss (the replica's share, as `replica_loss`: key `loss`) and the tracked
         minibatch means of its loss and accuracy, on K fresh draws of q (no gradient to the
-        encoder) and of r, both through s."""
+        encoder) and of r, both through s (x through T's trunk once)."""
         h = model.likelihood.network_input(x)
         z_q = tf.stop_gradient(model.posterior.sample(h, self.num_samples, model.next_seed()))
         z_r = reference.sample(self.num_samples, model.next_seed())
-        t_q, t_r = self.discriminator(h, reference.standardize(z_q)), self.discriminator(h, reference.standardize(z_r))
+        f = features(self.discriminator.trunk, h)
+        t_q, t_r = (self.discriminator.logits(f, reference.standardize(z)) for z in (z_q, z_r))
         loss = tf.reduce_mean(discriminator_loss(t_q, t_r), axis=0)
         means, _ = weighted_means({"discriminator_loss": loss, "discriminator_accuracy":
                                    tf.reduce_mean(discriminator_accuracy(t_q, t_r), axis=0)}, weights)

@@ -88,9 +88,11 @@ class HierarchicalPosterior(Posterior):
         (default: the posterior's): psi_0 the draw that made z, K_tau - 1 more from tau."""
         if stop_density_gradient:
             raise NotImplementedError("the hierarchical posterior has no DReG form")
-        k_tau = auxiliary_samples or self.auxiliary_samples
+        return self.draw_from(features(self.trunk, h), num_samples, seed, auxiliary_samples or self.auxiliary_samples)
+
+    def draw_from(self, f, num_samples: int, seed, k_tau: int) -> Draw:
+        """`draw` from the trunk's features f of x."""
         draw_seed, tau_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        f = features(self.trunk, h)
         z, psi, q_psi, log_q_z = self.joint_draw(f, num_samples, draw_seed)
         tau = self.reverse_model(f, z)
         if k_tau > 1:
@@ -102,16 +104,20 @@ class HierarchicalPosterior(Posterior):
         return Draw(z, iwhvi_log_density(log_q_z, q_psi.log_prob(psi), tau.log_prob(psi)), None)
 
     def sample(self, h, num_samples, seed) -> tf.Tensor:
-        seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0]
-        return self.joint_draw(features(self.trunk, h), num_samples, seed)[0]
+        return self.sample_from(features(self.trunk, h), num_samples, seed)
+
+    def sample_from(self, f, num_samples: int, seed) -> tf.Tensor:
+        """`sample` from the trunk's features f of x."""
+        return self.joint_draw(f, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[0]
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws."""
         return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
 
     def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
-        """q(z|x) with the IWHVI estimate as its log-density at its own draws (`AuxiliaryProposal`)."""
-        return AuxiliaryProposal(self, h, self.auxiliary_samples)
+        """q(z|x) with the IWHVI estimate as its log-density at its own draws (`AuxiliaryProposal`),
+        the trunk run once for all its draws."""
+        return AuxiliaryProposal(self, features(self.trunk, h), self.auxiliary_samples)
 
     def proposal_description(self, num_draws: int, scale: float) -> str:
         return f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},"
@@ -134,23 +140,24 @@ class AuxiliaryProposal(tfd.Distribution):
     closed form): a diagnostic that needs one fits a Gaussian to its draws.
     Batch shape [batch], event shape [L]."""
 
-    def __init__(self, posterior: HierarchicalPosterior, h, auxiliary_samples: int):
+    def __init__(self, posterior: HierarchicalPosterior, f, auxiliary_samples: int):
+        """f: the posterior's trunk features of x [batch, F] (x itself for an MLP)."""
         parameters = dict(locals())
-        self.posterior, self.h, self.auxiliary_samples = posterior, h, auxiliary_samples
-        super().__init__(dtype=h.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED, validate_args=False,
+        self.posterior, self.f, self.auxiliary_samples = posterior, f, auxiliary_samples
+        super().__init__(dtype=f.dtype, reparameterization_type=tfd.FULLY_REPARAMETERIZED, validate_args=False,
                          allow_nan_stats=True, parameters=parameters, name="AuxiliaryProposal")
 
     def _batch_shape(self):
-        return tf.TensorShape(self.h.shape[:1])
+        return tf.TensorShape(self.f.shape[:1])
 
     def _event_shape(self):
         return tf.TensorShape([self.posterior.latent_dim])
 
     def _sample_n(self, n, seed=None):
-        return self.posterior.sample(self.h, n, tfp.random.sanitize_seed(seed))
+        return self.posterior.sample_from(self.f, n, tfp.random.sanitize_seed(seed))
 
     def _sample_and_log_prob(self, sample_shape, seed):
         n = tf.reduce_prod(sample_shape)
-        draw = self.posterior.draw(self.h, n, tfp.random.sanitize_seed(seed), auxiliary_samples=self.auxiliary_samples)
+        draw = self.posterior.draw_from(self.f, n, tfp.random.sanitize_seed(seed), self.auxiliary_samples)
         return (tf.reshape(draw.z, tf.concat([sample_shape, tf.shape(draw.z)[1:]], 0)),
                 tf.reshape(draw.log_q, tf.concat([sample_shape, tf.shape(draw.log_q)[1:]], 0)))
