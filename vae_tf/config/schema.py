@@ -190,10 +190,13 @@ class ParamsFile(Params):
 
     def experiment(self, name: str) -> Params:
         """The base params with experiment `name`'s overrides deep-merged on top."""
+        return _validate(Params, self._merged(name), where=f"experiments.{name}")
+
+    def _merged(self, name: str) -> dict[str, Any]:
+        """Experiment `name`'s params as a dict, not yet validated."""
         if name not in self.experiments:
             raise ParamsError(f"experiments: no experiment named {name!r}; defined: {sorted(self.experiments)}")
-        merged = deep_merge(self.base(), self.experiments[name] or {})
-        return _validate(Params, merged, where=f"experiments.{name}")
+        return deep_merge(self.base(), self.experiments[name] or {})
 
     def runs(self) -> list[str]:
         """Every run: the experiments, then the K study's points."""
@@ -210,7 +213,7 @@ class ParamsFile(Params):
             raise ParamsError("k_study: not set in params; add k_study: {experiment: ..., num_samples: [...]}")
         if k not in self.k_study.num_samples:
             raise ParamsError(f"k_study.num_samples: {k} is not one of {list(self.k_study.num_samples)}")
-        merged = deep_merge(self.base(), self.experiments[self.k_study.experiment] or {})
+        merged = self._merged(self.k_study.experiment)
         *sections, key = self.k_study.sweep.split(".")
         section = merged
         for name in sections:
