@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,7 +52,7 @@ def stage_run(data, distribute):
     params = Params.model_validate({
         "model": {"latent_dim": 2, "hidden_units": [16]},
         "training": {"epochs": 3, "batch_size": 64, "distribute": distribute, "jit_compile": False}})
-    small = data.__class__(train=data.train[:200], val=data.val[:50], test=data.test[:10], meta=data.meta)
+    small = replace(data, train=data.train[:200], val=data.val[:50], test=data.test[:10])
     with tempfile.TemporaryDirectory() as tmp:
         history = train(params, small, Path(tmp) / "model.keras", Path(tmp) / "live", Path(tmp) / "backup")
         import keras
