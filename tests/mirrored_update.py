@@ -13,16 +13,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from tests.conftest import model_of  # noqa: E402
 from vae_tf.config import Params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
-from vae_tf.training import train  # noqa: E402
+from vae_tf.errors import ParamsError  # noqa: E402
+from vae_tf.training import strategy_of, train  # noqa: E402
 
 OBJECTIVES = {
     "elbo": {"objective": {"kind": "elbo", "num_samples": 3}},
@@ -43,34 +42,48 @@ def update(params, data, strategy):
     return before, [v.numpy() for v in model.trainable_variables], model.get_metrics_result()
 
 
-def stage_run(data, distribute):
-    """The weights and history of 3 epochs of the training stage on 200 digits (4 minibatches of 64,
-    the last padded: one replica's half of it is all padding), with `training.distribute` set to
-    `distribute`. Without XLA on both sides: XLA's kernels round differently, and Adamax's first
-    steps (about lr * sign(gradient)) turn a rounding difference in a near-zero gradient into
-    one of lr."""
+class FinalWeights(keras.callbacks.Callback):
+    """Keeps the trainable weights training ends with (the best epoch's, restored by early stopping)."""
+
+    def on_train_end(self, logs=None):
+        self.weights = [v.numpy() for v in self.model.trainable_variables]
+
+
+def stage_run(data, distribute, folder: Path):
+    """The final weights and history of 3 epochs of the training stage on 200 digits (4 minibatches
+    of 64, the last padded: one replica's half of it is all padding), with `training.distribute`
+    set to `distribute`, writing into `folder`. Without XLA on both sides: XLA's kernels round
+    differently, and Adamax's first steps (about lr * sign(gradient)) turn a rounding difference in
+    a near-zero gradient into one of lr."""
     params = Params.model_validate({
         "model": {"latent_dim": 2, "hidden_units": [16]},
         "training": {"epochs": 3, "batch_size": 64, "distribute": distribute, "jit_compile": False}})
     small = replace(data, train=data.train[:200], val=data.val[:50], test=data.test[:10])
-    with tempfile.TemporaryDirectory() as tmp:
-        history = train(params, small, Path(tmp) / "model.keras", Path(tmp) / "live", Path(tmp) / "backup")
-        import keras
-
-        model = keras.models.load_model(Path(tmp) / "model.keras")
-    return [v.numpy() for v in model.trainable_variables], history.history
+    final = FinalWeights()
+    history = train(params, small, folder / "model.keras", folder / "live", folder / "backup", [final])
+    return final.weights, history.history
 
 
 def main():
     """`update`: one update per objective; `stage`: the training stage's run. Each in its own
     process (two MirroredStrategy objects over the same devices in one process clash in their
     collective ops)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     data = prepare(DataParams(), seed=0)
     if sys.argv[1:] == ["stage"]:
-        one, one_history = stage_run(data, None)
-        two, two_history = stage_run(data, {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]})
+        with tempfile.TemporaryDirectory() as one_dir, tempfile.TemporaryDirectory() as two_dir:
+            one, one_history = stage_run(data, None, Path(one_dir))
+            two, two_history = stage_run(data, {"strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]},
+                                         Path(two_dir))
+        try:  # a minibatch that two replicas cannot share evenly
+            strategy_of(Params.model_validate({"training": {"batch_size": 63, "distribute": {
+                "strategy": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}}}))
+        except ParamsError as err:
+            refusal = str(err)
         json.dump({"max_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
-                   "history": {key: [one_history[key], two_history[key]] for key in ("loss", "val_elbo")}}, sys.stdout)
+                   "history": {key: [one_history[key], two_history[key]] for key in ("loss", "val_elbo")},
+                   "uneven_batch": refusal}, sys.stdout)
         return
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     out = {}

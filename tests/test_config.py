@@ -112,6 +112,10 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("evaluation: {num_samples: 2147483658}", "evaluation.num_samples: Input should be less than or equal to "
                                                   "100000000"),
         ("evaluation: {ais: {num_steps: 4294967296}}", "evaluation.ais.num_steps: Input should be less than or equal"),
+        ("training: {distribute: {strategy: multi_worker, devices: [/cpu:0]}}",
+         "training.distribute: devices: only for strategy mirrored"),
+        ("training: {distribute: {strategy: parameter_server}}", "training.distribute.strategy: Input should be "
+                                                                 "'mirrored' or 'multi_worker'"),
         ("export: {chunk_size: 2147483648}", "export.chunk_size: Input should be less than or equal to 1000000"),
         ("training: {batch_size: 4294967296}", "training.batch_size: Input should be less than or equal to 1000000"),
         ("k_study: {experiment: vae, num_samples: [2, 2147483648]}",

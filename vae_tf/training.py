@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -18,6 +19,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from vae_tf import workers
 from vae_tf.config import Params
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
@@ -84,11 +86,13 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
     A kill can come while a checkpoint is written (Keras writes its weights file in place, and a
     truncated one cannot be read back). So each checkpoint is written whole into its own folder,
     `epoch-<N>/`, and only then named by `training_metadata.json` (replaced atomically): the
-    metadata always names a complete checkpoint, and older or unfinished folders are removed."""
+    metadata always names a complete checkpoint, and older or unfinished folders are removed.
+    With `write` False (a worker that is not the chief) it only restores."""
 
-    def __init__(self, backup_dir: Path, every_epochs: int, early_stopping: keras.callbacks.EarlyStopping):
-        super().__init__(str(backup_dir))
-        self.every_epochs, self.early_stopping = every_epochs, early_stopping
+    def __init__(self, backup_dir: Path, every_epochs: int, early_stopping: keras.callbacks.EarlyStopping,
+                 write: bool = True):
+        super().__init__(str(backup_dir), delete_checkpoint=write)
+        self.every_epochs, self.early_stopping, self.write = every_epochs, early_stopping, write
 
     def _folder(self, epoch: int) -> Path:
         return Path(self.backup_dir) / f"epoch-{epoch}"
@@ -108,7 +112,7 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch, logs=None):
         self._current_epoch = epoch + 1
-        if self._current_epoch % self.every_epochs == 0:
+        if self.write and self._current_epoch % self.every_epochs == 0:
             self._save_model()
 
     def _save_model(self):
@@ -176,15 +180,17 @@ def _fingerprint(params: Params, meta: Meta) -> dict:
             "training": params.training.model_dump(mode="json"), "data": asdict(meta)}
 
 
-def _prepare_backup(backup_dir: Path, fingerprint: dict) -> int:
+def _prepare_backup(backup_dir: Path, fingerprint: dict, write: bool = True) -> int:
     """Keep a checkpoint only if it was made with the same settings. Returns the epoch training
-    resumes from (0: a fresh start)."""
+    resumes from (0: a fresh start). With `write` False (a worker that is not the chief) it only
+    reads: the chief's call removes a checkpoint of other settings."""
     marker = backup_dir / "fingerprint.json"
     metadata = backup_dir / "training_metadata.json"
     resumable = marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
-    if not resumable and backup_dir.exists():
-        shutil.rmtree(backup_dir)
-    atomic_write(marker, lambda path: path.write_text(json.dumps(fingerprint, indent=2)))
+    if write:
+        if not resumable and backup_dir.exists():
+            shutil.rmtree(backup_dir)
+        atomic_write(marker, lambda path: path.write_text(json.dumps(fingerprint, indent=2)))
     return json.loads(metadata.read_text())["epoch"] if resumable and metadata.exists() else 0
 
 
@@ -197,12 +203,25 @@ def _rewind_live(live_dir: Path, epoch: int) -> None:
 
 
 def strategy_of(params: Params) -> tf.distribute.Strategy:
-    """`training.distribute`'s strategy; without one, the default (one device)."""
+    """`training.distribute`'s strategy; without one, the default (one device). A multi-worker
+    strategy must be made before TensorFlow runs its first operation."""
     d = params.training.distribute
     if d is None:
         return tf.distribute.get_strategy()
+    if d.strategy == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        strategy = tf.distribute.MirroredStrategy(list(_visible(d.devices)) if d.devices else None)
+    if params.training.batch_size % strategy.num_replicas_in_sync:
+        raise ParamsError(f"training.batch_size: {params.training.batch_size} is not a multiple of the "
+                          f"{strategy.num_replicas_in_sync} replicas of training.distribute, which share each minibatch")
+    return strategy
+
+
+def _visible(devices: tuple[str, ...]) -> tuple[str, ...]:
+    """`devices`, each checked to name a device of this machine (`ParamsError` if not)."""
     visible = [tf.DeviceSpec.from_string(device.name) for device in tf.config.list_logical_devices()]
-    for name in d.devices or ():
+    for name in devices:
         try:
             spec = tf.DeviceSpec.from_string(name)
         except ValueError as err:
@@ -211,26 +230,32 @@ def strategy_of(params: Params) -> tf.distribute.Strategy:
                    for v in visible):
             raise ParamsError(f"training.distribute.devices: no device {name!r} here; visible: "
                               f"{[f'/{v.device_type.lower()}:{v.device_index}' for v in visible]}")
-    return tf.distribute.MirroredStrategy(list(d.devices) if d.devices else None)
+    return devices
 
 
 def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
           extra_callbacks: list[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
     """Fit the model params describe and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
-    the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN."""
+    the same settings was interrupted there. Raises `TrainingError` if the loss becomes NaN.
+
+    Across workers (`training.distribute.strategy: multi_worker`) every worker runs this with the
+    same params and data; only the chief writes (the model, checkpoints, dvclive), and every
+    worker resumes from `backup_dir`, which must then be where each reads the chief's."""
+    strategy = strategy_of(params)  # first: a multi-worker strategy must precede any TF operation
     set_determinism(params.seed, uses_xla(params))
-    strategy = strategy_of(params)
+    chief, replicas = workers.is_chief(strategy), strategy.num_replicas_in_sync
     with strategy.scope():
         model = build_model(params, data.meta)
     model.adapt(data.train)  # a resumed run then loads its checkpoint's weights over this
     t = params.training
     # Under a strategy, one minibatch per step (split across the replicas), else `steps_per_execution` fused.
     fused = None if t.distribute else t.steps_per_execution
-    resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta))
-    if resume_epoch:
+    resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta), write=chief)
+    if resume_epoch and chief:
         _rewind_live(live_dir, resume_epoch)
+    val_batch = math.ceil(min(len(data.val), 1024) / replicas) * replicas  # padded to a share per replica
     train_set, train_steps = minibatches(data.train, t.batch_size, fused, seed=params.seed, first_epoch=resume_epoch)
-    val_set, _ = minibatches(data.val, min(len(data.val), 1024), fused, seed=None)
+    val_set, _ = minibatches(data.val, val_batch, fused, seed=None)
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=f"val_{model.objective.monitor}", mode="max", patience=t.early_stopping_patience,
         restore_best_weights=True, start_from_epoch=model.objective.warmup_epochs)
@@ -238,15 +263,26 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         *model.objective.callbacks(),
         keras.callbacks.TerminateOnNaN(),
         early_stopping,
-        Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping),
+        Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, write=chief),
         *extra_callbacks,
     ]
-    with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) as live:
-        live.step = resume_epoch  # dvclive step = Keras epoch
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multi_worker:
+        workers.agree(strategy, resume_epoch, f"the epoch to resume from (the checkpoint in {backup_dir})")
+    with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) if chief else \
+            contextlib.nullcontext() as live:
         # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
-        callbacks += [EpochTime(), Progress(t.epochs, model.objective.monitor), DVCLiveCallback(live=live)]
-        history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
-                            epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
+        callbacks += [EpochTime(), Progress(t.epochs, model.objective.monitor)]
+        if chief:
+            live.step = resume_epoch  # dvclive step = Keras epoch
+            callbacks.append(DVCLiveCallback(live=live))
+        if multi_worker:
+            history = workers.fit_on_workers(
+                model, strategy, workers.by_replica(train_set, strategy, t.batch_size), train_steps,
+                workers.by_replica(val_set, strategy, val_batch), t.epochs, resume_epoch, callbacks)
+        else:
+            history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
+                                epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
         losses = history.history.get("loss", [])
         if losses and not np.isfinite(losses[-1]):
             raise TrainingError(
@@ -254,11 +290,13 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                 f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
                 "No model was saved."
             )
-        live.summary["best_epoch"] = early_stopping.best_epoch + 1
-        live.summary[f"best_val_{model.objective.monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
-        live.summary["epochs_run"] = history.epoch[-1] + 1
-        live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
-        live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
-        live.summary["peak_memory_mb"] = peak_memory_mb()
-    atomic_write(Path(model_path), model.save)
+        if chief:
+            live.summary["best_epoch"] = early_stopping.best_epoch + 1
+            live.summary[f"best_val_{model.objective.monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
+            live.summary["epochs_run"] = history.epoch[-1] + 1
+            live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
+            live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
+            live.summary["peak_memory_mb"] = peak_memory_mb()
+    if chief:
+        atomic_write(Path(model_path), model.save)
     return history

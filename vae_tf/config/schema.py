@@ -50,17 +50,28 @@ class ModelParams(Section):
 
 
 class DistributeParams(Section):
-    """Training on several devices of one machine under `tf.distribute.MirroredStrategy`: each
-    minibatch split across the devices, gradients summed; devices null: every visible GPU (the
-    CPU if there is none)."""
+    """Training on several devices under `tf.distribute`: each minibatch split across the
+    replicas, gradients summed.
+    - `mirrored`: the devices of this machine (`tf.distribute.MirroredStrategy`); devices null:
+      every visible GPU (the CPU if there is none).
+    - `multi_worker`: several machines (`tf.distribute.MultiWorkerMirroredStrategy`), each
+      process a worker on its own GPUs (or CPU), the cluster and this worker's place in it read
+      from the `TF_CONFIG` environment variable (one worker without it); devices must be null."""
 
-    strategy: Literal["mirrored"] = "mirrored"
+    strategy: Literal["mirrored", "multi_worker"] = "mirrored"
     devices: Optional[tuple[str, ...]] = Field(None, min_length=1)
 
     @field_validator("devices", mode="before")
     @classmethod
     def _listed(cls, value):
         return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _devices_of_one_machine(self):
+        if self.strategy == "multi_worker" and self.devices is not None:
+            raise ValueError("devices: only for strategy mirrored (a multi_worker worker trains on all its "
+                             "GPUs, or its CPU)")
+        return self
 
 
 class TrainingParams(Section):

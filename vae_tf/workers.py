@@ -1,0 +1,100 @@
+"""Training across workers (`tf.distribute.MultiWorkerMirroredStrategy`): the loop Keras' `fit`
+cannot run there, the input split by replica, and which worker writes.
+
+Keras 3's `fit` fails under this strategy (keras #20585: it reduces each scalar metric of a step
+with `strategy.reduce("MEAN", value, axis=0)`, and before the first step it reduces a whole
+input batch across the workers). `fit_on_workers` is the same epoch loop over `strategy.run`
+of the model's own `train_step` and `test_step`, driving the same Keras callbacks with the same
+logs: the trackers' values read across every replica (`SyncOnRead` sums), validation as `val_*`.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from vae_tf.errors import TrainingError
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: always, except for a worker of a multi-worker
+    cluster other than its chief (the task `chief`, or `worker` 0 where there is none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    chief = "chief" if "chief" in jobs else "worker"
+    return resolver.task_type == chief and resolver.task_id == 0
+
+
+def by_replica(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy, batch_size: int):
+    """The global minibatches of `dataset` ((x [batch_size, D], weights [batch_size]) elements,
+    the same on every worker) split by replica: replica r (of R, numbered worker by worker) gets
+    rows [r b, (r + 1) b) of each, b = batch_size / R, which is how `vae_tf.replicas` splits the
+    noise. Every worker reads the whole data set and keeps its replicas' rows."""
+    replicas = strategy.num_replicas_in_sync
+    size = batch_size // replicas
+
+    def of_worker(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def rows(x, weights):
+            starts = tf.data.Dataset.range(first * size, (first + local) * size, size)
+            return starts.map(lambda s: (x[s:s + size], weights[s:s + size]))
+
+        return dataset.flat_map(rows)
+
+    return strategy.distribute_datasets_from_function(of_worker)
+
+
+def agree(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
+    """Raise `TrainingError` unless every worker holds the same `value` (say, the epoch it resumes
+    from): a worker that disagrees would run other steps than the others and hang their collectives."""
+    gathered = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.constant([value])), axis=0))
+    values = gathered().numpy().tolist()
+    if len(set(values)) > 1:
+        raise TrainingError(f"the workers disagree on {what}: {values} (replica by replica)")
+
+
+def fit_on_workers(model: keras.Model, strategy: tf.distribute.Strategy, train_set, train_steps: int, val_set,
+                   epochs: int, initial_epoch: int, callbacks: list) -> keras.callbacks.History:
+    """What `model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set, epochs=epochs,
+    callbacks=callbacks)` does, for a model built in `strategy.scope()` and distributed data sets
+    (`by_replica`): per epoch, `train_steps` updates, then one pass over `val_set`, the
+    callbacks called as `fit` calls them, starting at `initial_epoch` (a resumed run's)."""
+    history = keras.callbacks.History()
+    hooks = keras.callbacks.CallbackList([*callbacks, history], model=model, epochs=epochs, steps=train_steps)
+
+    @tf.function
+    def results():
+        return {tracker.name: tracker.result() for tracker in model.metrics}
+
+    @tf.function
+    def train_step(iterator):
+        strategy.run(model.train_step, args=(next(iterator),))
+        return results()
+
+    @tf.function
+    def test_step(batch):
+        strategy.run(model.test_step, args=(batch,))
+
+    model.stop_training = False
+    hooks.on_train_begin()
+    iterator, logs = iter(train_set), {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        hooks.on_epoch_begin(epoch)
+        for step in range(train_steps):
+            hooks.on_train_batch_begin(step)
+            hooks.on_train_batch_end(step, train_step(iterator))
+        logs = {name: float(value) for name, value in results().items()}
+        model.reset_metrics()
+        for batch in val_set:
+            test_step(batch)
+        logs |= {f"val_{name}": float(value) for name, value in results().items()}
+        hooks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    hooks.on_train_end(logs)
+    return history
