@@ -5,7 +5,9 @@ pipeline's own code. Prints, per kind: training images per second (median epoch,
 excluded), the floating-point work of a training step (3 x the forward pass of encoder and
 decoder, counted from the layers), the rate that achieves, its fraction of this machine's
 matrix-product rate (measured here: a 2048^2 float32 product under XLA), and the validation ELBO
-after the epochs run. Asserts nothing.
+after the epochs run; each kind on one device and under MirroredStrategy on the first GPU (or
+the CPU) split into `--replicas` logical devices ("x2"), through the training stage's own code
+(`vae_tf.training.train`, validation and callbacks in the epoch's time). Asserts nothing.
 
     python benchmarks/conv_images.py --images 10000 --size 28 --epochs 4
 """
@@ -13,8 +15,11 @@ after the epochs run. Asserts nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +32,8 @@ import tensorflow as tf  # noqa: E402
 
 from vae_tf.config import Params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
-from vae_tf.models import build_model, uses_xla  # noqa: E402
 from vae_tf.networks import ResidualBlock  # noqa: E402
-from vae_tf.training import EpochTime, minibatches, set_determinism  # noqa: E402
+from vae_tf.training import train  # noqa: E402
 
 NETWORKS = {"mlp": {"kind": "mlp"}, "conv": {"kind": "conv", "filters": [32, 64]},
             "resnet": {"kind": "resnet", "filters": [32, 64], "blocks": 1}}
@@ -88,20 +92,17 @@ def forward_flop(network: keras.Sequential, input_shape) -> float:
     return total
 
 
-def one_kind(name: str, data, epochs: int, seed: int) -> dict:
+def one_kind(name: str, data, epochs: int, seed: int, devices: list[str] | None = None) -> dict:
+    """`epochs` of the training stage (`vae_tf.training.train`) for network `name`, on one device
+    or, with `devices`, under MirroredStrategy on them."""
     params = Params.model_validate({
         "seed": seed, "data": {"preprocessing": "binarize"},
         "model": {"latent_dim": 16, "hidden_units": [256], "network": NETWORKS[name], "likelihood": "bernoulli"},
-        "training": {"epochs": epochs, "batch_size": 64}})
-    set_determinism(seed, uses_xla(params))
-    model = build_model(params, data.meta)
-    model.adapt(data.train)
-    t = params.training
-    train_set, steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=seed)
-    val_set, _ = minibatches(data.val, min(len(data.val), 1024), t.steps_per_execution, seed=None)
-    timer = EpochTime()
-    history = model.fit(train_set, steps_per_epoch=steps, validation_data=val_set, epochs=epochs,
-                        callbacks=[timer], verbose=0, shuffle=False).history
+        "training": {"epochs": epochs, "batch_size": 64, "early_stopping_patience": epochs,
+                     "distribute": {"strategy": "mirrored", "devices": devices} if devices else None}})
+    with tempfile.TemporaryDirectory() as tmp:
+        history = train(params, data, Path(tmp) / "model.keras", Path(tmp) / "live", Path(tmp) / "backup").history
+        model = keras.models.load_model(Path(tmp) / "model.keras")
     seconds = float(np.median(history["epoch_seconds"][1:]))  # the first epoch compiles
     flop = 3 * (forward_flop(model.posterior.network, (None, data.meta.dimension))
                 + forward_flop(model.likelihood.network, (None, 16)))
@@ -111,27 +112,56 @@ def one_kind(name: str, data, epochs: int, seed: int) -> dict:
             "parameters": model.count_params()}
 
 
+def split_device(count: int) -> list[str]:
+    """The first GPU (or the CPU) as `count` logical devices; call before TensorFlow starts."""
+    gpus = tf.config.list_physical_devices("GPU")
+    config = tf.config.LogicalDeviceConfiguration(memory_limit=8192 if gpus else None)
+    tf.config.set_logical_device_configuration((gpus or tf.config.list_physical_devices("CPU"))[0], [config] * count)
+    return [f"/{'gpu' if gpus else 'cpu'}:{i}" for i in range(count)]
+
+
+def run_in_child(args, name: str, replicas: int) -> dict:
+    """`one_kind` in a process of its own (two MirroredStrategy objects over the same devices in
+    one process clash in their collective ops); its result, printed as JSON, read back."""
+    command = [sys.executable, __file__, "--run", name, "--replicas", str(replicas), "--images", str(args.images),
+               "--size", str(args.size), "--epochs", str(args.epochs)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10000)
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--kinds", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="also train each kind under MirroredStrategy on the first GPU (or the CPU) split into "
+                             "this many logical devices (1: not)")
+    parser.add_argument("--run", choices=list(NETWORKS), help=argparse.SUPPRESS)  # one run, in a child process
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "images.npz"
-        images = digits_images(args.images + 1000, args.size, seed=0)
-        np.savez(path, train=images[:args.images], test=images[args.images:], n_levels=2)
-        data = prepare(DataParams(source=f"npz:{path}", preprocessing="binarize", validation_size=1000), seed=0)
+    if args.run:
+        devices = split_device(args.replicas) if args.replicas > 1 else None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "images.npz"
+            images = digits_images(args.images + 1000, args.size, seed=0)
+            np.savez(path, train=images[:args.images], test=images[args.images:], n_levels=2)
+            data = prepare(DataParams(source=f"npz:{path}", preprocessing="binarize", validation_size=1000), seed=0)
+        print(json.dumps({**one_kind(args.run, data, args.epochs, seed=0, devices=devices), "sizes": data.meta.sizes,
+                          "image_shape": data.meta.image_shape}))
+        return
     rate = matmul_gflops()
     print(f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}")
-    print(f"data: {data.meta.sizes}, image shape {data.meta.image_shape}; matrix products: {rate:.0f} GFLOP/s")
-    print(f"{'kind':8} {'images/s':>9} {'MFLOP/image':>12} {'GFLOP/s':>8} {'of matmul':>9} {'val ELBO':>9} {'params':>9}")
-    for name in args.kinds:
-        r = one_kind(name, data, args.epochs, seed=0)
-        print(f"{name:8} {r['images_per_second']:9.0f} {r['gflop_per_image'] * 1e3:12.2f} {r['gflops']:8.1f} "
-              f"{r['gflops'] / rate:9.1%} {r['val_elbo']:9.2f} {r['parameters']:9d}")
+          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}; matrix products: {rate:.0f} GFLOP/s")
+    print(f"{'kind':9} {'images/s':>9} {'MFLOP/image':>12} {'GFLOP/s':>8} {'of matmul':>9} {'val ELBO':>9} {'params':>9}")
+    for name, replicas in [(name, n) for name in args.kinds for n in sorted({1, args.replicas})]:
+        r = run_in_child(args, name, replicas)
+        label = f"{name} x{replicas}" if replicas > 1 else name
+        print(f"{label:9} {r['images_per_second']:9.0f} {r['gflop_per_image'] * 1e3:12.2f} {r['gflops']:8.1f} "
+              f"{r['gflops'] / rate:9.1%} {r['val_elbo']:9.2f} {r['parameters']:9d}", flush=True)
+    print(f"data: {r['sizes']}, image shape {r['image_shape']}")
 
 
 if __name__ == "__main__":
