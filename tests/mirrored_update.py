@@ -49,18 +49,34 @@ class FinalWeights(keras.callbacks.Callback):
         self.weights = [v.numpy() for v in self.model.trainable_variables]
 
 
-def stage_run(data, distribute, folder: Path):
+class KillAfter(keras.callbacks.Callback):
+    """Ends the process (exit code 3, as a kill would) once epoch `epoch` (from 1) has ended and
+    the callbacks listed before this one (the checkpoint) have run."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            sys.stdout.flush()
+            os._exit(3)
+
+
+def stage_run(data, distribute, folder: Path, backup: Path | None = None, callbacks=()):
     """The final weights and history of 3 epochs of the training stage on 200 digits (4 minibatches
     of 64, the last padded: one replica's half of it is all padding), with `training.distribute`
-    set to `distribute`, writing into `folder`. Without XLA on both sides: XLA's kernels round
-    differently, and Adamax's first steps (about lr * sign(gradient)) turn a rounding difference in
-    a near-zero gradient into one of lr."""
+    set to `distribute`, writing into `folder` (checkpoints every epoch, in `backup` if given).
+    Without XLA on both sides: XLA's kernels round differently, and Adamax's first steps (about
+    lr * sign(gradient)) turn a rounding difference in a near-zero gradient into one of lr."""
     params = Params.model_validate({
         "model": {"latent_dim": 2, "hidden_units": [16]},
-        "training": {"epochs": 3, "batch_size": 64, "distribute": distribute, "jit_compile": False}})
+        "training": {"epochs": 3, "batch_size": 64, "distribute": distribute, "jit_compile": False,
+                     "checkpoint_every_epochs": 1}})
     small = replace(data, train=data.train[:200], val=data.val[:50], test=data.test[:10])
     final = FinalWeights()
-    history = train(params, small, folder / "model.keras", folder / "live", folder / "backup", [final])
+    history = train(params, small, folder / "model.keras", folder / "live", backup or folder / "backup",
+                    [*callbacks, final])
     return final.weights, history.history
 
 

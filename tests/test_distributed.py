@@ -61,6 +61,39 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def worker_run(role: str, *args, log: Path) -> subprocess.Popen:
+    """`python -m tests.worker_run role args...`, its output into `log` (a file, not a pipe: two
+    workers wait on each other, and one blocked on a full pipe would hang both)."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "tests.worker_run", role, *map(str, args)], cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def single_run(folder: Path) -> dict:
+    """The one-process run's final weights (`tests.worker_run single`)."""
+    log = folder.with_suffix(".log")
+    assert worker_run("single", folder, log=log).wait(timeout=300) == 0, log.read_text()[-3000:]
+    return dict(np.load(folder.with_suffix(".npz")))
+
+
+def two_workers(tmp_path: Path, name: str, *options) -> list[tuple[int, str]]:
+    """Workers 0 and 1 of a cluster on 127.0.0.1 (`tests.worker_run worker`), in folders
+    `<name>0` and `<name>1`: each one's exit code and output."""
+    ports = ",".join(map(str, free_ports(2)))
+    logs = [tmp_path / f"{name}{i}-{len(list(tmp_path.glob(f'{name}{i}-*.log')))}.log" for i in range(2)]
+    processes = [worker_run("worker", i, ports, tmp_path / f"{name}{i}", *options, log=logs[i]) for i in range(2)]
+    try:
+        return [(process.wait(timeout=300), log.read_text()) for process, log in zip(processes, logs)]
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys() and len(a) == 8
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
 @pytest.mark.slow
 def test_two_workers_train_the_weights_of_one_process(tmp_path):
     """`training.distribute: {strategy: multi_worker}`: two worker processes on 127.0.0.1 (the
@@ -68,31 +101,37 @@ def test_two_workers_train_the_weights_of_one_process(tmp_path):
     training stage's 3 epochs through `vae_tf.workers.fit_on_workers` and end with the weights
     of one process on the same global minibatches to float32 round-off, both workers with the
     same weights, the same curves; only the chief (worker 0) wrote anything (model, dvclive)."""
-    def run(*args):
-        return subprocess.Popen([sys.executable, "-m", "tests.worker_run", *args], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    ports = ",".join(map(str, free_ports(2)))
-    processes = [run("single", str(tmp_path / "single"))]
-    processes[0].wait(timeout=300)
-    processes += [run("worker", str(i), ports, str(tmp_path / f"worker{i}")) for i in range(2)]
-    try:
-        for process in processes:
-            _, err = process.communicate(timeout=300)
-            assert process.returncode == 0, err[-3000:]
-    finally:
-        for process in processes:
-            process.kill()
-    weights = {name: np.load(tmp_path / f"{name}.npz") for name in ("single", "worker0", "worker1")}
-    one = weights["single"]
-    assert len(one.files) == 8
+    one = single_run(tmp_path / "single")
+    for code, err in two_workers(tmp_path, "worker"):
+        assert code == 0, err[-3000:]
     for name in ("worker0", "worker1"):
-        assert max(float(np.max(np.abs(weights[name][k] - one[k]))) for k in one.files) < 1e-5  # 3e-8 measured
+        assert max_difference(dict(np.load(tmp_path / f"{name}.npz")), one) < 1e-5  # 3e-8 measured
     histories = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("single", "worker0")}
     for key in ("loss", "val_elbo", "val_kl"):
         np.testing.assert_allclose(histories["worker0"][key], histories["single"][key], rtol=1e-5, err_msg=key)
     assert sorted(p.name for p in (tmp_path / "worker0").iterdir()) == ["live", "model.keras"]  # checkpoints removed at the end
     assert not (tmp_path / "worker1").exists()
+
+
+@pytest.mark.slow
+def test_workers_resume_together_from_the_chiefs_checkpoint(tmp_path):
+    """Two workers killed after epoch 2 of 3: the chief's checkpoint holds epoch 2, the other
+    worker wrote none. Restarted with the other worker's own (empty) checkpoint folder, both stop
+    with an error naming the epochs they would resume from (not a hang, not a silent mix of
+    trained and fresh weights); restarted with both reading the chief's folder, they finish with
+    the weights of one uninterrupted process."""
+    for code, err in two_workers(tmp_path, "run", "--kill-after", 2):
+        assert code == 3, err[-3000:]
+    backup = tmp_path / "run0" / "backup"
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    assert not (tmp_path / "run1").exists()
+    for code, err in two_workers(tmp_path, "run"):
+        assert code == 1 and "the workers disagree on the epoch to resume from" in err and "[2, 0]" in err, err[-3000:]
+    for code, err in two_workers(tmp_path, "run", "--backup", backup):
+        assert code == 0, err[-3000:]
+    one = single_run(tmp_path / "single")
+    assert max_difference(dict(np.load(tmp_path / "run0.npz")), one) < 1e-5
+    assert max_difference(dict(np.load(tmp_path / "run1.npz")), one) < 1e-5
 
 
 class Strategy:
