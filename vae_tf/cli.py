@@ -2,11 +2,75 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of stage logs
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO and WARNING lines once absl logging is up
+
+# TensorFlow's notices while it loads and finds its devices: (file, start of message) of an absl line
+# "I0000 00:00:1795400131.234888   32613 port.cc:153] oneDNN custom operations are on. ..."
+NO_DRIVER = ("cudart_stub", "Could not find cuda drivers on your machine")
+STARTUP_NOTICES = {NO_DRIVER, ("port", "oneDNN custom operations are on"),
+                   ("cpu_feature_guard", "This TensorFlow binary is optimized")}
+ABSL_LINE = re.compile(r"[IWEF]\d{4} \S+\s+\d+ (\w+)\.cc:\d+\] (.*)")
+BEFORE_ABSL_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+CPU_FEATURES_HINT = "To enable the following instructions:"  # the second line of cpu_feature_guard's notice
+
+
+def without_startup_notices(text: str) -> str:
+    """`text` (what TensorFlow wrote to stderr while loading) less its start-up notices, and less
+    the failed cuInit that follows "Could not find cuda drivers" (no driver: the CPU is used, as
+    expected). Every other line is kept: on a machine with a driver, a failing cuInit stays."""
+    lines = text.splitlines(keepends=True)
+    parsed = [ABSL_LINE.match(line) for line in lines]
+    no_driver = any(m is not None and m.group(1) == NO_DRIVER[0] and m.group(2).startswith(NO_DRIVER[1])
+                    for m in parsed)
+
+    def notice(line: str, m) -> bool:
+        if line.rstrip("\n") == BEFORE_ABSL_INIT or line.startswith(CPU_FEATURES_HINT):
+            return True
+        if m is None:
+            return False
+        source, message = m.groups()
+        if no_driver and source == "cuda_platform" and message.startswith("failed call to cuInit"):
+            return True
+        return any(source == s and message.startswith(start) for s, start in STARTUP_NOTICES)
+
+    return "".join(line for line, m in zip(lines, parsed) if not notice(line, m))
+
+
+@contextlib.contextmanager
+def _stderr_filtered(keep: Callable[[str], str]):
+    """File descriptor 2 (C++ code writes there, not to sys.stderr) into a temporary file for
+    the block; then `keep(what was written)` goes to the real stderr, also if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            sys.stderr.write(keep(captured.read().decode(errors="replace")))
+            sys.stderr.flush()
+
+
+def import_tensorflow() -> None:
+    """Load TensorFlow and list its devices without its start-up notices in the stage's log.
+    TF 2.21 prints them before absl logging is initialised, where TF_CPP_MIN_LOG_LEVEL does not
+    reach (tensorflow PR #102212 initialises it). Listing physical devices starts no runtime, so
+    a strategy or device setting made later still applies."""
+    with _stderr_filtered(without_startup_notices):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
 
 
 def run(stage: Callable[..., None], *args: str) -> None:
@@ -33,11 +97,12 @@ def run(stage: Callable[..., None], *args: str) -> None:
 
 def run_experiment_stage(stage_name: str) -> None:
     """Entry point of `pipeline/<stage>.py <experiment>`."""
-    from vae_tf import stages
-
     if len(sys.argv) != 2:
         print(f"usage: python pipeline/{stage_name}.py <experiment>", file=sys.stderr)
         sys.exit(2)
+    import_tensorflow()
+    from vae_tf import stages
+
     run(getattr(stages, stage_name), sys.argv[1])
 
 
@@ -66,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be in 1-65535, got {args.port}")
 
+    import_tensorflow()
     from vae_tf.serving import Limits, serve as run_server
 
     run(run_server, args.model_name, args.model_base_path, args.host, args.port,
