@@ -152,6 +152,22 @@ def test_implicit_posterior_feeds_noise_into_every_layer_and_is_seeded(digits):
     assert np.all(np.std(posterior.sample(h, 7, tf.constant([1, 2])).numpy(), axis=0) > 0)
 
 
+def test_evaluation_takes_an_implicit_qs_moments_from_the_proposals_draws(digits):
+    """One set of draws per batch: the proposal fitted to them, and q's mean and scale from them."""
+    posterior = small_avb(digits).posterior
+    h, seeds = tf.constant(digits.test[:5] / 16), (tf.constant([3, 4]), tf.constant([5, 6]))
+    proposal, mean, scale = posterior.proposal_and_moments(h, seeds, 1000, 2.0)
+    expected_mean, expected_scale = sample_moments(posterior.sample(h, 1000, seeds[0]))
+    np.testing.assert_array_equal(mean, expected_mean)
+    np.testing.assert_array_equal(scale, expected_scale)
+    z = posterior.sample(h, 3, tf.constant([7, 8]))
+    np.testing.assert_array_equal(proposal.log_prob(z), posterior.proposal(h, seeds[0], 1000, 2.0).log_prob(z))
+    # and they estimate q's moments: within 5 standard errors of 20000 draws' moments
+    many_mean, many_scale = sample_moments(posterior.sample(h, 20000, tf.constant([9, 9])))
+    assert np.all(np.abs(mean - many_mean) < 5 * many_scale / np.sqrt(1000))
+    np.testing.assert_allclose(scale, many_scale, rtol=0.15)
+
+
 def test_adaptive_contrast_standardizes_posterior_draws_and_plain_avb_contrasts_with_the_prior(digits):
     """With r(z|x) the Gaussian of q's moments (from 200 draws) and s(z) = (z - m) / s, fresh draws
     of q map to zero mean and unit variance, up to the error of those moments (a mean's standard

@@ -140,7 +140,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     - log p(x) by annealed importance sampling (`params.ais`; none if null);
     - L_K at the model's own K (`model.num_samples`) with the same proposal: for a VAE the bound
       it was trained on (for K = 1 a one-sample ELBO estimate);
-    - KL per latent dimension and active units, from the posterior moments;
+    - KL per latent dimension and active units, from the posterior moments (for an implicit q,
+      of the proposal's draws);
     - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`."""
     bound_k, ais = model.num_samples, params.ais
     refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
@@ -154,7 +155,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     def batch_metrics(xb, batch_seed):
         prior = model.prior_distribution()
         seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
-        proposal = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
+        proposal, mean, scale = model.proposal_and_moments(xb, (seeds[0], seeds[3]), params.proposal_samples,
+                                                           params.proposal_scale)
         likelihood = model.likelihood.distribution
         if refinement is not None:
             proposal = refine(proposal, xb, likelihood, prior, tf.random.experimental.stateless_fold_in(seeds[0], 1),
@@ -162,7 +164,6 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         estimates = importance_sampling(xb, lambda _: proposal, likelihood, prior, params.num_samples,
                                         params.chunk_size, seeds[1])
         bound = importance_sampling(xb, lambda _: proposal, likelihood, prior, bound_k, params.chunk_size, seeds[2])
-        mean, scale = model.posterior_moments(xb, seeds[3])
         kl_per_dim = kl_per_dimension(mean, scale, model.prior.marginals(model.posterior),
                                       tf.random.experimental.stateless_fold_in(seeds[3], 1))
         out = {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dim, "posterior_mean": mean}

@@ -120,6 +120,11 @@ class VAE(keras.Model):
         """The importance-sampling proposal for log p(x) (batch shape [batch])."""
         return self.posterior.proposal(self.likelihood.network_input(x), seed, num_draws, scale)
 
+    def proposal_and_moments(self, x, seeds, num_draws: int, scale: float):
+        """`proposal(x, seeds[0], ...)` and `posterior_moments(x, seeds[1])`, q's draws shared
+        where the proposal is fitted to them (`Posterior.proposal_and_moments`)."""
+        return self.posterior.proposal_and_moments(self.likelihood.network_input(x), seeds, num_draws, scale)
+
     def encode(self, x, seed) -> dict[str, tf.Tensor]:
         return self.posterior.encode(self.likelihood.network_input(x), seed)
 

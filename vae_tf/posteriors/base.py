@@ -69,6 +69,12 @@ class Posterior(keras.layers.Layer):
         without a density)."""
         return self.distribution(h)
 
+    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
+        """What evaluation needs of q(z|x) per batch: `proposal(h, seeds[0], ...)` and
+        `moments(h, seeds[1])`. A kind whose proposal is fitted to draws of q takes the moments
+        from the same draws."""
+        return self.proposal(h, seeds[0], num_draws, scale), *self.moments(h, seeds[1])
+
     def proposal_description(self, num_draws: int, scale: float) -> str:
         return "q(z|x)"
 

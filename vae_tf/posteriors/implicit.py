@@ -66,6 +66,12 @@ class ImplicitPosterior(Posterior):
         standard deviations times `scale`."""
         return fitted_gaussian(self.sample(h, num_draws, seed), scale)
 
+    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
+        """The fitted proposal, and q's mean and scale from its `num_draws` draws (not from
+        `moment_samples` more)."""
+        z = self.sample(h, num_draws, seeds[0])
+        return fitted_gaussian(z, scale), *sample_moments(z)
+
     def proposal_description(self, num_draws: int, scale: float) -> str:
         return f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}"
 
