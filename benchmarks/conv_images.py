@@ -39,17 +39,19 @@ NETWORKS = {"mlp": {"kind": "mlp"}, "conv": {"kind": "conv", "filters": [32, 64]
             "resnet": {"kind": "resnet", "filters": [32, 64], "blocks": 1}}
 
 
-def digits_images(count: int, size: int, seed: int) -> np.ndarray:
-    """`count` binary images [count, size, size]: digits resized, shifted, thresholded at 0.5."""
+def digits_images(count: int, size: int, seed: int, levels: int = 2) -> np.ndarray:
+    """`count` images [count, size, size] of `levels` grey levels (uint8): digits resized and
+    shifted; 2 levels: thresholded at intensity 0.5, else intensities rounded to the levels."""
     from sklearn.datasets import load_digits
 
     rng = np.random.default_rng(seed)
     digits = load_digits().images[rng.integers(0, 1797, count)][..., None] / 16.0
     images = tf.image.resize(digits.astype(np.float32), [size - 4, size - 4]).numpy()[..., 0]
+    images = images > 0.5 if levels == 2 else np.round(np.clip(images, 0.0, 1.0) * (levels - 1))
     shifts = rng.integers(0, 5, (count, 2))
     out = np.zeros((count, size, size), np.uint8)
     for i, (dy, dx) in enumerate(shifts):
-        out[i, dy:dy + size - 4, dx:dx + size - 4] = images[i] > 0.5
+        out[i, dy:dy + size - 4, dx:dx + size - 4] = images[i]
     return out
 
 

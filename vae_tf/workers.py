@@ -20,9 +20,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run's files: always, except for a worker of a multi-worker
     cluster other than its chief (the task `chief`, or `worker` 0 where there is none)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not jobs:
         return True
-    jobs = resolver.cluster_spec().as_dict()
     chief = "chief" if "chief" in jobs else "worker"
     return resolver.task_type == chief and resolver.task_id == 0
 

@@ -1,0 +1,140 @@
+"""Benchmark: the hot loops of the default pipeline, each against this machine's own float32
+matrix-product rate (a 2048^2 product under XLA, measured first), in one run. Asserts nothing.
+
+- VAE epoch (the `vae` experiment: K = 1, batch 64, validation and callbacks counted), seconds;
+- IWAE epoch (the `iwae` experiment, K = 50): the decoder's forward and backward work over the
+  epoch's time (so the whole epoch is charged to the decoder: a lower bound on its own rate);
+- importance sampling, K = evaluation.num_samples, on the test images (`model_log_likelihood`
+  under XLA, evaluation.batch_size images a call): seconds, decoder forward work, peak memory;
+- AIS at evaluation.ais (evaluation.batch_size images): milliseconds per step, the decoder's
+  forward pass and its gradient with respect to z (2 x forward) over the step's time;
+- a 50,000-image 28x28 set (digits upsampled, 256 grey levels) with dynamic binarization, the
+  IWAE paper's 784-200-200-50 network, Bernoulli, batch 100: training images per second and
+  the encoder and decoder work (3 x forward) over the epoch's time.
+
+Work is counted from the dense and convolutional layers (2 x multiply-adds); seconds are medians
+over epochs or calls after the first, which compiles.
+
+    python benchmarks/hot_loops.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from conv_images import digits_images, forward_flop, matmul_gflops  # noqa: E402
+from vae_tf.ais import ais_log_likelihood  # noqa: E402
+from vae_tf.config import Params, load_params  # noqa: E402
+from vae_tf.data import DataParams, prepare  # noqa: E402
+from vae_tf.evaluation import model_log_likelihood  # noqa: E402
+from vae_tf.training import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trained(params: Params, data, epochs: int):
+    """`epochs` of the training stage's code (no early stopping); the model and the median
+    seconds of the epochs after the first."""
+    params = params.model_copy(update={"training": params.training.model_copy(
+        update={"epochs": epochs, "early_stopping_patience": epochs})})
+    with tempfile.TemporaryDirectory() as tmp:
+        history = train(params, data, Path(tmp) / "model.keras", Path(tmp) / "live", Path(tmp) / "backup").history
+        model = keras.models.load_model(Path(tmp) / "model.keras")
+    return model, float(np.median(history["epoch_seconds"][1:]))
+
+
+def step_flop(model, dimension: int) -> tuple[float, float]:
+    """Forward work per example of the encoder and of the decoder."""
+    return (forward_flop(model.posterior.network, (None, dimension)),
+            forward_flop(model.likelihood.network, (None, model.latent_dim)))
+
+
+def median_seconds(call, repeats: int = 3) -> float:
+    call()  # compiles
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def row(name: str, figure: str, gflops: float, rate: float, target: str) -> None:
+    print(f"{name:34} {figure:>22} {gflops:8.1f} {gflops / rate:7.0%}   {target}", flush=True)
+
+
+def main() -> None:
+    rate = matmul_gflops()
+    print(f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
+          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}; matrix products: {rate:.0f} GFLOP/s")
+    print(f"{'loop':34} {'figure':>22} {'GFLOP/s':>8} {'of rate':>7}   issue 14's target")
+    os.chdir(ROOT)
+    params = load_params("params.yaml")
+    vae_params, iwae_params = params.experiment("vae"), params.experiment("iwae")
+    digits = prepare(vae_params.data, vae_params.seed)
+    n_train, dimension = len(digits.train), digits.meta.dimension
+
+    model, seconds = trained(vae_params, digits, epochs=15)
+    encoder, decoder = step_flop(model, dimension)
+    row("VAE epoch (K=1, batch 64)", f"{seconds:.3f} s", 3 * (encoder + decoder) * n_train / seconds / 1e9, rate,
+        "<= 0.022 s")
+
+    k = iwae_params.objective.num_samples
+    _, seconds = trained(iwae_params, digits, epochs=6)
+    row(f"IWAE epoch (K={k}), decoder", f"{seconds:.3f} s", 3 * decoder * n_train * k / seconds / 1e9, rate,
+        ">= 70 % of the rate")
+
+    e = params.evaluation
+    x = np.concatenate([digits.test, np.zeros((-len(digits.test) % e.batch_size, dimension), np.float32)])
+    batches = [tf.constant(x[i:i + e.batch_size]) for i in range(0, len(x), e.batch_size)]
+    before = {}
+    for num_samples in (e.num_samples // 10, e.num_samples):
+        log_likelihood = tf.function(lambda xb, n=num_samples: model_log_likelihood(
+            model, xb, n, e.chunk_size, e.proposal_samples, e.proposal_scale, tf.constant([0, 1])), jit_compile=True)
+        before[num_samples] = peak_mib()
+        seconds = median_seconds(lambda: [log_likelihood(xb).numpy() for xb in batches], repeats=1)
+    row(f"importance sampling, K={e.num_samples}", f"{seconds:.2f} s / {len(digits.test)} images",
+        decoder * len(digits.test) * e.num_samples / seconds / 1e9, rate, "<= 8 s, memory flat in K")
+    print(f"{'':34} peak memory grew {before[e.num_samples] - before[e.num_samples // 10]:.0f} MiB for "
+          f"K={e.num_samples // 10}, {peak_mib() - before[e.num_samples]:.0f} MiB more for K={e.num_samples}")
+
+    ais = e.ais
+    annealed = tf.function(lambda xb: ais_log_likelihood(
+        xb, model.likelihood.distribution, model.prior_distribution(), ais.num_chains, ais.num_steps,
+        ais.leapfrog_steps, ais.step_size, tf.constant([0, 2]))["log_likelihood"], jit_compile=True)
+    seconds = median_seconds(lambda: annealed(batches[0]).numpy()) / ais.num_steps
+    row(f"AIS step ({e.batch_size} images x {ais.num_chains} chains)", f"{seconds * 1e3:.2f} ms",
+        2 * decoder * e.batch_size * ais.num_chains * ais.leapfrog_steps / seconds / 1e9, rate, "<= 4.23 ms (8.46 / 2)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "images.npz"
+        images = digits_images(52000, 28, seed=0, levels=256)
+        np.savez(path, train=images[:51000], test=images[51000:], n_levels=256)
+        data = prepare(DataParams(source=f"npz:{path}", preprocessing="dynamic_binarize", validation_size=1000), 0)
+    big = Params.model_validate({
+        "data": {"preprocessing": "dynamic_binarize"},
+        "model": {"latent_dim": 50, "hidden_units": [200, 200], "likelihood": "bernoulli"},
+        "training": {"batch_size": 100}})
+    model, seconds = trained(big, data, epochs=3)
+    encoder, decoder = step_flop(model, data.meta.dimension)
+    row(f"{len(data.train)} images, 784-200-200-50", f"{len(data.train) / seconds:.0f} images/s",
+        3 * (encoder + decoder) * len(data.train) / seconds / 1e9, rate, ">= 50 % of the rate")
+
+
+if __name__ == "__main__":
+    main()
