@@ -102,16 +102,20 @@ def main() -> None:
     e = params.evaluation
     x = np.concatenate([digits.test, np.zeros((-len(digits.test) % e.batch_size, dimension), np.float32)])
     batches = [tf.constant(x[i:i + e.batch_size]) for i in range(0, len(x), e.batch_size)]
-    before = {}
-    for num_samples in (e.num_samples // 10, e.num_samples):
-        log_likelihood = tf.function(lambda xb, n=num_samples: model_log_likelihood(
-            model, xb, n, e.chunk_size, e.proposal_samples, e.proposal_scale, tf.constant([0, 1])), jit_compile=True)
-        before[num_samples] = peak_mib()
-        seconds = median_seconds(lambda: [log_likelihood(xb).numpy() for xb in batches], repeats=1)
+    def log_likelihood(num_samples: int):
+        return tf.function(lambda xb: model_log_likelihood(model, xb, num_samples, e.chunk_size, e.proposal_samples,
+                                                           e.proposal_scale, tf.constant([0, 1])), jit_compile=True)
+
+    small = log_likelihood(e.num_samples // 10)
+    start = peak_mib()
+    [small(xb).numpy() for xb in batches]  # the peak memory of K / 10, to compare K with
+    middle = peak_mib()
+    full = log_likelihood(e.num_samples)
+    seconds = median_seconds(lambda: [full(xb).numpy() for xb in batches], repeats=1)
     row(f"importance sampling, K={e.num_samples}", f"{seconds:.2f} s / {len(digits.test)} images",
         decoder * len(digits.test) * e.num_samples / seconds / 1e9, rate, "<= 8 s, memory flat in K")
-    print(f"{'':34} peak memory grew {before[e.num_samples] - before[e.num_samples // 10]:.0f} MiB for "
-          f"K={e.num_samples // 10}, {peak_mib() - before[e.num_samples]:.0f} MiB more for K={e.num_samples}")
+    print(f"{'':34} peak memory grew {middle - start:.0f} MiB for K={e.num_samples // 10}, "
+          f"{peak_mib() - middle:.0f} MiB more for K={e.num_samples}")
 
     ais = e.ais
     annealed = tf.function(lambda xb: ais_log_likelihood(
