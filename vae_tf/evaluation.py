@@ -13,7 +13,6 @@ from vae_tf.ais import ais_log_likelihood
 from vae_tf.config import EvaluationParams
 from vae_tf.errors import ParamsError
 from vae_tf.objectives.bounds import log_importance_weights
-from vae_tf.posteriors import fitted_gaussian
 from vae_tf.refinement import refine
 from vae_tf.tfp import Normal, tfd
 
@@ -204,12 +203,10 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         "latent_dim": int(kl_dims.shape[0]),
     }
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
-    whole = model.proposal(tf.constant(x), proposal_seed, params.proposal_samples, params.proposal_scale)
-    if model.posterior.density == "bound":  # q(z|x) known at its own draws only: the surgery needs it everywhere
-        whole = fitted_gaussian(whole.sample(params.proposal_samples, seed=proposal_seed))
-        proposal = f"Gaussian fitted to {params.proposal_samples} draws of q(z|x)"
+    whole, description = model.density_proposal(tf.constant(x), proposal_seed, params.proposal_samples,
+                                                params.proposal_scale)
     metrics["elbo_surgery"] = {
-        "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {proposal} proposal per image, "
+        "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {description} proposal per image, "
                      f"aggregated posterior of the {len(x)} images",
         **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
     }

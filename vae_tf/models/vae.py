@@ -120,6 +120,10 @@ class VAE(keras.Model):
         """The importance-sampling proposal for log p(x) (batch shape [batch])."""
         return self.posterior.proposal(self.likelihood.network_input(x), seed, num_draws, scale)
 
+    def density_proposal(self, x, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
+        """q(z|x) or a stand-in with a log-density anywhere, and its description (`Posterior.density_proposal`)."""
+        return self.posterior.density_proposal(self.likelihood.network_input(x), seed, num_draws, scale)
+
     def proposal_and_moments(self, x, seeds, num_draws: int, scale: float):
         """`proposal(x, seeds[0], ...)` and `posterior_moments(x, seeds[1])`, q's draws shared
         where the proposal is fitted to them (`Posterior.proposal_and_moments`)."""

@@ -78,6 +78,12 @@ class Posterior(keras.layers.Layer):
     def proposal_description(self, num_draws: int, scale: float) -> str:
         return "q(z|x)"
 
+    def density_proposal(self, h, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
+        """A stand-in for q(z|x) with a log-density at any z, for diagnostics that need q's density
+        away from its own draws (the ELBO surgery's aggregate posterior), and its description: the
+        proposal, where that has one."""
+        return self.proposal(h, seed, num_draws, scale), self.proposal_description(num_draws, scale)
+
     def encode(self, h, seed) -> dict[str, tf.Tensor]:
         """What the exported `encode` returns: the mean and scale of q(z|x), [batch, L]."""
         mean, scale = self.moments(h, seed)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from vae_tf.networks import apply_to_leading, features, features_width, mlp, trunk
 from vae_tf.objectives.bounds import iwae_bound
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
-from vae_tf.posteriors.fitted import MOMENT_SAMPLES, sample_moments
+from vae_tf.posteriors.fitted import MOMENT_SAMPLES, fitted_gaussian, sample_moments
 from vae_tf.posteriors.gaussian import diagonal_gaussian, gaussian_draw
 from vae_tf.tfp import tfd, tfp
 
@@ -121,6 +121,10 @@ class HierarchicalPosterior(Posterior):
 
     def proposal_description(self, num_draws: int, scale: float) -> str:
         return f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},"
+
+    def density_proposal(self, h, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
+        """The proposal knows log q at its own draws only: a Gaussian fitted to `num_draws` of them."""
+        return fitted_gaussian(self.sample(h, num_draws, seed)), f"Gaussian fitted to {num_draws} draws of q(z|x)"
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
