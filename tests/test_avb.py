@@ -13,6 +13,7 @@ from vae_tf.config import Params
 from vae_tf.evaluation import importance_sampling
 from vae_tf.objectives import Discriminator
 from vae_tf.posteriors import fitted_gaussian, sample_moments
+from vae_tf.posteriors.implicit import NoiseBasisPosterior
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
 
@@ -150,6 +151,26 @@ def test_implicit_posterior_feeds_noise_into_every_layer_and_is_seeded(digits):
         kernel[-4:] = 0.0
         layer.kernel.assign(kernel)
     assert np.all(np.std(posterior.sample(h, 7, tf.constant([1, 2])).numpy(), axis=0) > 0)
+
+
+def test_noise_basis_moments_are_those_of_its_draws_and_each_basis_sees_its_own_noise(rng):
+    """z = z0(x) + sum_i a_i(x) v_i(eps_i): E[z|x] = z0 + sum_i a_i E[v_i], Var[z|x] = sum_i a_i^2
+    Var[v_i], here with a_i near 1 (the head's bias raised), against 100,000 draws."""
+    posterior = NoiseBasisPosterior(3, (8,), "leaky_relu", 4, 5, (16, 16), moment_samples=20000, name="posterior")
+    posterior.build((None, 6))
+    kernel, bias = posterior.network.layers[-1].get_weights()
+    posterior.network.layers[-1].set_weights([kernel, np.concatenate([bias[:3], bias[3:] + 6.0])])
+    h = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+    mean, scale = posterior.moments(h, tf.constant([1, 2]))
+    z = posterior.sample(h, 100_000, tf.constant([3, 4])).numpy()
+    assert z.shape == (100_000, 4, 3) and posterior.draw(h, 2, tf.constant([3, 4])).log_q is None
+    np.testing.assert_allclose(mean, z.mean(0), atol=4 * z.std(0).max() / np.sqrt(20000))
+    np.testing.assert_allclose(scale, z.std(0), rtol=0.03)
+    eps = rng.normal(size=(7, 5, 4)).astype(np.float32)  # basis network i sees eps[:, i] only
+    changed = eps.copy()
+    changed[:, 2] += 1.0
+    difference = np.abs(posterior.basis(changed) - posterior.basis(eps)).max(axis=(0, 2))
+    assert difference[2] > 0 and np.all(np.delete(difference, 2) == 0)
 
 
 def test_evaluation_takes_an_implicit_qs_moments_from_the_proposals_draws(digits):

@@ -125,6 +125,12 @@ def test_posterior_shapes_and_density(kind, network):
         check_density_matches_samples(samples, lambda z: posterior.distribution(one).log_prob(z[:, None])[:, 0], 1)
     elif posterior.density == "bound":
         check_reciprocal_density_is_unbiased(posterior.draw(one, 20_000, tf.constant([9, 9])))
+    else:  # samples only: its moments are those of its samples (within 4 standard errors, 5 % in scale)
+        samples = posterior.sample(one, 20_000, tf.constant([9, 9])).numpy()[:, 0]
+        mean, scale = (m.numpy()[0] for m in posterior.moments(one, tf.constant([3, 4])))
+        np.testing.assert_allclose(mean, samples.mean(0), atol=4 * samples.std(0).max() / np.sqrt(len(samples))
+                                   + 4 * scale.max() / np.sqrt(posterior.moment_samples))
+        np.testing.assert_allclose(scale, samples.std(0), rtol=0.05 + 4 / np.sqrt(posterior.moment_samples))
 
 
 @pytest.mark.slow

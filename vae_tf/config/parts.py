@@ -177,6 +177,18 @@ class ImplicitPosteriorParams(PartParams):
 
 
 @POSTERIORS.register
+class NoiseBasisPosteriorParams(PartParams):
+    """z = z0(x) + sum_i a_i(x) * v_i(eps_i), v_i an MLP of its own noise: samples only, moments
+    in closed form given the v_i's (the encoder for AVB's adaptive contrast)."""
+
+    kind: Literal["noise_basis"] = "noise_basis"
+    noise_dim: int = Field(32, ge=1, le=4096)  # of each eps_i
+    num_basis: int = Field(16, ge=1, le=1024)
+    basis_units: Units = Field((128, 128, 128), min_length=1)  # each v_i's hidden layers
+    moment_samples: int = Field(256, ge=2, le=100000)  # noise draws for the v_i's moments (shared by a batch)
+
+
+@POSTERIORS.register
 class PlanarPosteriorParams(PartParams):
     """A normalizing flow: num_steps planar steps f(z) = z + u tanh(w.z + b) on the Gaussian
     q(z_0|x), their u, w, b emitted by the encoder."""

@@ -1,4 +1,4 @@
-"""The implicit posterior of Adversarial Variational Bayes: a sampler with no density."""
+"""The implicit posteriors of Adversarial Variational Bayes: samplers with no density."""
 
 from __future__ import annotations
 
@@ -8,21 +8,16 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import dense_layers, features, features_width, trunk
-from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
+from vae_tf.networks import dense_layers, encoder, features, features_width, trunk
+from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 from vae_tf.tfp import tfd
 
 
-@POSTERIORS.register("implicit")
-class ImplicitPosterior(Posterior):
-    """z = g(x, eps), eps ~ N(0, I_noise_dim), a network with the noise fed into every layer
-    (h_1 = a(W_1 [f(x), eps]), ..., z = W_out [h_n, eps]; f the image trunk of `model.network`,
-    the identity for mlp), so that q(z|x) can be any shape the
-    network can make. Samples only: q(z|x) has no density we can evaluate, so it trains with an
-    objective that needs none (avb), and log p(x) is estimated with a Gaussian fitted to its
-    draws (`proposal`) or by AIS. Its mean and scale are estimated from `moment_samples` draws.
-    """
+class Sampler(Posterior):
+    """What the implicit kinds share: q(z|x) known by its draws only, so it trains with an
+    objective that needs no density (avb), and log p(x) is estimated with a Gaussian fitted to
+    its draws (`proposal`) or by AIS; `moment_samples` draws for what needs its mean and scale."""
 
     density = None
 
@@ -31,6 +26,42 @@ class ImplicitPosterior(Posterior):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation = tuple(hidden_units), activation
         self.noise_dim, self.moment_samples = noise_dim, moment_samples
+
+    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
+        """A Gaussian (full covariance) fitted to `num_draws` draws of q(z|x) of each example, its
+        standard deviations times `scale`."""
+        return fitted_gaussian(self.sample(h, num_draws, seed), scale)
+
+    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
+        """The fitted proposal, and q's mean and scale from its `num_draws` draws (not from
+        `moment_samples` more)."""
+        z = self.sample(h, num_draws, seeds[0])
+        return fitted_gaussian(z, scale), *sample_moments(z)
+
+    def proposal_description(self, num_draws: int, scale: float) -> str:
+        return f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}"
+
+    def encode(self, h, seed) -> dict[str, tf.Tensor]:
+        """`moment_samples` draws of q(z|x), samples [batch, n, L], and their mean and scale."""
+        z = self.sample(h, self.moment_samples, seed)
+        mean, scale = sample_moments(z)
+        return {"mean": mean, "scale": scale, "samples": tf.transpose(z, [1, 0, 2])}
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "noise_dim": self.noise_dim, "moment_samples": self.moment_samples}
+
+
+@POSTERIORS.register("implicit")
+class ImplicitPosterior(Sampler):
+    """z = g(x, eps), eps ~ N(0, I_noise_dim), a network with the noise fed into every layer
+    (h_1 = a(W_1 [f(x), eps]), ..., z = W_out [h_n, eps]; f the image trunk of `model.network`,
+    the identity for mlp), so that q(z|x) can be any shape the network can make. Its mean and
+    scale are estimated from `moment_samples` draws per example."""
+
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
+                 moment_samples: int = 32, **kwargs):
+        super().__init__(latent_dim, hidden_units, activation, noise_dim, moment_samples, **kwargs)
         self.trunk = trunk(self.architecture, activation)
         self.hidden = dense_layers(hidden_units, activation)
         self.output_layer = keras.layers.Dense(latent_dim)
@@ -61,26 +92,87 @@ class ImplicitPosterior(Posterior):
         """Estimated from `moment_samples` draws."""
         return sample_moments(self.sample(h, self.moment_samples, seed))
 
-    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
-        """A Gaussian (full covariance) fitted to `num_draws` draws of q(z|x) of each example, its
-        standard deviations times `scale`."""
-        return fitted_gaussian(self.sample(h, num_draws, seed), scale)
 
-    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
-        """The fitted proposal, and q's mean and scale from its `num_draws` draws (not from
-        `moment_samples` more)."""
-        z = self.sample(h, num_draws, seeds[0])
-        return fitted_gaussian(z, scale), *sample_moments(z)
+@POSTERIORS.register("noise_basis")
+class NoiseBasisPosterior(Sampler):
+    """The encoder Mescheder et al. (2017, appendix) pair with adaptive contrast:
 
-    def proposal_description(self, num_draws: int, scale: float) -> str:
-        return f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}"
+        z = z0(x) + sum_i a_i(x) * v_i(eps_i),   eps_i ~ N(0, I_noise_dim), i = 1..num_basis,
 
-    def encode(self, h, seed) -> dict[str, tf.Tensor]:
-        """`moment_samples` draws of q(z|x), samples [batch, n, L], and their mean and scale."""
-        z = self.sample(h, self.moment_samples, seed)
-        mean, scale = sample_moments(z)
-        return {"mean": mean, "scale": scale, "samples": tf.transpose(z, [1, 0, 2])}
+    z0 and a_i = elu(. - 5) + 1 > 0 (starting near e^-5) from one network on x, v_i [L] an MLP
+    (`basis_units`) of its own noise alone. No density, but cheap moments, the v_i being
+    independent of x and of each other:
+
+        E[z|x] = z0 + sum_i a_i E[v_i],   Var[z|x] = sum_i a_i^2 Var[v_i],
+
+    E[v_i] and Var[v_i] estimated from `moment_samples` noise draws shared by the whole batch."""
+
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
+                 num_basis: int, basis_units: Sequence[int], moment_samples: int = 256, **kwargs):
+        super().__init__(latent_dim, hidden_units, activation, noise_dim, moment_samples, **kwargs)
+        self.num_basis, self.basis_units = num_basis, tuple(basis_units)
+        self.network = encoder(self.architecture, hidden_units, (num_basis + 1) * latent_dim, activation,
+                               name="encoder_mlp")
+        self.basis = BasisNetworks(num_basis, (*basis_units, latent_dim), activation, name="basis")
+
+    @classmethod
+    def from_params(cls, params, context):
+        return cls(context.latent_dim, context.hidden_units, context.activation, params.noise_dim, params.num_basis,
+                   params.basis_units, params.moment_samples, architecture=context.architecture, name="posterior")
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+        self.basis.build((None, self.num_basis, self.noise_dim))
+
+    def call(self, h):
+        """z0 [batch, L] and a [batch, num_basis, L] for x."""
+        out = tf.reshape(self.network(h), [-1, self.num_basis + 1, self.latent_dim])
+        return out[:, 0], tf.nn.elu(out[:, 1:] - 5.0) + 1.0
+
+    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+        z0, a = self(h)
+        eps = replicas.noise(tf.random.stateless_normal,
+                             [num_samples, tf.shape(h)[0], self.num_basis, self.noise_dim], seed)
+        return Draw(z0 + tf.reduce_sum(a * self.basis(eps), axis=-2), None, None)
+
+    def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """From the basis' moments (class docstring); `seed` draws their `moment_samples` noises."""
+        z0, a = self(h)
+        eps = tf.random.stateless_normal([self.moment_samples, self.num_basis, self.noise_dim], seed, alg="philox")
+        v_mean, v_scale = sample_moments(self.basis(eps)[:, None])  # [1, num_basis, L] each
+        variance = tf.reduce_sum(tf.square(a * (v_scale - MIN_SCALE)), axis=-2)
+        return z0 + tf.reduce_sum(a * v_mean, axis=-2), tf.sqrt(variance) + MIN_SCALE
 
     def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
-                "noise_dim": self.noise_dim, "moment_samples": self.moment_samples}
+        return {**super().get_config(), "num_basis": self.num_basis, "basis_units": list(self.basis_units)}
+
+
+@keras.saving.register_keras_serializable(package="vae_tf")
+class BasisNetworks(keras.layers.Layer):
+    """`num_basis` separate MLPs applied side by side: eps [..., num_basis, D] -> [..., num_basis,
+    units[-1]], network i on eps[..., i, :] (hidden layers with `activation`, the last linear).
+    Each weight tensor is [num_basis, in, out], Glorot-uniform per network."""
+
+    def __init__(self, num_basis: int, units: Sequence[int], activation: str, **kwargs):
+        super().__init__(**kwargs)
+        self.num_basis, self.units, self.activation = num_basis, tuple(units), activation
+
+    def build(self, input_shape):
+        width, self.kernels, self.biases = input_shape[-1], [], []
+        # Keras counts the leading num_basis axis into both fans: scale by it to get each network's Glorot
+        glorot = keras.initializers.VarianceScaling(self.num_basis, "fan_avg", "uniform")
+        for i, units in enumerate(self.units):
+            self.kernels.append(self.add_weight((self.num_basis, width, units), glorot, name=f"kernel_{i}"))
+            self.biases.append(self.add_weight((self.num_basis, units), "zeros", name=f"bias_{i}"))
+            width = units
+
+    def call(self, eps):
+        h, act = eps, keras.activations.get(self.activation)
+        for i, (kernel, bias) in enumerate(zip(self.kernels, self.biases)):
+            h = tf.einsum("...ni,nio->...no", h, kernel) + bias
+            h = act(h) if i < len(self.units) - 1 else h
+        return h
+
+    def get_config(self):
+        return {**super().get_config(), "num_basis": self.num_basis, "units": list(self.units),
+                "activation": self.activation}
