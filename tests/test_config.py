@@ -156,7 +156,7 @@ def test_repository_params_define_avb_with_ais_for_every_experiment(request):
     params = load_params(request.config.rootpath / REPO_PARAMS)
     avb = params.experiment("avb")
     assert (avb.model.posterior.kind, avb.objective.kind, avb.objective.adaptive_contrast) == ("implicit", "avb", True)
-    assert avb.objective.describe() == "avb K=1 (adaptive contrast, 1 T step / update)"
+    assert avb.objective.describe() == "avb K=1 (adaptive contrast, 5 T step / update)"
     assert all(params.experiment(name).evaluation.ais is not None for name in params.experiments)
     assert params.experiment("vae").model.posterior.kind == "gaussian"
 
