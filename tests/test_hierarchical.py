@@ -1,6 +1,6 @@
 """The hierarchical posterior: the IWHVI estimate of log q(z|x) on a case whose marginal q(z) is
 known (psi ~ N(0, I), z|psi ~ N(M psi + b, s^2 I)), importance sampling with it on a model with an
-exact log p(x), and training with the elbo and iwae objectives."""
+exact log p(x), training with the elbo and iwae objectives, and its reverse model under avb."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from vae_tf.posteriors.hierarchical import HierarchicalPosterior
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
 
-from tests.conftest import TINY, LinearGaussian
+from tests.conftest import TINY, LinearGaussian, model_of
 
 
 def inverse_softplus(y):
@@ -103,6 +103,41 @@ def test_importance_sampling_with_the_hierarchical_proposal_recovers_the_exact_l
                                    tf.constant([5, 6]))["log_likelihood"].numpy()
     exact = truth.exact_log_likelihood(x)
     assert abs(np.mean(estimate - exact)) < 0.05 and np.max(np.abs(estimate - exact)) < 0.2
+
+
+def test_the_auxiliary_loss_is_minus_log_tau_at_the_psi_that_made_z_and_trains_tau_alone(rng):
+    """On the known marginal: its mean is E[-log tau(psi|z)], the conditional entropy of psi given
+    z (0.5 sum log(2 pi e diag C), C = Cov[psi|z]) with the exact tau and A/2 log(2 pi e) with
+    tau = N(0, I); its z are `sample`'s; its gradient reaches tau's variables only."""
+    m, b, s, _, exact_tau = known_marginal(rng)
+    h, seed = tf.zeros([1, 1]), tf.constant([2, 9])
+    exact, blind = linear_hierarchy(1, m, b, s, exact_tau), linear_hierarchy(1, m, b, s)
+    z, loss = exact.sample_and_auxiliary_loss(h, 20000, seed)
+    loss = loss.numpy()
+    np.testing.assert_array_equal(z, exact.sample(h, 20000, seed))
+    entropy = 0.5 * np.sum(np.log(2 * np.pi * np.e * exact_tau[2] ** 2))
+    assert abs(np.mean(loss) - entropy) < 4 * np.std(loss) / np.sqrt(loss.size), (np.mean(loss), entropy)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(blind.sample_and_auxiliary_loss(h, 20000, seed)[1])
+    assert abs(loss.numpy() - np.log(2 * np.pi * np.e)) < 0.02  # A = 2 dimensions, psi ~ N(0, I)
+    gradients = dict(zip([v.path for v in blind.trainable_variables], tape.gradient(loss, blind.trainable_variables)))
+    reverse = {v.path for v in blind.reverse.trainable_variables}
+    assert reverse and all(np.any(gradients[path] != 0) for path in reverse)
+    assert all(g is None for path, g in gradients.items() if path not in reverse)
+
+
+def test_under_avb_the_model_step_trains_the_reverse_model_too(digits):
+    """AVB takes no log q, so tau learns from the auxiliary loss alone: the model step moves every
+    inference variable, tau's included (the implicit kinds have none, `test_avb`)."""
+    model = model_of({"model": {"latent_dim": 2, "hidden_units": [16], "posterior": {
+        "kind": "hierarchical", "auxiliary_dim": 2}}, "objective": {"kind": "avb", "discriminator_units": [16]}},
+        digits.meta)
+    x, objective = tf.constant(digits.train[:64]), model.objective
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    objective.model_step(model, x, tf.ones([64]), objective.reference(model, model.likelihood.network_input(x)))
+    moved = {v.path for v in model.trainable_variables if not np.array_equal(before[v.path], v.numpy())}
+    reverse = {v.path for v in model.posterior.reverse.trainable_variables}
+    assert reverse and moved == {v.path for v in model.variables_by_role("inference", "generative")}
 
 
 def hierarchical(objective, k_tau=3):

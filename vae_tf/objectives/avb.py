@@ -130,10 +130,11 @@ class AVB(Objective):
         return {"loss": replica_loss(-loss, weights), **means}
 
     def model_terms(self, model, x, weights, reference: Reference):
-        """The encoder/decoder's loss -ELBO (estimated with T, the replica's share) and the
-        tracked minibatch means of its parts; and the total weight."""
+        """The encoder/decoder's loss -ELBO (estimated with T, the replica's share; plus the
+        posterior's auxiliary loss, if it has one) and the tracked minibatch means of the ELBO's
+        parts; and the total weight."""
         h = model.likelihood.network_input(x)
-        z = model.posterior.sample(h, self.num_samples, model.next_seed())
+        z, auxiliary = model.posterior.sample_and_auxiliary_loss(h, self.num_samples, model.next_seed())
         t = self.discriminator(h, reference.standardize(z))
         log_px = model.likelihood.distribution(z).log_prob(x)
         kl = avb_kl(t, reference.distribution.log_prob(z), model.prior_distribution().log_prob(z))
@@ -141,7 +142,8 @@ class AVB(Objective):
         bound = elbo(reconstruction, kl)
         means, total = weighted_means({"loss": -bound, "bound": bound, "reconstruction": reconstruction, "kl": kl},
                                       weights)
-        return replica_loss(bound, weights), means, total
+        objective = bound if auxiliary is None else bound - tf.reduce_mean(auxiliary, axis=0)
+        return replica_loss(objective, weights), means, total
 
     def discriminator_step(self, model, x, weights, reference: Reference) -> dict[str, tf.Tensor]:
         """One update of the adversary variables (T) by `model.adversary_optimizer`."""

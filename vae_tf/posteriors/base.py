@@ -55,6 +55,11 @@ class Posterior(keras.layers.Layer):
         """z [num_samples, batch, L] ~ q(z|x)."""
         return self.draw(h, num_samples, seed).z
 
+    def sample_and_auxiliary_loss(self, h, num_samples: int, seed) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
+        """`sample`, and a loss [K, batch] for the kind's own auxiliary networks, which only its
+        bound on log q uses, to add where an objective takes no log q (avb): None without any."""
+        return self.sample(h, num_samples, seed), None
+
     def distribution(self, h) -> tfd.Distribution:
         """q(z|x): batch shape [batch], event shape [L]."""
         raise NotImplementedError(f"posterior {self.kind!r} has no density")

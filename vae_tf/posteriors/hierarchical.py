@@ -108,7 +108,21 @@ class HierarchicalPosterior(Posterior):
 
     def sample_from(self, f, num_samples: int, seed) -> tf.Tensor:
         """`sample` from the trunk's features f of x."""
-        return self.joint_draw(f, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[0]
+        return self.joint_sample(f, num_samples, seed)[0]
+
+    def joint_sample(self, f, num_samples: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """The (z, psi) of `sample_from` for that seed."""
+        return self.joint_draw(f, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[:2]
+
+    def sample_and_auxiliary_loss(self, h, num_samples: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """`sample`, and tau's loss -log tau(psi|z, x) at the psi that made each z: maximum
+        likelihood towards q(psi|z, x), the optimal tau for HVM and IWHVI alike. Nothing else
+        gets its gradient (z, psi and the trunk's features held fixed), so an objective that
+        does not use log q (avb) trains tau without changing what it does to q."""
+        f = features(self.trunk, h)
+        z, psi = self.joint_sample(f, num_samples, seed)
+        tau = self.reverse_model(tf.stop_gradient(f), tf.stop_gradient(z))
+        return z, -tau.log_prob(tf.stop_gradient(psi))
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws."""
