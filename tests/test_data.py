@@ -205,3 +205,82 @@ def test_json_outputs_refuse_numbers_that_are_not_finite(tmp_path):
         json_text({"nll": 93.0, "ais": {"nll": float("nan")}, "runs": [1.0, float("inf")]}, "metrics/x.json")
     assert json.loads(json_text({"nll": 93.0, "k": 5, "name": None}, "metrics/x.json")) == {"nll": 93.0, "k": 5,
                                                                                             "name": None}
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An IDX file as LeCun's MNIST files are laid out (gzipped when `path` ends in .gz)."""
+    import gzip
+
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+
+
+def idx_folder(tmp_path, rng, suffix=".gz", n_train=12, n_test=5):
+    folder = tmp_path / "idx"
+    folder.mkdir(exist_ok=True)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 3, 4), dtype=np.uint8),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 3, 4), dtype=np.uint8),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8)}
+    for name, array in arrays.items():
+        write_idx(folder / f"{name}{suffix}", array)
+    return folder, arrays
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+def test_idx_source_reads_the_standard_files(tmp_path, rng, suffix):
+    """Training images less the last validation_size (held out, in order), the test images and
+    their labels, 256 grey levels: the values written, gzipped or not."""
+    folder, arrays = idx_folder(tmp_path, rng, suffix)
+    prepared = prepare(DataParams(source=f"idx:{folder}", validation_size=2), seed=0)
+    train = arrays["train-images-idx3-ubyte"].reshape(12, 12)
+    np.testing.assert_array_equal(prepared.train, train[:10])
+    np.testing.assert_array_equal(prepared.val, train[10:])
+    np.testing.assert_array_equal(prepared.test, arrays["t10k-images-idx3-ubyte"].reshape(5, 12))
+    np.testing.assert_array_equal(prepared.test_labels, arrays["t10k-labels-idx1-ubyte"])
+    assert prepared.meta.n_levels == 256 and prepared.meta.image_shape == (3, 4, 1)
+    binary = prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="binarize"), seed=0)
+    np.testing.assert_array_equal(binary.test, arrays["t10k-images-idx3-ubyte"].reshape(5, 12) / 255 > 0.5)
+
+
+def test_idx_reads_other_value_types(tmp_path, rng):
+    from vae_tf.data import read_idx
+
+    for array in (rng.integers(-300, 300, (2, 3), dtype=np.int16), rng.random((4, 2, 2)).astype(np.float32)):
+        write_idx(tmp_path / "a.idx", array)
+        np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), array)
+
+
+def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):
+    folder, arrays = idx_folder(tmp_path, rng, suffix="")
+    params = DataParams(source=f"idx:{folder}", validation_size=2)
+    test_images = folder / "t10k-images-idx3-ubyte"
+    raw = test_images.read_bytes()
+    test_images.write_bytes(raw[:-7])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: truncated: 69 bytes where shape \(5, 3, 4\)"):
+        prepare(params, seed=0)
+    test_images.write_bytes(raw + b"\0")
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: longer than its header says"):
+        prepare(params, seed=0)
+    test_images.write_bytes(b"PK\3\4" + raw)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: not an IDX file"):
+        prepare(params, seed=0)
+    test_images.write_bytes(raw)
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: \(4,\) labels for the 5 images of t10k-images"):
+        prepare(params, seed=0)
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5, 4, 4), dtype=np.uint8))
+    (folder / "t10k-labels-idx1-ubyte").unlink()  # labels are optional, images of one shape are not
+    with pytest.raises(DataError, match="splits have different image shapes"):
+        prepare(params, seed=0)
+    (folder / "train-images-idx3-ubyte").unlink()
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte \(or train-images-idx3-ubyte.gz\) not found"):
+        prepare(params, seed=0)
+    with pytest.raises(DataError, match="no such folder"):
+        prepare(DataParams(source=f"idx:{tmp_path / 'none'}"), seed=0)
+    (tmp_path / "broken-idx").mkdir()
+    (tmp_path / "broken-idx" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: not readable"):
+        prepare(DataParams(source=f"idx:{tmp_path / 'broken-idx'}"), seed=0)

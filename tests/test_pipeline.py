@@ -255,13 +255,26 @@ def test_replacing_an_npz_source_reruns_prepare(tmp_path):
     assert json.loads((repo / "data/prepared/meta.json").read_text())["sizes"]["train"] == 7
 
 
+def test_replacing_an_idx_file_reruns_prepare(tmp_path):
+    from tests.test_data import idx_folder
+
+    repo = copy_repository(tmp_path, {"data": {"source": "idx:data/raw/idx", "validation_size": 2,
+                                               "preprocessing": "binarize"}})
+    idx_folder(repo / "data/raw", np.random.default_rng(0), n_train=5)
+    assert ran_stages(repro(repo, "prepare")) == ["prepare"]
+    assert ran_stages(repro(repo, "prepare")) == []
+    idx_folder(repo / "data/raw", np.random.default_rng(1), n_train=7)
+    assert ran_stages(repro(repo, "prepare")) == ["prepare"]
+    assert json.loads((repo / "data/prepared/meta.json").read_text())["sizes"] == {"train": 5, "val": 2, "test": 5}
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
         ({"model": {"likelihood": "bernoulli"}}, "model.likelihood: 'bernoulli' needs binary data"),
         ({"data": {"source": "npz:data/raw/missing.npz"}}, "file not found"),
-        ({"data": {"source": "npz:elsewhere.npz"}}, "data.source: elsewhere.npz is outside data/raw/"),
+        ({"data": {"source": "npz:elsewhere.npz"}}, "data.source: elsewhere.npz is outside the prepare stage's dependencies in dvc.yaml (data/raw,"),
         ({"model": {"hidden_units": [1_000_000, 1_000_000]}}, "error: out of memory ("),  # a 4 TB layer
     ],
 )

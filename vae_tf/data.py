@@ -17,6 +17,7 @@ row-major order, which is what every density is over; networks that see images (
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import zipfile
@@ -81,6 +82,8 @@ def load_source(params: DataParams) -> Source:
     kind, _, name = params.source.partition(":")
     if kind == "tfds":
         return _tfds(name, params.tfds_data_dir, params.validation_size)
+    if kind == "idx":
+        return _idx(Path(name), params.validation_size)
     return _npz(Path(name), params.validation_size)
 
 
@@ -179,6 +182,65 @@ def _npz(path: Path, validation_size: int) -> Source:
         else:
             n_levels = int(max((a.max() for a in splits.values() if a.size), default=0)) + 1
     return _checked(splits, n_levels, where)
+
+
+# IDX (LeCun's MNIST format): 0, 0, a type code, the number of dimensions; then each dimension
+# as a big-endian uint32; then the values, big-endian, row-major.
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+IDX_LABELS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """The array an IDX file holds (gzipped or not, by its `.gz` suffix); a file that is not one,
+    or holds more or fewer values than its header says, is refused naming it."""
+    try:
+        raw = (gzip.decompress if path.suffix == ".gz" else bytes)(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: not readable ({err})") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in IDX_TYPES:
+        raise DataError(f"{path}: not an IDX file (its first bytes are not 0, 0, a type code)")
+    dtype, ndim = np.dtype(IDX_TYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    expected = header + dtype.itemsize * int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path}: {'truncated' if len(raw) < expected else 'longer than its header says'}: "
+                        f"{len(raw)} bytes where shape {shape} of {dtype.name} needs {expected}")
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_file(folder: Path, name: str, required: bool) -> Optional[Path]:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    if required:
+        raise DataError(f"data.source idx:{folder}: {name} (or {name}.gz) not found")
+    return None
+
+
+def _idx(folder: Path, validation_size: int) -> Source:
+    """The standard MNIST-style files of `folder` (Fashion-MNIST, MNIST, KMNIST): training and test
+    images, and their labels where present (a label file must match its images' count). The last
+    `validation_size` training images are held out for validation."""
+    where = f"data.source idx:{folder}"
+    if not folder.is_dir():
+        raise DataError(f"{where}: no such folder")
+    splits = {split: read_idx(_idx_file(folder, name, required=True)) for split, name in IDX_FILES.items()}
+    labels = {}
+    for split, name in IDX_LABELS.items():
+        path = _idx_file(folder, name, required=False)
+        if path is not None:
+            labels[split] = read_idx(path)
+            if labels[split].shape != (len(splits[split]),):
+                raise DataError(f"{path}: {labels[split].shape} labels for the {len(splits[split])} images of "
+                                f"{_idx_file(folder, IDX_FILES[split], required=True).name}")
+    integer = all(np.issubdtype(array.dtype, np.integer) for array in splits.values())
+    n_levels = int(np.iinfo(splits["train"].dtype).max) + 1 if integer else None  # 256 for 8-bit images
+    source = _checked(_hold_out_validation(splits, validation_size, where), n_levels, where)
+    return replace(source, test_labels=labels.get("test"))
 
 
 def _hold_out_validation(splits: dict[str, np.ndarray], size: int, where: str) -> dict[str, np.ndarray]:

@@ -25,7 +25,6 @@ from vae_tf.errors import ParamsError
 from vae_tf.files import atomic_write, json_text, staged_directory
 
 PREPARED = Path("data/prepared")
-RAW = Path("data/raw")  # a dependency of prepare (dvc.yaml): the npz sources the pipeline reads live here
 RESOLVED = Path("resolved")
 # The settings of a run each stage reads: sections, or keys as section.key.
 STAGE_SETTINGS = {"train": ("seed", "model", "objective", "training"),
@@ -37,14 +36,28 @@ def model_path(name: str) -> Path:
     return Path("models") / name / "model.keras"
 
 
-def prepare(params_path: str = "params.yaml") -> None:
-    """Refuses an `npz:` source outside `data/raw/`: DVC would not see that file change."""
+def prepare(params_path: str = "params.yaml", pipeline: str = "dvc.yaml") -> None:
+    """Refuses a file source (`npz:`, `idx:`) outside the prepare stage's dependencies in
+    `pipeline` (DVC would not see it change)."""
     params = load_params(params_path)
     kind, _, path = params.data.source.partition(":")
-    if kind == "npz" and not Path(path).resolve().is_relative_to(RAW.resolve()):
-        raise ParamsError(f"data.source: {path} is outside {RAW}/, the folder the prepare stage depends on "
-                          f"(dvc.yaml), so replacing the file would not rerun it; move it into {RAW}/")
+    if kind in ("npz", "idx"):
+        deps = _stage_dependencies(Path(pipeline), "prepare")
+        if not any(Path(path).resolve().is_relative_to(Path(dep).resolve()) for dep in deps):
+            raise ParamsError(f"data.source: {path} is outside the prepare stage's dependencies in {pipeline} "
+                              f"({', '.join(deps)}), so replacing it would not rerun the stage; move it into one "
+                              "of them (data/raw/) or add it to the stage's deps")
     save_prepared(prepare_data(params.data, params.seed), PREPARED)
+
+
+def _stage_dependencies(pipeline: Path, stage: str) -> list[str]:
+    """The `deps` of `stage` in the DVC pipeline file `pipeline`."""
+    from ruamel.yaml import YAML
+
+    try:
+        return [str(dep) for dep in YAML(typ="safe").load(pipeline.read_text())["stages"][stage]["deps"]]
+    except (OSError, KeyError, TypeError) as err:
+        raise ParamsError(f"{pipeline}: cannot read the deps of stage {stage!r} ({err})") from None
 
 
 def resolve(params_path: str = "params.yaml") -> None:

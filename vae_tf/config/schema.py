@@ -18,7 +18,7 @@ from vae_tf.errors import ParamsError
 
 
 class DataParams(Section):
-    source: str = Field("digits", description="digits | tfds:<name> | npz:<path>")
+    source: str = Field("digits", description="digits | tfds:<name> | npz:<path> | idx:<folder>")
     preprocessing: Literal["levels", "binarize", "dynamic_binarize", "scale"] = "levels"
     binarize_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     validation_size: int = Field(10000, ge=1, le=10**9)
@@ -27,9 +27,9 @@ class DataParams(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value == "digits" or re.fullmatch(r"tfds:[\w/.:-]+", value) or re.fullmatch(r"npz:.+", value):
+        if value == "digits" or re.fullmatch(r"tfds:[\w/.:-]+", value) or re.fullmatch(r"(npz|idx):.+", value):
             return value
-        raise ValueError(f"must be 'digits', 'tfds:<name>' or 'npz:<path>', got {value!r}")
+        raise ValueError(f"must be 'digits', 'tfds:<name>', 'npz:<path>' or 'idx:<folder>', got {value!r}")
 
 
 class ModelParams(Section):
