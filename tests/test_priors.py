@@ -172,3 +172,19 @@ def test_two_steps_move_every_flow_prior_weight(x, rng):
     applied_gradients(model, x, 2)
     for v in model.prior.trainable_variables:
         assert np.any(v.numpy() != before[v.path]), v.path
+
+
+def test_evaluation_takes_stated_subsets_for_the_surgery_and_ais(digits):
+    """`surgery_examples` below the test set's size: the aggregate posterior of that many images,
+    named in the estimator (I then at most log of it); `ais.num_examples`: AIS on the first N images
+    only, its figures those of the same images evaluated alone."""
+    model = model_of({**TINY, "model": {**TINY["model"], "prior": {"kind": "vamp", "num_components": 3}}}, digits.meta)
+    base = Params.model_validate(TINY).evaluation.model_dump()
+    params = Params.model_validate({"evaluation": {**base, "surgery_examples": 10, "batch_size": 8,
+                                                   "ais": {**base["ais"], "num_examples": 8}}}).evaluation
+    metrics = evaluate_model(model, digits.test[:24], params, seed=0)["metrics"]
+    assert "aggregated posterior of 10 of the 24 images" in metrics["elbo_surgery"]["estimator"]
+    assert 0 < metrics["elbo_surgery"]["mutual_information"] <= np.log(10)
+    assert metrics["ais"]["num_examples"] == 8 and "the first 8 of the 24 images" in metrics["ais"]["estimator"]
+    alone = evaluate_model(model, digits.test[:8], params, seed=0)["metrics"]["ais"]
+    assert metrics["ais"]["nll"] == alone["nll"] and "num_examples" not in alone

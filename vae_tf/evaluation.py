@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -102,24 +103,45 @@ def kl_per_dimension(mean: tf.Tensor, scale: tf.Tensor, marginals: tfd.Distribut
 KL_DRAWS = 256
 
 
-def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed, chunk_size: int = 512) -> dict:
+SURGERY_FLOATS = 2**24  # floats (64 MiB) in one [draws, N, L] block of the ELBO surgery's aggregate posterior
+PRIOR_CHUNK = 256  # draws per call of the prior's log_prob in the surgery (a mixture holds [chunk, C, L])
+
+
+def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed,
+                 chunk_size: Optional[int] = None) -> dict:
     """The ELBO surgery (Hoffman & Johnson 2016) over N examples: the mean of the ELBO's KL term
     splits as
         mean_n KL(q(z|x_n) || p(z)) = I(n; z) + KL(q(z) || p(z)),
     q(z) = (1/N) sum_m q(z|x_m) the aggregated posterior of these examples (the hole between it
     and the prior: KL(q(z) || p(z))), I the mutual information between an example and its code
     (at most log N). Monte Carlo with `num_draws` z ~ q(z|x_n) per example, log q(z) =
-    logsumexp_m log q(z|x_m) - log N over chunks of `chunk_size` draws. q: batch shape [N]."""
+    logsumexp_m log q(z|x_m) - log N. q: batch shape [N].
+
+    Memory: the draws [S, N, L], and blocks of `chunk_size` draws against the N examples
+    [chunk, N, L] (by default as many as fit in `SURGERY_FLOATS`), so it grows as S N L, not
+    S N^2 L; the prior's log-density is taken `PRIOR_CHUNK` draws at a time (a mixture prior holds
+    [chunk, C, L]). Time grows as S N^2."""
     z = q.sample(num_draws, seed=seed)  # [S, N, L]
-    n = tf.shape(z)[1]
-    flat = tf.reshape(z, [-1, 1, z.shape[-1]])
+    n, latent = int(z.shape[1]), int(z.shape[-1])
+    chunk_size = chunk_size or max(1, SURGERY_FLOATS // (n * latent))
+    flat = tf.reshape(z, [-1, 1, latent])
     log_aggregate = tf.concat([tf.reduce_logsumexp(q.log_prob(flat[i:i + chunk_size]), axis=1)
                                for i in range(0, int(flat.shape[0]), chunk_size)], axis=0)
-    log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(tf.cast(n, tf.float32))
+    log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(float(n))
+    log_prior = tf.concat([prior.log_prob(flat[i:i + PRIOR_CHUNK, 0]) for i in range(0, int(flat.shape[0]), PRIOR_CHUNK)],
+                          axis=0)
     mutual_information = float(tf.reduce_mean(q.log_prob(z) - log_aggregate))
-    hole = float(tf.reduce_mean(log_aggregate - prior.log_prob(z)))
+    hole = float(tf.reduce_mean(log_aggregate - tf.reshape(log_prior, tf.shape(z)[:2])))
     return {"kl_term": mutual_information + hole, "mutual_information": mutual_information,
             "kl_aggregate_posterior_prior": hole}
+
+
+def surgery_subset(num_examples: int, limit: int, seed: int) -> np.ndarray:
+    """The examples whose aggregate posterior the surgery takes: all of them up to `limit`, else
+    `limit` drawn without replacement (seeded), in order."""
+    if num_examples <= limit:
+        return np.arange(num_examples)
+    return np.sort(np.random.default_rng(seed).choice(num_examples, limit, replace=False))
 
 
 def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np.ndarray]:
@@ -150,8 +172,15 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         raise ParamsError(f"evaluation.refinement: refines a diagonal Gaussian proposal, which the "
                           f"{model.posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
 
+    surgery = surgery_subset(len(x), params.surgery_examples, seed)
+    if params.surgery_samples * len(surgery) * model.latent_dim > SURGERY_FLOATS * 32:
+        raise ParamsError(f"evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold "
+                          f"{params.surgery_samples} x {len(surgery)} draws of {model.latent_dim} latents "
+                          f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
+    ais_examples = len(x) if ais is None or ais.num_examples is None else min(ais.num_examples, len(x))
+
     @tf.function(jit_compile=jit_compile)
-    def batch_metrics(xb, batch_seed):
+    def batch_metrics(xb, batch_seed, with_ais: bool):
         prior = model.prior_distribution()
         seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
         proposal, mean, scale = model.proposal_and_moments(xb, (seeds[0], seeds[3]), params.proposal_samples,
@@ -166,7 +195,7 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         kl_per_dim = kl_per_dimension(mean, scale, model.prior.marginals(model.posterior),
                                       tf.random.experimental.stateless_fold_in(seeds[3], 1))
         out = {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dim, "posterior_mean": mean}
-        if ais is not None:
+        if with_ais:
             annealed = ais_log_likelihood(xb, likelihood, prior, ais.num_chains, ais.num_steps,
                                           ais.leapfrog_steps, ais.step_size, seeds[4])
             out.update(ais_log_likelihood=annealed["log_likelihood"], ais_acceptance=annealed["acceptance"])
@@ -177,11 +206,12 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
     parts, begin = [], time.perf_counter()
     for start in range(0, len(x), batch_size):
-        parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32)))
+        parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32),
+                                   ais is not None and start < ais_examples))
         done, elapsed = min(start + batch_size, len(x)), time.perf_counter() - begin
         left = elapsed * (len(x) - done) / done
         print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {left:.0f} s left", flush=True)
-    out = {key: np.concatenate([part[key].numpy() for part in parts])[:len(x)] for key in parts[0]}
+    out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
@@ -203,18 +233,22 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         "latent_dim": int(kl_dims.shape[0]),
     }
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
-    whole, description = model.density_proposal(tf.constant(x), proposal_seed, params.proposal_samples,
+    whole, description = model.density_proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
                                                 params.proposal_scale)
+    of = f"the {len(x)} images" if len(surgery) == len(x) else \
+        f"{len(surgery)} of the {len(x)} images (evaluation.surgery_examples, drawn without replacement)"
     metrics["elbo_surgery"] = {
         "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {description} proposal per image, "
-                     f"aggregated posterior of the {len(x)} images",
+                     f"aggregated posterior of {of}",
         **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
     }
     if ais is not None:
+        subset = "" if ais_examples == len(x) else f", the first {ais_examples} of the {len(x)} images"
         metrics["ais"] = {
             "estimator": f"annealed importance sampling from p(z), {ais.num_chains} chains x {ais.num_steps} "
-                         f"HMC steps ({ais.leapfrog_steps} leapfrog)",
-            **summarize(out["ais_log_likelihood"], x.shape[1]),
-            "acceptance": float(out["ais_acceptance"].mean()),
+                         f"HMC steps ({ais.leapfrog_steps} leapfrog){subset}",
+            **({} if not subset else {"num_examples": ais_examples}),
+            **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),
+            "acceptance": float(out["ais_acceptance"][:ais_examples].mean()),
         }
     return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances}

@@ -27,7 +27,7 @@ Units = Annotated[Ints, AfterValidator(_positive_units)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class PartParams(Section):

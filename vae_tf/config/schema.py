@@ -93,6 +93,7 @@ class AISParams(Section):
     num_steps: int = Field(500, ge=1, le=10**7)
     leapfrog_steps: int = Field(1, ge=1, le=10**4)
     step_size: float = Field(0.1, gt=0.0)
+    num_examples: Optional[int] = Field(None, ge=1, le=10**8)  # the first N test images (null: all of them)
 
 
 class EvaluationParams(Section):
@@ -105,6 +106,7 @@ class EvaluationParams(Section):
     refinement: Optional[RefinementParams] = None
     active_unit_threshold: float = Field(0.01, gt=0.0)
     surgery_samples: int = Field(16, ge=1, le=10**4)  # draws per image for the ELBO surgery (aggregated posterior)
+    surgery_examples: int = Field(1000, ge=2, le=10**6)  # images whose aggregated posterior it takes (a subset past this)
     num_plot_images: int = Field(16, ge=1, le=256)
 
 
