@@ -319,3 +319,36 @@ def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
     typical = sorted(seconds.values())[150]
     assert resumed_epoch >= 4 and seconds[resumed_epoch] > 10 * typical and seconds[0] > 10 * typical
     assert ran_stages(repro(repo, "train@vae")) == []
+
+
+def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path):
+    """studies/fashion_mnist's pipeline, pointed at tiny IDX files and tiny settings: `dvc repro
+    <its dvc.yaml>` from the root trains and evaluates its runs with the repository's stages,
+    in its own folder, and writes results.md with each run's figures beside the published one."""
+    from tests.test_data import idx_folder
+
+    repo = copy_repository(tmp_path, {})
+    raw, _ = idx_folder(tmp_path, np.random.default_rng(0), n_train=40, n_test=10)
+    study = repo / "studies/fashion_mnist"
+    pipeline = (study / "dvc.yaml").read_text()
+    (study / "dvc.yaml").write_text(pipeline.replace("/usr/share/datasets/fashion-mnist", str(raw)))
+    params = yaml.safe_load((study / "params.yaml").read_text())
+    params["data"].update(source=f"idx:{raw}", validation_size=8)
+    params["model"].update(TINY["model"])
+    params["training"].update(epochs=2)
+    params["evaluation"] = {**TINY["evaluation"], "ais": {**TINY["evaluation"]["ais"], "num_examples": 4}}
+    params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {}}
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+    ran = [stage.split(":")[-1] for stage in ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml"))]
+    assert sorted(ran) == sorted(["prepare", "resolve", "study"] + [f"{stage}@{run}" for run in ("vae", "iwae5", "mine")
+                                                                    for stage in ("train", "evaluate")])
+    assert not (repo / "models").exists() and (study / "models/iwae5/model.keras").exists()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in (study / "results.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| run") and not line.startswith("| ---")}
+    assert sorted(rows) == ["iwae5", "mine", "vae"]
+    metrics = json.loads((study / "metrics/iwae5.json").read_text())
+    assert rows["iwae5"][3] == f"{metrics['nll']:.2f} ± {metrics['nll_stderr']:.2f}"
+    assert rows["iwae5"][5] == f"{-metrics['elbo']:.2f}" and rows["iwae5"][11].startswith("85.54 [")
+    assert rows["mine"][11].strip() == "|" and metrics["ais"]["num_examples"] == 4
+    assert (study / "reports/bound.png").exists() and (study / "reports/samples.png").exists()
+    assert ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml")) == []

@@ -17,7 +17,7 @@ from vae_tf.config.schema import SWEEPS  # noqa: E402
 from vae_tf.files import atomic_write, json_text, staged_directory  # noqa: E402
 
 
-def _row(name: str, run: dict) -> dict:
+def run_row(name: str, run: dict) -> dict:
     """One run's figures: test metrics, and training's seconds per epoch and peak memory."""
     test, training = run["test"], run["training"]
     ais = test.get("ais") or {}
@@ -36,7 +36,7 @@ def _row(name: str, run: dict) -> dict:
     }
 
 
-def _nll(value, stderr) -> str:
+def nll_text(value, stderr) -> str:
     return "–" if value is None else f"{value:.2f} ± {stderr:.2f}"
 
 
@@ -53,13 +53,13 @@ def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tu
     written to `plots_dir`; the tables `dvc plots` overlays, written to `overlays_dir`. Each run
     is its test metrics, training summary, `params`, `latent_csv` and `curves` (its dvclive
     plots/metrics folder)."""
-    rows = [{**_row(name, run), "objective": run["params"].objective.describe()} for name, run in runs.items()]
+    rows = [{**run_row(name, run), "objective": run["params"].objective.describe()} for name, run in runs.items()]
     lines = [
         "| experiment | objective | test NLL, IS | test NLL, AIS | ELBO | gap | L_K (K) | KL = I + hole "
         "| active units | s / epoch | epochs |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(f"| {r['run']} | {r['objective']} | {_nll(r['nll'], r['nll_stderr'])} | "
-          f"{_nll(r['ais_nll'], r['ais_nll_stderr'])} | {r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | "
+        *(f"| {r['run']} | {r['objective']} | {nll_text(r['nll'], r['nll_stderr'])} | "
+          f"{nll_text(r['ais_nll'], r['ais_nll_stderr'])} | {r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | "
           f"{r['iwae_bound']:.2f} ({r['iwae_num_samples']}) | {r['mutual_information'] + r['kl_aggregate']:.2f} = "
           f"{r['mutual_information']:.2f} + {r['kl_aggregate']:.2f} | {r['active_units']} / {r['latent_dim']} | "
           f"{r['seconds_per_epoch']:.3f} | {r['epochs_run']} |" for r in rows),
@@ -95,7 +95,7 @@ def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tu
             fig, ax = plt.subplots(figsize=(6, 3.5))
             for r in adversarial:
                 for split, style in (("train", "-"), ("eval", "--")):
-                    steps, values = _read_curve(runs[r["run"]]["curves"] / split / "discriminator_accuracy.tsv")
+                    steps, values = read_curve(runs[r["run"]]["curves"] / split / "discriminator_accuracy.tsv")
                     ax.plot(steps, values, style, label=f"{r['run']} ({'validation' if split == 'eval' else 'training'})")
             ax.axhline(0.5, color="grey", linewidth=0.8)
             ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="Discriminator accuracy over training")
@@ -128,7 +128,7 @@ def write_overlays(runs: dict[str, dict], overlays_dir: Path) -> None:
                 for split, label in SPLITS.items():
                     path = run["curves"] / split / f"{field}.tsv"
                     if path.exists():
-                        lines += [f"{step},{name} {label},{value!r}" for step, value in zip(*_read_curve(path))]
+                        lines += [f"{step},{name} {label},{value!r}" for step, value in zip(*read_curve(path))]
             (staging / f"{field}.csv").write_text("\n".join(lines) + "\n")
         lines = ["dimension,series,kl"]
         for name, run in runs.items():
@@ -136,7 +136,7 @@ def write_overlays(runs: dict[str, dict], overlays_dir: Path) -> None:
         (staging / "kl_per_dimension.csv").write_text("\n".join(lines) + "\n")
 
 
-def _read_curve(path: Path) -> tuple[list[int], list[float]]:
+def read_curve(path: Path) -> tuple[list[int], list[float]]:
     """A dvclive curve (step, value) from its .tsv."""
     with open(path) as f:
         rows = list(csv.reader(f, delimiter="\t"))[1:]
@@ -159,7 +159,7 @@ def k_study(experiment: str, runs: dict[int, dict], reports_dir: Path, sweep: st
     per plot against K), k_study.json (`K_STUDY_METRICS` per K, as DVC metrics) and k_study.png
     (validation bound, seconds per epoch, test NLL and active units against K). K is the value
     of the setting `sweep` (`SWEEPS`: the objective's K or a hierarchical posterior's K_tau)."""
-    rows = [{"num_samples": k, **{key: v for key, v in _row(f"k_study/k{k}", run).items() if key != "run"}}
+    rows = [{"num_samples": k, **{key: v for key, v in run_row(f"k_study/k{k}", run).items() if key != "run"}}
             for k, run in sorted(runs.items())]
     ks = [row["num_samples"] for row in rows]
 

@@ -9,6 +9,7 @@ the repository root, where `dvc repro` runs the stages):
     export/<exp>/<version>/         export     (experiments only)
     reports/{metrics,summary}.json, summary.md, plots/, overlays/  report   (every experiment)
     reports/k_study.{json,csv,png}             k_study  (every K)
+    results.md, reports/{bound,samples}.png    study    (a study's table, studies/<name>/)
 """
 
 from __future__ import annotations
@@ -202,3 +203,25 @@ def k_study(params_path: str = "params.yaml") -> None:
     runs = {k: _run_summary(f"k_study/k{k}") for k in settings.num_samples}
     runs[settings.value_of(params.experiment(settings.experiment))] = _run_summary(settings.experiment)  # its run
     study(settings.experiment, runs, Path("reports"), settings.sweep)
+
+
+def study(params_path: str = "params.yaml", published_path: str = "published.yaml") -> None:
+    """A study's table (`results.md`, every experiment evaluated so far beside its published
+    figure) and figures (`reports/`)."""
+    from ruamel.yaml import YAML
+
+    from vae_tf.study import figures, table
+
+    params = load_params(params_path)
+    runs = {}
+    for name in params.experiments:
+        run = {"params": params.experiment(name), "curves": Path("dvclive") / name / "plots" / "metrics",
+               "samples": Path("plots") / name / "samples.png"}
+        if (Path("metrics") / f"{name}.json").exists():
+            run.update(_run_summary(name))
+        runs[name] = run
+    published = YAML(typ="safe").load(Path(published_path).read_text()) or {}
+    text = table(runs, published, f"dvc repro {Path.cwd().name}/dvc.yaml")
+    with staged_directory(Path("reports")) as staging:
+        figures(runs, staging)
+    atomic_write(Path("results.md"), lambda tmp: tmp.write_text(text))
