@@ -284,3 +284,21 @@ def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):
     (tmp_path / "broken-idx" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: not readable"):
         prepare(DataParams(source=f"idx:{tmp_path / 'broken-idx'}"), seed=0)
+
+
+def test_staged_outputs_are_readable_by_other_users(tmp_path):
+    """A staged folder takes the umask's mode (0755 under 022), as a plain mkdir would: TF Serving
+    running as another user reads export/ (tempfile's 0700 kept it out)."""
+    import os
+
+    from vae_tf.files import staged_directory
+
+    previous = os.umask(0o022)
+    try:
+        with staged_directory(tmp_path / "out") as staging:
+            (staging / "a.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -7,7 +7,8 @@ import json
 import math
 import os
 import shutil
-import tempfile
+import uuid
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ def staged_directory(target: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `target`; on success it replaces `target` whole."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = target.with_name(f".{target.name}-{uuid.uuid4().hex[:8]}")
+    staging.mkdir()  # with the umask's mode (mkdtemp's 0700 kept other users, TF Serving's, out of export/)
     try:
         yield staging
         old = target.with_name(f".{target.name}.old")
@@ -43,6 +45,25 @@ def staged_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_model(model, path: Path) -> None:
+    """`model.save` to `path` (.keras), whole or not at all, and byte-identical for identical
+    weights: Keras stamps the archive with the time (`metadata.json`'s date_saved and the weights
+    entry's date), which would change dvc.lock and `dvc exp show` on every retrain; both go."""
+
+    def write(tmp: Path) -> None:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp) as archive:
+            entries = [(info, archive.read(info)) for info in archive.infolist()]
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for info, data in entries:
+                if info.filename == "metadata.json":
+                    data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+                archive.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                                 info.compress_type)
+
+    atomic_write(path, write)
 
 
 def json_text(data: Any, where: str) -> str:

@@ -120,7 +120,8 @@ def write_overlays(runs: dict[str, dict], overlays_dir: Path) -> None:
     """Long tables, one per quantity, that the `overlay` plot template draws with a line per
     `series` (run and split) and, across revisions (`dvc plots diff`), a dash per revision:
     `<field>.csv` (epoch, series, field) for each training curve, and
-    `kl_per_dimension.csv` (dimension, series, kl)."""
+    `kl_per_dimension.csv` (dimension, series, kl), each run's dimensions sorted by KL as in
+    `kl_per_dimension.png`."""
     with staged_directory(overlays_dir) as staging:
         for field in CURVES:
             lines = [f"epoch,series,{field}"]
@@ -132,7 +133,7 @@ def write_overlays(runs: dict[str, dict], overlays_dir: Path) -> None:
             (staging / f"{field}.csv").write_text("\n".join(lines) + "\n")
         lines = ["dimension,series,kl"]
         for name, run in runs.items():
-            lines += [f"{j},{name},{kl!r}" for j, kl in enumerate(_read_latent_csv(run["latent_csv"]))]
+            lines += [f"{j},{name},{kl!r}" for j, kl in enumerate(sorted(_read_latent_csv(run["latent_csv"]), reverse=True))]
         (staging / "kl_per_dimension.csv").write_text("\n".join(lines) + "\n")
 
 

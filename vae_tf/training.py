@@ -23,7 +23,7 @@ from vae_tf import workers
 from vae_tf.config import Params
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
-from vae_tf.files import atomic_write
+from vae_tf.files import atomic_write, save_model
 from vae_tf.models import build_model, uses_xla
 
 
@@ -290,13 +290,18 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
                 f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
                 "No model was saved."
             )
+        ended, best = history.epoch[-1] + 1, early_stopping.best_epoch + 1
+        why = "the epoch budget" if ended == t.epochs else \
+            f"early stopping (no better validation {model.objective.monitor} in {t.early_stopping_patience} epochs)"
+        print(f"training ended at epoch {ended}/{t.epochs} by {why}; kept the weights of epoch {best}, "
+              f"validation {model.objective.monitor} {float(early_stopping.best):.2f}", flush=True)
         if chief:
-            live.summary["best_epoch"] = early_stopping.best_epoch + 1
+            live.summary["best_epoch"] = best
             live.summary[f"best_val_{model.objective.monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
             live.summary["epochs_run"] = history.epoch[-1] + 1
             live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
             live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
             live.summary["peak_memory_mb"] = peak_memory_mb()
     if chief:
-        atomic_write(Path(model_path), model.save)
+        save_model(model, Path(model_path))
     return history
