@@ -337,7 +337,7 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     params["model"].update(TINY["model"])
     params["training"].update(epochs=2)
     params["evaluation"] = {**TINY["evaluation"], "ais": {**TINY["evaluation"]["ais"], "num_examples": 4}}
-    params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {}}
+    params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {"model": {"hidden_units": [8]}, "objective": {"kind": "iwae", "num_samples": 2}}}
     (study / "params.yaml").write_text(yaml.safe_dump(params))
     ran = [stage.split(":")[-1] for stage in ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml"))]
     assert sorted(ran) == sorted(["prepare", "resolve", "study"] + [f"{stage}@{run}" for run in ("vae", "iwae5", "mine")
@@ -348,7 +348,15 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert sorted(rows) == ["iwae5", "mine", "vae"]
     metrics = json.loads((study / "metrics/iwae5.json").read_text())
     assert rows["iwae5"][3] == f"{metrics['nll']:.2f} ± {metrics['nll_stderr']:.2f}"
-    assert rows["iwae5"][5] == f"{-metrics['elbo']:.2f}" and rows["iwae5"][11].startswith("85.54 [")
-    assert rows["mine"][11].strip() == "|" and metrics["ais"]["num_examples"] == 4
+    assert rows["iwae5"][6] == f"{-metrics['elbo']:.2f}" and rows["iwae5"][12].startswith("85.54 [")
+    assert rows["mine"][12].strip() == "|" and metrics["ais"]["num_examples"] == 4
+    per_image = {run: np.genfromtxt(study / f"plots/{run}/log_likelihood.csv", delimiter=",", names=True)
+                 for run in ("vae", "iwae5")}  # log p(x) of each test image, AIS on the first 4 only
+    assert per_image["iwae5"]["importance_sampling"].mean() == pytest.approx(-metrics["nll"], abs=1e-4)
+    assert np.isnan(per_image["iwae5"]["ais"][4:]).all() and per_image["iwae5"]["ais"][:4].mean() == pytest.approx(
+        -metrics["ais"]["nll"], abs=1e-4)
+    difference = per_image["vae"]["importance_sampling"] - per_image["iwae5"]["importance_sampling"]
+    assert rows["iwae5"][5] == f"{difference.mean():+.2f} ± {difference.std(ddof=1) / np.sqrt(10):.2f} (vae)"
+    assert rows["vae"][5] == "(the reference)" and rows["mine"][5] == "–"
     assert (study / "reports/bound.png").exists() and (study / "reports/samples.png").exists()
     assert ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml")) == []

@@ -251,4 +251,5 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
             **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),
             "acceptance": float(out["ais_acceptance"][:ais_examples].mean()),
         }
-    return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances}
+    return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances,
+            "ais_log_likelihood": out["ais_log_likelihood"][:ais_examples] if ais is not None else None}

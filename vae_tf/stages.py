@@ -5,7 +5,7 @@ the repository root, where `dvc repro` runs the stages):
     data/prepared/                  prepare
     resolved/<run>/<stage>.json     resolve    (the settings each stage of a run reads)
     models/<run>/model.keras        train      (checkpoints/<run>/ while it runs; dvclive/<run>/)
-    metrics/<run>.json, plots/<run>/  evaluate
+    metrics/<run>.json, plots/<run>/  evaluate (plots/<run>/log_likelihood.csv: log p(x) per test image)
     export/<exp>/<version>/         export     (experiments only)
     reports/{metrics,summary}.json, summary.md, plots/, overlays/  report   (every experiment)
     reports/k_study.{json,csv,png}             k_study  (every K)
@@ -139,7 +139,18 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         rows = ["dimension,kl,posterior_mean_variance"]
         rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
         (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
+        write_log_likelihoods(staging / "log_likelihood.csv", result["log_likelihood"], result["ais_log_likelihood"])
     atomic_write(metrics_path, lambda tmp: tmp.write_text(metrics_text))
+
+
+def write_log_likelihoods(path: Path, importance: np.ndarray, annealed) -> None:
+    """log p(x) of each test image by importance sampling and, for the images AIS ran on, by AIS
+    (blank past them): what paired comparisons of two runs on the same images need."""
+    annealed = [] if annealed is None else annealed
+    rows = ["image,importance_sampling,ais"]
+    rows += [f"{i},{value:.6f},{annealed[i]:.6f}" if i < len(annealed) else f"{i},{value:.6f},"
+             for i, value in enumerate(importance)]
+    path.write_text("\n".join(rows) + "\n")
 
 
 def plot_latent_codes(model, codes: np.ndarray, labels, path: Path, title: str) -> None:
@@ -216,12 +227,14 @@ def study(params_path: str = "params.yaml", published_path: str = "published.yam
     runs = {}
     for name in params.experiments:
         run = {"params": params.experiment(name), "curves": Path("dvclive") / name / "plots" / "metrics",
-               "samples": Path("plots") / name / "samples.png"}
+               "samples": Path("plots") / name / "samples.png",
+               "log_likelihoods": Path("plots") / name / "log_likelihood.csv"}
         if (Path("metrics") / f"{name}.json").exists():
             run.update(_run_summary(name))
         runs[name] = run
     published = YAML(typ="safe").load(Path(published_path).read_text()) or {}
-    text = table(runs, published, f"dvc repro {Path.cwd().name}/dvc.yaml")
+    root = next((folder for folder in (Path.cwd(), *Path.cwd().parents) if (folder / ".dvc").is_dir()), Path.cwd())
+    text = table(runs, published, f"dvc repro {Path.cwd().relative_to(root) / 'dvc.yaml'}")
     with staged_directory(Path("reports")) as staging:
         figures(runs, staging)
     atomic_write(Path("results.md"), lambda tmp: tmp.write_text(text))
