@@ -322,9 +322,10 @@ def test_killed_repro_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path):
-    """studies/fashion_mnist's pipeline, pointed at tiny IDX files and tiny settings: `dvc repro
-    <its dvc.yaml>` from the root trains and evaluates its runs with the repository's stages,
-    in its own folder, and writes results.md with each run's figures beside the published one."""
+    """studies/fashion_mnist's pipeline, pointed at tiny IDX files and tiny settings: `dvc repro`
+    in its folder (a DVC project of its own) trains and evaluates its runs with the repository's
+    stages and writes results.md with each run's figures beside the published one; the root
+    project does not see it (`dvc status` there is unchanged)."""
     from tests.test_data import idx_folder
 
     repo = copy_repository(tmp_path, {})
@@ -339,7 +340,8 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     params["evaluation"] = {**TINY["evaluation"], "ais": {**TINY["evaluation"]["ais"], "num_examples": 4}}
     params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {"model": {"hidden_units": [8]}, "objective": {"kind": "iwae", "num_samples": 2}}}
     (study / "params.yaml").write_text(yaml.safe_dump(params))
-    ran = [stage.split(":")[-1] for stage in ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml"))]
+    before = run(["dvc", "status", "--json"], repo).stdout
+    ran = ran_stages(repro(study))
     assert sorted(ran) == sorted(["prepare", "resolve", "study"] + [f"{stage}@{run}" for run in ("vae", "iwae5", "mine")
                                                                     for stage in ("train", "evaluate")])
     assert not (repo / "models").exists() and (study / "models/iwae5/model.keras").exists()
@@ -359,4 +361,4 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert rows["iwae5"][5] == f"{difference.mean():+.2f} ± {difference.std(ddof=1) / np.sqrt(10):.2f} (vae)"
     assert rows["vae"][5] == "(the reference)" and rows["mine"][5] == "–"
     assert (study / "reports/bound.png").exists() and (study / "reports/samples.png").exists()
-    assert ran_stages(repro(repo, "studies/fashion_mnist/dvc.yaml")) == []
+    assert ran_stages(repro(study)) == [] and run(["dvc", "status", "--json"], repo).stdout == before

@@ -6,7 +6,7 @@ this script, one model after the other:
 
     python benchmarks/peers/pythae_fashion.py --peer-python ../peers-venv/bin/python --epochs 10
 
-Both sides train on the study's prepared data (`dvc repro studies/fashion_mnist/dvc.yaml:prepare`:
+Both sides train on the study's prepared data (`cd studies/fashion_mnist && dvc repro prepare`:
 Fashion-MNIST, dynamically binarized: each training image redrawn x ~ Bernoulli(intensity) at each
 step; validation and test images binarized once) with Adam at 1e-3, batch 100, and each model's
 networks as the study's experiment of the same name (tanh MLPs; pythae's through its BaseEncoder /
