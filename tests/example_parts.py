@@ -1,6 +1,6 @@
 """A new posterior kind and a new prior kind, written as a contributor would, to show what a kind
-takes: one params class, one layer class, both registered under the kind's name (here, in this one
-file; in the package, the params class goes to `vae_tf/config/parts.py` and the layer to its own
+takes: one params class (which declares what the kind offers the other parts: `config.PosteriorParams`),
+one layer class, both registered under the kind's name (here, in this one file; in the package, the params class goes to `vae_tf/config/parts.py` and the layer to its own
 module, imported by its part's `__init__`). Nothing else changes: the factory builds them from
 params, the contract tests (`test_contracts.py`) check them, and every objective and estimator
 uses them. Both have variables of their own besides any network, so `test_roles.py` uses them to
@@ -19,7 +19,7 @@ from vae_tf.tfp import Normal, tfd
 
 
 @config.POSTERIORS.register
-class SharedScalePosteriorParams(config.PartParams):
+class SharedScalePosteriorParams(config.PosteriorParams):
     kind: Literal["shared_scale"] = "shared_scale"
 
 
@@ -53,7 +53,7 @@ class SharedScalePosterior(Posterior):
 
 
 @config.PRIORS.register
-class LearnedGaussianPriorParams(config.PartParams):
+class LearnedGaussianPriorParams(config.PriorParams):
     kind: Literal["learned_gaussian"] = "learned_gaussian"
 
 

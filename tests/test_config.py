@@ -130,6 +130,23 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("objective: {kind: elbo, kl_weight: -.inf}", "objective: kl_weight: Input should be a finite number"),
         ("evaluation: {surgery_examples: 1}", "evaluation.surgery_examples: Input should be greater than or equal to 2"),
         ("data: {source: 'idx:'}", "data.source: must be 'digits', 'tfds:<name>', 'npz:<path>' or 'idx:<folder>'"),
+        # parts that cannot work together, refused when params are read (by resolve, before DVC
+        # removes any output), not once train or evaluate runs
+        ("experiments: {a: {model: {posterior: implicit}}}",
+         "experiments.a: model.posterior / objective.kind: the 'implicit' posterior has no density, which objective "
+         "'elbo' needs (log q(z|x)); train it with an objective that needs none: ['aae', 'avb']"),
+        ("experiments: {a: {model: {posterior: noise_basis}, objective: {kind: iwae}}}",
+         "experiments.a: model.posterior / objective.kind: the 'noise_basis' posterior has no density"),
+        ("model: {posterior: hierarchical, prior: vamp}",
+         "model.prior / model.posterior: the 'vamp' prior is made of the posterior's density, which the "
+         "'hierarchical' posterior does not have in closed form"),
+        ("experiments: {a: {model: {posterior: iaf}, objective: {kind: iwae, num_samples: 5}}}",
+         "experiments.a: objective.gradient: dreg needs log q(z|x) as a function of z"),
+        ("experiments: {a: {model: {posterior: planar}, evaluation: {refinement: {steps: 3}}}}",
+         "experiments.a: evaluation.refinement: refines a diagonal Gaussian q(z|x), which the 'planar' posterior does "
+         "not have"),
+        ("experiments: {a: {model: {posterior: iaf}, objective: {kind: elbo, refinement: {steps: 3}}}}",
+         "experiments.a: objective.refinement: refines a diagonal Gaussian q(z|x), which the 'iaf' posterior"),
         # the spellings before parts were keyed by kind name the new one
         ("avb: {discriminator_steps: 2}", "avb: the avb section moved into the parts: objective: {kind: avb"),
         ("objective: {name: iwae}", "objective: name: renamed: objective: {kind: elbo | iwae | avb, ...}"),
@@ -147,12 +164,14 @@ def test_bad_part_params_name_the_key_and_old_spellings_the_new_one(tmp_path, te
 
 def test_an_experiment_that_changes_a_kind_starts_from_that_kinds_defaults(tmp_path):
     params = load_params(write(tmp_path, "objective: {kind: elbo, kl_weight: 0.5, num_samples: 3}\n"
-                                         "model: {posterior: {kind: implicit, noise_dim: 4}}\n"
-                                         "experiments:\n  a: {objective: {kind: iwae}, model: {posterior: implicit}}\n"
+                                         "model: {posterior: {kind: iaf, num_steps: 4}}\n"
+                                         "experiments:\n  a: {objective: {kind: iwae, gradient: reparameterized}, "
+                                         "model: {posterior: iaf}}\n"
                                          "  b: {objective: {num_samples: 7}}\n  c: {model: {posterior: gaussian}}\n"))
     a = params.experiment("a")
-    assert a.objective.model_dump() == {"kind": "iwae", "num_samples": 1, "refinement": None, "gradient": "dreg"}  # nothing of elbo's
-    assert a.model.posterior.noise_dim == 4  # the same kind, by name: the base's fields stay
+    assert a.objective.model_dump() == {"kind": "iwae", "num_samples": 1, "refinement": None,
+                                        "gradient": "reparameterized"}  # nothing of elbo's
+    assert a.model.posterior.num_steps == 4  # the same kind, by name: the base's fields stay
     b = params.experiment("b").objective
     assert (b.kind, b.kl_weight, b.num_samples) == ("elbo", 0.5, 7)  # the same kind: merged
     assert params.experiment("c").model.posterior.model_dump() == {"kind": "gaussian"}

@@ -34,7 +34,7 @@ NETWORK_DATA = {"mlp": ({"kind": "mlp"}, (2,)), "conv": ({"kind": "conv", "filte
 assert set(NETWORK_DATA) == set(NETWORKS.classes)
 # Priors see no network but those made of the posterior (the VampPrior): those meet every kind.
 PRIOR_CASES = [(kind, network) for kind, cls in sorted(PRIORS.classes.items())
-               for network in (sorted(NETWORK_DATA) if cls.uses_posterior else ["mlp"])]
+               for network in (sorted(NETWORK_DATA) if cls.params_class.uses_posterior else ["mlp"])]
 
 
 def model_with(part: str, kind: str, network: str = "mlp"):
@@ -43,7 +43,7 @@ def model_with(part: str, kind: str, network: str = "mlp"):
     `network`."""
     posterior = POSTERIORS.classes[kind] if part == "posterior" else POSTERIORS.classes["gaussian"]
     objective = kind if part == "objective" else next(
-        name for name, cls in OBJECTIVES.classes.items() if posterior.density or not cls.needs_density)
+        name for name, cls in OBJECTIVES.classes.items() if posterior.params_class.density or not cls.params_class.needs_density)
     likelihood = LIKELIHOODS.classes[kind] if part == "likelihood" else LIKELIHOODS.classes["gaussian"]
     dimension, levels = DATA[likelihood.representation]
     architecture, image_shape = NETWORK_DATA[network]

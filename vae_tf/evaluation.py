@@ -168,10 +168,6 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
     if refinement is not None:
         refinement = {**refinement, "gradient": "stopped"}
-    if refinement is not None and not model.posterior.gaussian_proposal:
-        raise ParamsError(f"evaluation.refinement: refines a diagonal Gaussian proposal, which the "
-                          f"{model.posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
-
     surgery = surgery_subset(len(x), params.surgery_examples, seed)
     if params.surgery_samples * len(surgery) * model.latent_dim > SURGERY_FLOATS * 32:
         raise ParamsError(f"evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold "

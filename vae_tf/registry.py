@@ -56,7 +56,7 @@ class Registry:
             if cls.role not in ROLES:
                 raise TypeError(f"{cls.__name__}.role must be one of {ROLES}, got {cls.role!r}")
             self.classes[kind] = keras.saving.register_keras_serializable(package="vae_tf")(cls)
-            cls.kind = kind
+            cls.kind, cls.params_class = kind, self.kinds.classes[kind]
             return cls
 
         return decorate

@@ -6,11 +6,12 @@ config with an experiment's overrides deep-merged on top). A bad key, type or va
 kind (`vae_tf.config.parts`).
 """
 
-from vae_tf.config.parts import LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS, ObjectiveParams, PartParams
+from vae_tf.config.parts import (
+    LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS, ObjectiveParams, PartParams, PosteriorParams, PriorParams)
 from vae_tf.config.schema import (
     AISParams, DataParams, EvaluationParams, ExportParams, ModelParams, Params, ParamsFile, TrainingParams,
     load_params)
 
 __all__ = ["LIKELIHOODS", "OBJECTIVES", "POSTERIORS", "PRIORS", "AISParams", "DataParams", "EvaluationParams",
-           "ExportParams", "ModelParams", "ObjectiveParams", "Params", "ParamsFile", "PartParams", "TrainingParams",
-           "load_params"]
+           "ExportParams", "ModelParams", "ObjectiveParams", "Params", "ParamsFile", "PartParams", "PosteriorParams",
+           "PriorParams", "TrainingParams", "load_params"]

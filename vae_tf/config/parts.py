@@ -7,7 +7,7 @@ part's registry; its layer registers under the same name (`vae_tf.registry`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, get_args
+from typing import Annotated, Any, ClassVar, Literal, Optional, get_args
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -87,14 +87,17 @@ def describe_errors(err: pydantic.ValidationError, model: type[BaseModel], prefi
 
 
 class Kinds:
-    """The params classes of one part, by kind. `parse` is the part's field validator: it takes
-    a kind's name or a mapping with `kind`, and validates it with that kind's class."""
+    """The params classes of one part, by kind, each a subclass of `base`. `parse` is the part's
+    field validator: it takes a kind's name or a mapping with `kind`, and validates it with that
+    kind's class."""
 
-    def __init__(self, path: str, default: str):
-        self.path, self.default = path, default
+    def __init__(self, path: str, default: str, base: type[PartParams] = PartParams):
+        self.path, self.default, self.base = path, default, base
         self.classes: dict[str, type[PartParams]] = {}
 
     def register(self, cls: type[PartParams]) -> type[PartParams]:
+        if not issubclass(cls, self.base):
+            raise TypeError(f"{cls.__name__}: a {self.path} kind's params class derives from {self.base.__name__}")
         self.classes[cls.model_fields["kind"].default] = cls
         return cls
 
@@ -120,10 +123,50 @@ def part(kinds: Kinds) -> Any:
     return Annotated[pydantic.SerializeAsAny[PartParams], BeforeValidator(kinds.parse)]
 
 
-POSTERIORS = Kinds("model.posterior", "gaussian")
-PRIORS = Kinds("model.prior", "standard_normal")
+class PosteriorParams(PartParams):
+    """A posterior's params. What its kind offers the other parts is declared here, beside its
+    fields, so that a combination that cannot work is refused when params are read
+    (`vae_tf.config.schema.Params`), before anything is built:
+    - `density`: what its draws know of log q(z|x): "exact", "bound" (an estimate whose
+      expectation bounds it from above) or None (samples only);
+    - `supports_dreg`: log q as a function of z with q's parameters held fixed (DReG);
+    - `gaussian_proposal`: its proposal is a diagonal Gaussian (refinement refines it)."""
+
+    density: ClassVar[Optional[str]] = "exact"
+    supports_dreg: ClassVar[bool] = True
+    gaussian_proposal: ClassVar[bool] = False
+
+
+class PriorParams(PartParams):
+    """A prior's params; `uses_posterior`: p(z) is made of the posterior's density (VampPrior)."""
+
+    uses_posterior: ClassVar[bool] = False
+
+
+class ObjectiveParams(PartParams):
+    """An objective's params; `needs_density`: it needs log q(z|x) at the draws."""
+
+    needs_density: ClassVar[bool] = True
+    num_samples: int = Field(1, ge=1, le=10000)  # K draws z_k ~ q(z|x) per example and step
+
+    @property
+    def uses_dreg(self) -> bool:
+        """Its draws need log q with q's parameters held fixed (DReG)."""
+        return False
+
+    @property
+    def adversary_learning_rate(self) -> Optional[float]:
+        """The learning rate of the optimizer of the objective's own (adversary) variables."""
+        return None
+
+    def describe(self) -> str:
+        return f"{self.kind} K={self.num_samples}"
+
+
+POSTERIORS = Kinds("model.posterior", "gaussian", PosteriorParams)
+PRIORS = Kinds("model.prior", "standard_normal", PriorParams)
 LIKELIHOODS = Kinds("model.likelihood", "categorical")
-OBJECTIVES = Kinds("objective", "elbo")
+OBJECTIVES = Kinds("objective", "elbo", ObjectiveParams)
 NETWORKS = Kinds("model.network", "mlp")
 PosteriorField, PriorField = part(POSTERIORS), part(PRIORS)
 LikelihoodField, ObjectiveField, NetworkField = part(LIKELIHOODS), part(OBJECTIVES), part(NETWORKS)
@@ -161,27 +204,30 @@ class ResNetNetworkParams(ConvNetworkParams):
 
 
 @POSTERIORS.register
-class GaussianPosteriorParams(PartParams):
+class GaussianPosteriorParams(PosteriorParams):
     """q(z|x) = N(mu(x), diag sigma(x)^2)."""
 
     kind: Literal["gaussian"] = "gaussian"
+    gaussian_proposal: ClassVar[bool] = True
 
 
 @POSTERIORS.register
-class ImplicitPosteriorParams(PartParams):
+class ImplicitPosteriorParams(PosteriorParams):
     """z = g(x, eps), eps ~ N(0, I_noise_dim) fed into every layer: samples only, no density."""
 
     kind: Literal["implicit"] = "implicit"
+    density: ClassVar[Optional[str]] = None
     noise_dim: int = Field(16, ge=1, le=4096)
     moment_samples: int = Field(32, ge=2, le=10000)  # draws for q's mean and scale (encode, adaptive contrast)
 
 
 @POSTERIORS.register
-class NoiseBasisPosteriorParams(PartParams):
+class NoiseBasisPosteriorParams(PosteriorParams):
     """z = z0(x) + sum_i a_i(x) * v_i(eps_i), v_i an MLP of its own noise: samples only, moments
     in closed form given the v_i's (the encoder for AVB's adaptive contrast)."""
 
     kind: Literal["noise_basis"] = "noise_basis"
+    density: ClassVar[Optional[str]] = None
     noise_dim: int = Field(32, ge=1, le=4096)  # of each eps_i
     num_basis: int = Field(16, ge=1, le=1024)
     basis_units: Units = Field((128, 128, 128), min_length=1)  # each v_i's hidden layers
@@ -189,32 +235,36 @@ class NoiseBasisPosteriorParams(PartParams):
 
 
 @POSTERIORS.register
-class PlanarPosteriorParams(PartParams):
+class PlanarPosteriorParams(PosteriorParams):
     """A normalizing flow: num_steps planar steps f(z) = z + u tanh(w.z + b) on the Gaussian
     q(z_0|x), their u, w, b emitted by the encoder."""
 
     kind: Literal["planar"] = "planar"
+    supports_dreg: ClassVar[bool] = False  # would need the parameters stopped inside the flow's networks
     num_steps: int = Field(4, ge=1, le=100)
 
 
 @POSTERIORS.register
-class IAFPosteriorParams(PartParams):
+class IAFPosteriorParams(PosteriorParams):
     """An inverse autoregressive flow: num_steps masked autoregressive steps (each a MADE with
     made_units hidden units) on the Gaussian q(z_0|x), conditioned on context_dim values of the encoder."""
 
     kind: Literal["iaf"] = "iaf"
+    supports_dreg: ClassVar[bool] = False  # would need the parameters stopped inside the flow's networks
     num_steps: int = Field(2, ge=1, le=100)
     context_dim: int = Field(16, ge=1, le=4096)
     made_units: Units = Field((64, 64), min_length=1)
 
 
 @POSTERIORS.register
-class HierarchicalPosteriorParams(PartParams):
+class HierarchicalPosteriorParams(PosteriorParams):
     """An auxiliary variable psi (auxiliary_dim values): psi ~ q(psi|x), z ~ q(z|x, psi), with a
     reverse model tau(psi|z, x); log q(z|x) is bounded by IWHVI with auxiliary_samples (K_tau)
     values of psi (1: the HVM bound), in training and in importance sampling."""
 
     kind: Literal["hierarchical"] = "hierarchical"
+    density: ClassVar[Optional[str]] = "bound"
+    supports_dreg: ClassVar[bool] = False
     auxiliary_dim: int = Field(16, ge=1, le=4096)
     auxiliary_samples: int = Field(8, ge=1, le=10000)
 
@@ -223,12 +273,12 @@ class HierarchicalPosteriorParams(PartParams):
 
 
 @PRIORS.register
-class StandardNormalPriorParams(PartParams):
+class StandardNormalPriorParams(PriorParams):
     kind: Literal["standard_normal"] = "standard_normal"
 
 
 @PRIORS.register
-class MixturePriorParams(PartParams):
+class MixturePriorParams(PriorParams):
     """A mixture of num_components diagonal Gaussians, weights, means and scales learnt."""
 
     kind: Literal["mixture"] = "mixture"
@@ -236,17 +286,18 @@ class MixturePriorParams(PartParams):
 
 
 @PRIORS.register
-class VampPriorParams(PartParams):
+class VampPriorParams(PriorParams):
     """The VampPrior: the posterior averaged over num_components learnt pseudo-inputs, which
     start as training images (init: data) or uniform draws in [0, 1] (init: random)."""
 
     kind: Literal["vamp"] = "vamp"
+    uses_posterior: ClassVar[bool] = True
     num_components: int = Field(16, ge=1, le=10000)
     init: Literal["data", "random"] = "data"
 
 
 @PRIORS.register
-class FlowPriorParams(PartParams):
+class FlowPriorParams(PriorParams):
     """N(0, I) pushed through a masked autoregressive flow of num_steps steps (each a MADE with
     made_units hidden units), learnt."""
 
@@ -256,7 +307,7 @@ class FlowPriorParams(PartParams):
 
 
 @PRIORS.register
-class RingPriorParams(PartParams):
+class RingPriorParams(PriorParams):
     """A fixed mixture of num_components Gaussians (standard deviation scale) evenly spaced on a
     circle of the given radius in the first two latent dimensions; N(0, 1) in any others."""
 
@@ -312,18 +363,6 @@ class TrainingRefinementParams(RefinementParams):
     gradient: Literal["through_steps", "straight_through"] = "through_steps"
 
 
-class ObjectiveParams(PartParams):
-    num_samples: int = Field(1, ge=1, le=10000)  # K draws z_k ~ q(z|x) per example and step
-
-    @property
-    def adversary_learning_rate(self) -> Optional[float]:
-        """The learning rate of the optimizer of the objective's own (adversary) variables."""
-        return None
-
-    def describe(self) -> str:
-        return f"{self.kind} K={self.num_samples}"
-
-
 class BoundParams(ObjectiveParams):
     """A bound on log p(x) of the model's draws; with `refinement`, of draws of q(z|x) refined by
     gradient steps first (semi-amortized: a diagonal Gaussian posterior only)."""
@@ -358,6 +397,10 @@ class IWAEParams(BoundParams):
     kind: Literal["iwae"] = "iwae"
     gradient: Literal["reparameterized", "dreg"] = "dreg"
 
+    @property
+    def uses_dreg(self) -> bool:
+        return self.gradient == "dreg"
+
     def describe(self) -> str:
         return f"{super().describe()} ({self.gradient}{self.refined})"
 
@@ -367,6 +410,7 @@ class AVBParams(ObjectiveParams):
     """Adversarial Variational Bayes: a discriminator T(x, z) estimates log q - log r."""
 
     kind: Literal["avb"] = "avb"
+    needs_density: ClassVar[bool] = False
     discriminator_units: Units = Field((256, 256), min_length=1)
     discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     discriminator_steps: int = Field(1, ge=1, le=100)
@@ -387,6 +431,7 @@ class AAEParams(ObjectiveParams):
     draws; the encoder (and decoder) maximise reconstruction - adversarial_weight * D's generator loss."""
 
     kind: Literal["aae"] = "aae"
+    needs_density: ClassVar[bool] = False
     discriminator_units: Units = Field((256, 256), min_length=1)
     discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     discriminator_steps: int = Field(1, ge=1, le=100)

@@ -12,7 +12,7 @@ from ruamel.yaml import YAML, YAMLError
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.config.parts import (
-    CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, MLPNetworkParams,
+    OBJECTIVES, CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, MLPNetworkParams,
     NetworkField, ObjectiveField, PosteriorField, PriorField, RefinementParams, Section, StandardNormalPriorParams, Units, describe_errors)
 from vae_tf.errors import ParamsError
 
@@ -116,7 +116,9 @@ class ExportParams(Section):
 
 
 class Params(Section):
-    """One fully resolved configuration: what a train/evaluate/export stage runs with."""
+    """One fully resolved configuration: what a train/evaluate/export stage runs with. Its parts
+    must fit together (`_parts_fit`), by what each kind's params class declares it offers, so
+    that `resolve` refuses what could only fail once train or evaluate runs."""
 
     seed: int = Field(0, ge=0, lt=2**31)
     data: DataParams = DataParams()
@@ -125,6 +127,28 @@ class Params(Section):
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
     export: ExportParams = ExportParams()
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> "Params":
+        posterior, prior, objective = self.model.posterior, self.model.prior, self.objective
+        if objective.needs_density and posterior.density is None:
+            without = sorted(kind for kind, cls in OBJECTIVES.classes.items() if not cls.needs_density)
+            raise ValueError(f"model.posterior / objective.kind: the {posterior.kind!r} posterior has no density, "
+                             f"which objective {objective.kind!r} needs (log q(z|x)); train it with an objective "
+                             f"that needs none: {without}")
+        if prior.uses_posterior and posterior.density != "exact":
+            raise ValueError(f"model.prior / model.posterior: the {prior.kind!r} prior is made of the posterior's "
+                             f"density, which the {posterior.kind!r} posterior does not have in closed form")
+        if objective.uses_dreg and not posterior.supports_dreg:
+            raise ValueError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
+                             f"held fixed, which the {posterior.kind!r} posterior does not give; set gradient: "
+                             "reparameterized")
+        for key, refinement in (("objective", getattr(objective, "refinement", None)),
+                                ("evaluation", self.evaluation.refinement)):
+            if refinement is not None and not posterior.gaussian_proposal:
+                raise ValueError(f"{key}.refinement: refines a diagonal Gaussian q(z|x), which the "
+                                 f"{posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
+        return self
 
 
 SWEEPS = {"objective.num_samples": "K (samples per example in training)",

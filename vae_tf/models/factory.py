@@ -34,33 +34,16 @@ def architecture(network: PartParams, meta: Meta) -> Optional[dict]:
 
 
 def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
-    """The four parts params describe, for data described by `meta`. The parts refuse what they
-    cannot model (a likelihood the data's representation, an objective a posterior without the
-    density it needs), naming the keys."""
+    """The four parts params describe, for data described by `meta`. The likelihood refuses data
+    it is no density for; that the parts fit one another, `Params` checked when it was read."""
     m = params.model
     context = Context(meta, m.latent_dim, m.hidden_units, m.activation, architecture(m.network, meta))
     # The likelihood first: its layers are created, and so initialised, in the order they have
     # always been (decoder, encoder, then anything else), so a seed gives the same weights.
-    parts = {"likelihood": LIKELIHOODS.build(m.likelihood, context),
-             "posterior": POSTERIORS.build(m.posterior, context),
-             "prior": PRIORS.build(m.prior, context),
-             "objective": OBJECTIVES.build(params.objective, context)}
-    if parts["objective"].needs_density and parts["posterior"].density is None:
-        without = [kind for kind, cls in OBJECTIVES.classes.items() if not cls.needs_density]
-        raise ParamsError(f"model.posterior / objective.kind: the {m.posterior.kind!r} posterior has no density, "
-                          f"which objective {params.objective.kind!r} needs (log q(z|x)); train it with an "
-                          f"objective that needs none: {without}")
-    if parts["prior"].uses_posterior and parts["posterior"].density != "exact":
-        raise ParamsError(f"model.prior / model.posterior: the {m.prior.kind!r} prior is made of the posterior's "
-                          f"density, which the {m.posterior.kind!r} posterior does not have in closed form")
-    if parts["objective"].refinement is not None and not parts["posterior"].gaussian_proposal:
-        raise ParamsError(f"objective.refinement: refines a diagonal Gaussian q(z|x), which the {m.posterior.kind!r} "
-                          "posterior does not have (posterior kind gaussian); set it to null")
-    if parts["objective"].uses_dreg and not parts["posterior"].supports_dreg:
-        raise ParamsError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
-                          f"held fixed, which the {m.posterior.kind!r} posterior does not give; "
-                          "set gradient: reparameterized")
-    return parts
+    return {"likelihood": LIKELIHOODS.build(m.likelihood, context),
+            "posterior": POSTERIORS.build(m.posterior, context),
+            "prior": PRIORS.build(m.prior, context),
+            "objective": OBJECTIVES.build(params.objective, context)}
 
 
 def uses_xla(params: Params) -> bool:

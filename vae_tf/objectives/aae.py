@@ -38,7 +38,6 @@ class AAE(Objective):
     (`monitor`), and the model's log-likelihood is estimated like any other's (importance
     sampling with its proposal, AIS from the prior)."""
 
-    needs_density = False
     monitor = "reconstruction"
     adversarial_roles = ("adversary", "inference", "generative")
     METRICS = ("loss", "reconstruction", "generator_loss", "discriminator_loss", "discriminator_accuracy")

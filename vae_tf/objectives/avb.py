@@ -80,7 +80,6 @@ class AVB(Objective):
     precede each update of the encoder and decoder (`model.optimizer`).
     """
 
-    needs_density = False
     METRICS = ("loss", "bound", "reconstruction", "kl", "discriminator_loss", "discriminator_accuracy")
 
     def __init__(self, num_samples: int = 1, discriminator_units: Sequence[int] = (256, 256),

@@ -43,8 +43,7 @@ class Objective(keras.layers.Layer):
     """
 
     role = "adversary"
-    needs_density = True  # needs log q(z|x) at the draws: refuses a posterior without a density
-    uses_dreg = False  # draws with stop_density_gradient (DReG): refuses a posterior that has no such form
+    uses_dreg = False  # draws with stop_density_gradient (DReG)
     METRICS: tuple[str, ...] = ("loss", "bound", "elbo", "reconstruction", "kl")
     monitor = "bound"  # the tracked term early stopping maximises on the validation data
     adversarial_roles = ("adversary",)  # the roles whose variables `model.adversary_optimizer` updates

@@ -33,13 +33,16 @@ class Posterior(keras.layers.Layer):
     """q(z|x). A kind defines `draw`, and `distribution(h)` if it has a density (`density` is
     "exact") or `moments(h, seed)` if not. `density` says what its draws know of log q(z|x):
     "exact", "bound" (an estimate whose expectation bounds it from above, so that the ELBO and
-    L_K built on it stay lower bounds), or None (samples only). `proposal` is what importance
-    sampling of log p(x) (evaluation, the exported `log_likelihood`) draws from."""
+    L_K built on it stay lower bounds), or None (samples only); it and the kind's other offers
+    (DReG, a Gaussian proposal) are declared by its params class (`params_class`,
+    `vae_tf.config.parts.PosteriorParams`). `proposal` is what importance sampling of log p(x)
+    (evaluation, the exported `log_likelihood`) draws from."""
 
     role = "inference"
-    density: Optional[str] = "exact"
-    supports_dreg = True  # `draw(..., stop_density_gradient=True)` gives log q as a function of z, parameters fixed
-    gaussian_proposal = False  # `proposal` is a diagonal Gaussian (evaluation can refine it, `vae_tf.refinement`)
+
+    @property
+    def density(self) -> Optional[str]:
+        return self.params_class.density
 
     def __init__(self, latent_dim: int, architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)

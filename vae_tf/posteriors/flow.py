@@ -19,10 +19,8 @@ class FlowPosterior(Posterior):
     The encoder network emits mu, sigma and `extra_outputs` more values, from which a kind's
     `flow(extra)` builds f. `distribution(h)` is TFP's `TransformedDistribution`; draws keep z_0,
     so their log q needs no inverse. The KL of the ELBO is the Monte Carlo one (no closed form).
-    No DReG (`supports_dreg`): log q as a function of z with the parameters held fixed would need
-    the flow's parameters stopped inside its networks."""
-
-    supports_dreg = False
+    No DReG (its params' `supports_dreg`): log q as a function of z with the parameters held fixed
+    would need the flow's parameters stopped inside its networks."""
 
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, num_steps: int, **kwargs):
         super().__init__(latent_dim, **kwargs)

@@ -17,8 +17,6 @@ class GaussianPosterior(Posterior):
     """q(z|x) = N(z | mu(x), diag sigma(x)^2), sigma = softplus(raw) + 1e-5, a network giving
     [mu, raw]; draws z = mu + sigma * eps."""
 
-    gaussian_proposal = True
-
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.hidden_units, self.activation = tuple(hidden_units), activation

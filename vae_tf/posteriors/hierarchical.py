@@ -40,10 +40,7 @@ class HierarchicalPosterior(Posterior):
     an MLP (the model's hidden units). A draw's log q is the IWHVI estimate with K_tau =
     `auxiliary_samples` (`iwhvi_log_density`): an upper bound in expectation, so the ELBO and
     L_K built on it are lower bounds (K_tau = 1: HVM's bound). Importance sampling of log p(x)
-    weighs draws by p(x, z)/q^ (`AuxiliaryProposal`). No DReG (`supports_dreg`)."""
-
-    density = "bound"
-    supports_dreg = False
+    weighs draws by p(x, z)/q^ (`AuxiliaryProposal`). No DReG (its params' `supports_dreg`)."""
 
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, auxiliary_dim: int,
                  auxiliary_samples: int, **kwargs):

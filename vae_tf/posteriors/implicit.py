@@ -19,8 +19,6 @@ class Sampler(Posterior):
     objective that needs no density (avb), and log p(x) is estimated with a Gaussian fitted to
     its draws (`proposal`) or by AIS; `moment_samples` draws for what needs its mean and scale."""
 
-    density = None
-
     def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
                  moment_samples: int = 32, **kwargs):
         super().__init__(latent_dim, **kwargs)

@@ -18,7 +18,11 @@ class Prior(keras.layers.Layer):
     the encoder (a VampPrior: p(z) = mean_c q(z|u_c)); others ignore it."""
 
     role = "generative"
-    uses_posterior = False  # p(z) is a function of the posterior's variables (then it needs its density)
+
+    @property
+    def uses_posterior(self) -> bool:
+        """p(z) is a function of the posterior's variables (declared by its params class)."""
+        return self.params_class.uses_posterior
 
     def __init__(self, latent_dim: int, **kwargs):
         super().__init__(**kwargs)

@@ -19,8 +19,6 @@ class VampPrior(Prior):
     encoder too: its gradients reach the pseudo-inputs and the encoder's weights (and DReG gives
     the encoder this explicit term besides its path term)."""
 
-    uses_posterior = True
-
     def __init__(self, latent_dim: int, num_components: int, input_dim: int, init: str = "data", **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_components, self.input_dim, self.init = num_components, input_dim, init
