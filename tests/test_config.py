@@ -38,6 +38,14 @@ def test_experiment_overrides_are_deep_merged(tmp_path):
         ("model: {likelihood: poisson}", ["model.likelihood: kind: unknown kind 'poisson'",
                                           "['bernoulli', 'categorical', 'gaussian']"]),
         ("model: {hidden_units: [64, 0]}", ["model.hidden_units", "at least 1 unit"]),
+        # widths bounded so that the largest model stays within a few GiB: a MADE of 10^7 units
+        # used to be killed by the kernel at 22.8 GB with no message
+        ("model: {posterior: {kind: iaf, made_units: [10000000]}}",
+         ["model.posterior: made_units: at most 16 layers of at most 8192 units, got [10000000]"]),
+        ("model: {hidden_units: [8192, 8192, 8192]}",
+         ["model.hidden_units", "[8192, 8192, 8192] hold 134,217,728 weights between them, over the 67,108,864 allowed"]),
+        ("objective: {kind: aae, discriminator_units: [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]}",
+         ["objective: discriminator_units: at most 16 layers"]),
         ("data: {source: 'mnist'}", ["data.source", "tfds:<name>"]),
         ("experiments: {vae: {training: {batch_size: -1}}}", ["experiments.vae", "training.batch_size"]),
         ("experiments: {vae: {modle: {}}}", ["experiments.vae", "modle", "unknown key"]),

@@ -10,7 +10,7 @@ from vae_tf.data import Prepared
 from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.models import build_model
 from vae_tf.training import train
-from tests.conftest import TINY, TINY_AVB
+from tests.conftest import TINY, TINY_AVB, meta_for
 
 
 def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
@@ -61,6 +61,16 @@ def test_likelihood_must_fit_the_data_representation(digits):
     params = Params.model_validate({"model": {"likelihood": "bernoulli"}})
     with pytest.raises(ParamsError, match="model.likelihood.*binarize or dynamic_binarize"):
         build_model(params, digits.meta)
+
+
+def test_dense_layers_next_to_the_data_are_bounded_by_its_size():
+    """28 x 28 pixels of 256 grey levels: 1337 units on the decoder's last layer at most (2^28
+    weights); the refusal comes before any weight is allocated."""
+    meta = meta_for(784, "levels", n_levels=256)
+    assert build_model(Params.model_validate({"model": {"hidden_units": [8, 64]}}), meta).count_params() > 784 * 256 * 64
+    with pytest.raises(ParamsError, match=r"model.hidden_units: \[8, 1338\] on 784 pixels x 256 values each would "
+                                          r"give the last dense layer 268,541,952 weights, over the 268,435,456"):
+        build_model(Params.model_validate({"model": {"hidden_units": [8, 1338]}}), meta)
 
 
 def test_kl_warmup_ramps_beta_linearly(digits):

@@ -16,14 +16,27 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
 
 
-def _positive_units(value: tuple[int, ...]) -> tuple[int, ...]:
+# Bounds on a network's hidden layers that keep the largest model within a few GiB (weights,
+# gradients and Adam's two moments: 16 bytes a weight): 8192 units a layer, 16 layers, and 2^26
+# weights between them (256 MiB; two layers of 8192). The layers next to the data are bounded
+# where the data's size is known (`vae_tf.likelihoods.base.Likelihood.from_params`).
+MAX_UNITS, MAX_LAYERS, MAX_HIDDEN_WEIGHTS = 8192, 16, 2**26
+
+
+def _widths(value: tuple[int, ...]) -> tuple[int, ...]:
     if any(units < 1 for units in value):
         raise ValueError(f"every layer needs at least 1 unit, got {list(value)}")
+    if len(value) > MAX_LAYERS or max(value, default=0) > MAX_UNITS:
+        raise ValueError(f"at most {MAX_LAYERS} layers of at most {MAX_UNITS} units, got {list(value)}")
+    weights = sum(a * b for a, b in zip(value, value[1:]))
+    if weights > MAX_HIDDEN_WEIGHTS:
+        raise ValueError(f"{list(value)} hold {weights:,} weights between them, over the {MAX_HIDDEN_WEIGHTS:,} "
+                         f"allowed ({MAX_HIDDEN_WEIGHTS * 4 // 2**20} MiB); narrow them")
     return value
 
 
 # The widths of a network's hidden layers.
-Units = Annotated[Ints, AfterValidator(_positive_units)]
+Units = Annotated[Ints, AfterValidator(_widths)]
 
 
 class Section(BaseModel):

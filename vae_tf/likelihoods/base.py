@@ -11,11 +11,14 @@ import tensorflow as tf
 
 from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
 from vae_tf.errors import ParamsError
-from vae_tf.networks import apply_to_leading, decoder
+from vae_tf.networks import apply_to_leading, decoder, sees_images
 from vae_tf.registry import Registry
 from vae_tf.tfp import tfd
 
 LIKELIHOODS = Registry(LIKELIHOOD_PARAMS)
+# The most weights of a dense layer next to the data (1 GiB; 4 with gradients and Adam's moments):
+# 28 x 28 pixels of 256 levels allow 1337 units there.
+MAX_DATA_WEIGHTS = 2**28
 # The data.preprocessing that gives each representation (see `vae_tf.data`).
 PREPROCESSING = {"levels": "levels", "binary": "binarize or dynamic_binarize", "continuous": "scale"}
 
@@ -44,13 +47,24 @@ class Likelihood(keras.layers.Layer):
 
     @classmethod
     def from_params(cls, params, context):
-        """Refuses data it is not a density for, naming the setting that would give the right data."""
+        """Refuses data it is not a density for, naming the setting that would give the right data,
+        and dense layers next to the data of over `MAX_DATA_WEIGHTS` weights (the decoder's last,
+        D x k outputs, and the encoder's first; `vae_tf.config.parts.MAX_UNITS` bounds the others)."""
         meta = context.meta
         if meta.representation not in cls.accepts:
             raise ParamsError(
                 f"model.likelihood: {cls.kind!r} needs {cls.representation} data, but data.preprocessing "
                 f"{meta.preprocessing!r} gives {meta.representation} data; set data.preprocessing to "
                 f"{PREPROCESSING[cls.representation]}")
+        if not sees_images(context.architecture):
+            k, units = cls.values_per_pixel(meta.n_levels), context.hidden_units
+            for layer, weights in (("last", units[-1] * meta.dimension * k), ("first", units[0] * meta.dimension)):
+                if weights > MAX_DATA_WEIGHTS:
+                    raise ParamsError(
+                        f"model.hidden_units: {list(units)} on {meta.dimension} pixels x {k} values each would give "
+                        f"the {layer} dense layer {weights:,} weights, over the {MAX_DATA_WEIGHTS:,} allowed "
+                        f"({MAX_DATA_WEIGHTS * 4 // 2**20} MiB); narrow that layer (or use fewer grey levels: "
+                        "data.preprocessing)")
         return cls(meta.dimension, context.hidden_units, context.activation, meta.n_levels, context.architecture,
                    name="likelihood")
 
