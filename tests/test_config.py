@@ -122,6 +122,10 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("evaluation: {ais: {num_steps: 4294967296}}", "evaluation.ais.num_steps: Input should be less than or equal"),
         ("training: {distribute: {strategy: multi_worker, devices: [/cpu:0]}}",
          "training.distribute: devices: only for strategy mirrored"),
+        ("training: {distribute: {devices: [/cpu:0, /CPU:0]}}",
+         "training.distribute.devices: each device at most once, got ['/cpu:0', '/CPU:0']"),
+        ("training: {distribute: {strategy: multi_worker, timeout_seconds: 0}}",
+         "training.distribute.timeout_seconds: Input should be greater than 0"),
         ("training: {distribute: {strategy: parameter_server}}", "training.distribute.strategy: Input should be "
                                                                  "'mirrored' or 'multi_worker'"),
         ("export: {chunk_size: 2147483648}", "export.chunk_size: Input should be less than or equal to 1000000"),

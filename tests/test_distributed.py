@@ -3,6 +3,7 @@ the one-device update on the same data and seed, and so does a short run of the 
 with `training.distribute`, on two devices of one process and on two worker processes."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tf.workers import is_chief
+from vae_tf.errors import ClusterError
+from vae_tf.workers import cluster_config, is_chief
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,3 +154,47 @@ class Strategy:
 def test_the_chief_is_the_chief_task_or_else_worker_0(cluster, task, chief):
     assert is_chief(Strategy(cluster, *task)) is chief
     assert is_chief(tf.distribute.get_strategy())  # one device: this process writes
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{garbage", "TF_CONFIG: not JSON (Expecting property name enclosed in double quotes"),
+    ("[]", "TF_CONFIG: names no cluster"),
+    ('{"cluster": {}}', "TF_CONFIG: names no cluster"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}',
+     "TF_CONFIG: cluster job 'ps': training.distribute multi_worker runs 'chief' and 'worker' tasks only"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "TF_CONFIG: task.index: 2 is not one of 0..1, the tasks of cluster.worker"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+     "TF_CONFIG: task.type: 'chief' is not a job of the cluster (['worker'])"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker"}}',
+     "TF_CONFIG: cluster.worker: expected a list of 'host:port' addresses (one for chief), got ['a']"),
+    ('{"cluster": {"chief": ["a:1", "b:2"], "worker": ["c:3"]}, "task": {"type": "worker"}}',
+     "TF_CONFIG: cluster.chief: expected a list of 'host:port' addresses (one for chief), got ['a:1', 'b:2']"),
+])
+def test_a_tf_config_that_names_no_cluster_this_worker_can_join_is_one_line(text, message):
+    """TensorFlow answered these with tracebacks, or ('[]', no cluster) trained as one worker."""
+    with pytest.raises(ClusterError) as err:
+        cluster_config(text)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_a_tf_config_of_a_cluster_is_taken_as_it_is():
+    text = '{"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]}, "task": {"type": "worker", "index": 1}}'
+    assert cluster_config(text) == json.loads(text) and cluster_config(None) is None
+
+
+@pytest.mark.slow
+def test_a_worker_whose_cluster_does_not_form_ends_with_one_line():
+    """A peer that never starts: TensorFlow waits for it without end, deaf to SIGTERM (90 s and
+    counting, before); after training.distribute.timeout_seconds the worker ends, its stderr
+    naming the cluster and the setting."""
+    ports = free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": 0}}
+    code = "from vae_tf.workers import multi_worker_strategy; multi_worker_strategy(3)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: training.distribute: the cluster of TF_CONFIG did not form within 3 s (training.distribute."
+        f"timeout_seconds): start every worker of {json.dumps(config['cluster'])}, and check that each reaches "
+        "the others' host:port")

@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class TrainingError(UserError):
     """Training could not produce a usable model (e.g. the loss became NaN)."""
+
+
+class ClusterError(UserError):
+    """`TF_CONFIG` does not describe a cluster this worker can join, or the cluster did not form."""

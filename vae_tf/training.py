@@ -209,7 +209,7 @@ def strategy_of(params: Params) -> tf.distribute.Strategy:
     if d is None:
         return tf.distribute.get_strategy()
     if d.strategy == "multi_worker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = workers.multi_worker_strategy(d.timeout_seconds)
     else:
         strategy = tf.distribute.MirroredStrategy(list(_visible(d.devices)) if d.devices else None)
     if params.training.batch_size % strategy.num_replicas_in_sync:

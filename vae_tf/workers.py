@@ -10,10 +10,84 @@ logs: the trackers' values read across every replica (`SyncOnRead` sums), valida
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
-from vae_tf.errors import TrainingError
+from vae_tf.errors import ClusterError, TrainingError
+
+CLUSTER_FORM = ('{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": i}} '
+                "(a \"chief\" job of one address besides, optionally)")
+
+# Run beside a worker while it joins its cluster (`multi_worker_strategy`): TensorFlow blocks there,
+# holding the GIL and deaf to SIGTERM, until every worker answers, so only another process can end
+# the wait: after the timeout, the message on the worker's stderr and the worker killed.
+WATCHDOG = """
+import os, signal, sys, time
+worker, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(seconds)
+if os.getppid() == worker:
+    print(message, file=sys.stderr, flush=True)
+    os.kill(worker, signal.SIGKILL)
+"""
+
+
+def cluster_config(text: Optional[str]) -> Optional[dict]:
+    """`TF_CONFIG` (its text; None where it is not set: one worker), checked as
+    `MultiWorkerMirroredStrategy` needs it, else `ClusterError` naming what is wrong: a cluster
+    of `chief` (one address at most) and `worker` jobs of "host:port" addresses, and this task, one
+    of them. TensorFlow itself fails on these with tracebacks, or trains as one worker."""
+    if text is None:
+        return None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ClusterError(f"TF_CONFIG: not JSON ({err}); expected {CLUSTER_FORM}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise ClusterError(f"TF_CONFIG: names no cluster; expected {CLUSTER_FORM}, or no TF_CONFIG to train as one "
+                           "worker")
+    for job, addresses in cluster.items():
+        if job not in ("chief", "worker"):
+            raise ClusterError(f"TF_CONFIG: cluster job {job!r}: training.distribute multi_worker runs 'chief' and "
+                               "'worker' tasks only")
+        if not (isinstance(addresses, list) and addresses and len(addresses) <= (1 if job == "chief" else 10**4)
+                and all(isinstance(a, str) and re.fullmatch(r"[^\s:/]+:\d{1,5}", a) for a in addresses)):
+            raise ClusterError(f"TF_CONFIG: cluster.{job}: expected a list of 'host:port' addresses (one for chief), "
+                               f"got {addresses!r}")
+    task = config.get("task")
+    kind = task.get("type") if isinstance(task, dict) else None
+    if kind not in cluster:
+        raise ClusterError(f"TF_CONFIG: task.type: {kind!r} is not a job of the cluster ({sorted(cluster)})")
+    index = task.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise ClusterError(f"TF_CONFIG: task.index: {index!r} is not one of 0..{len(cluster[kind]) - 1}, the tasks "
+                           f"of cluster.{kind}")
+    return config
+
+
+def multi_worker_strategy(timeout_seconds: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The strategy of the cluster of `TF_CONFIG` (checked, `cluster_config`), once every worker
+    answers; a worker still waiting after `timeout_seconds` is ended with one line naming the
+    cluster (by `WATCHDOG`: exit by SIGKILL)."""
+    config = cluster_config(os.environ.get("TF_CONFIG"))
+    if config is None:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    message = (f"error: training.distribute: the cluster of TF_CONFIG did not form within {timeout_seconds:g} s "
+               f"(training.distribute.timeout_seconds): start every worker of {json.dumps(config['cluster'])}, "
+               "and check that each reaches the others' host:port")
+    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(timeout_seconds), message])
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

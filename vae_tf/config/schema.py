@@ -56,15 +56,25 @@ class DistributeParams(Section):
       every visible GPU (the CPU if there is none).
     - `multi_worker`: several machines (`tf.distribute.MultiWorkerMirroredStrategy`), each
       process a worker on its own GPUs (or CPU), the cluster and this worker's place in it read
-      from the `TF_CONFIG` environment variable (one worker without it); devices must be null."""
+      from the `TF_CONFIG` environment variable (one worker without it; checked,
+      `vae_tf.workers.cluster_config`), a worker ending after `timeout_seconds` if the cluster
+      has not formed; devices must be null."""
 
     strategy: Literal["mirrored", "multi_worker"] = "mirrored"
     devices: Optional[tuple[str, ...]] = Field(None, min_length=1)
+    timeout_seconds: float = Field(300.0, gt=0.0, le=86400.0)  # multi_worker: the wait for every worker to answer
 
     @field_validator("devices", mode="before")
     @classmethod
     def _listed(cls, value):
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("devices")
+    @classmethod
+    def _distinct(cls, value):
+        if value is not None and len({device.lower() for device in value}) < len(value):
+            raise ValueError(f"each device at most once, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _devices_of_one_machine(self):
