@@ -68,6 +68,16 @@ def test_prepared_files_of_another_shape_than_meta_says(tmp_path, digits):
         load_prepared(tmp_path / "prepared")
 
 
+def test_a_damaged_prepared_file_is_one_line_saying_what_to_run(tmp_path, digits):
+    """A byte flipped inside train.npz's deflate stream: zlib.error, a traceback in train, before."""
+    save_prepared(digits, tmp_path / "prepared")
+    damaged = bytearray((tmp_path / "prepared" / "train.npz").read_bytes())
+    damaged[200] ^= 0xFF
+    (tmp_path / "prepared" / "train.npz").write_bytes(bytes(damaged))
+    with pytest.raises(DataError, match=r"prepared data is corrupt \(.*\); run `dvc repro prepare` again"):
+        load_prepared(tmp_path / "prepared")
+
+
 def test_digits_test_labels_are_scikit_learns_and_match_their_images(digits):
     from sklearn.datasets import load_digits
 
@@ -110,6 +120,10 @@ def test_npz_integer_levels(tmp_path, rng):
         ({"train": np.full((4, 2, 2), 2.0), "test": np.zeros((4, 2, 2))}, r"outside \[0, 1\]"),
         ({"train": np.full((4, 2, 2), np.nan), "test": np.zeros((4, 2, 2))}, "NaN"),
         ({"train": np.zeros((4,)), "test": np.zeros((4,))}, "must be a non-empty"),
+        # images of no pixels: a traceback from numpy's min(), before
+        ({"train": np.zeros((4, 8, 8, 0)), "test": np.zeros((4, 8, 8, 0))},
+         r"train must be a non-empty .* got shape \(2, 8, 8, 0\)"),
+        ({"train": np.zeros((4, 0, 8), int), "test": np.zeros((4, 0, 8), int)}, "got shape"),
         ({"train": np.zeros((2, 2, 2)), "test": np.zeros((4, 2, 2))}, "validation_size"),
         ({"train": np.zeros((3, 4)), "val": np.zeros((0, 4)), "test": np.zeros((2, 4))}, "val must be a non-empty"),
         ({"train": np.zeros((0, 4), int), "val": np.zeros((0, 4), int), "test": np.zeros((0, 4), int)},
@@ -182,6 +196,9 @@ def test_tfds_colour_images_keep_their_channels_and_varying_sizes_are_refused(mo
         assert prepared.meta.image_shape == (32, 32, 3) and prepared.meta.n_levels == 256  # 8-bit levels
         with pytest.raises(DataError, match=r"'tf_flowers' has images of varying size \(shape \(None, None, 3\)\)"):
             prepare(DataParams(source="tfds:tf_flowers"), seed=0)
+    with pytest.raises(DataError, match=r"data.source: TFDS data set 'mnist:99.0.0': Dataset mnist cannot be loaded at "
+                                        r"version 99.0.0, only: 3.0.1"):  # TFDS's AssertionError, before
+        prepare(DataParams(source="tfds:mnist:99.0.0"), seed=0)
 
 
 def test_tfds_offline_fails_fast_with_instructions(tmp_path, monkeypatch):

@@ -244,6 +244,9 @@ def test_serve_without_a_model_exits_2_with_one_clear_line(tmp_path):
         result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", "x", "--port", port],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and f"--port must be in 1-65535, got {port}" in result.stderr
+    result = subprocess.run([vae_tf_command, "serve", "--model-name", "vae", "--model-base-path", "x", "--host",
+                             "0.0.0.0.0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--host 0.0.0.0.0: not a host name or address" in result.stderr, result.stderr
 
 
 def test_serve_on_a_busy_port_exits_2_with_one_clear_line(server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -130,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be in 1-65535, got {args.port}")
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except socket.gaierror as err:  # aiohttp's answer, after the model loaded: a 39-line traceback
+        parser.error(f"--host {args.host}: not a host name or address ({err.strerror})")
 
     import_tensorflow()
     from vae_tf.serving import Limits, serve as run_server

@@ -116,6 +116,8 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
         builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"data.source: unknown TFDS data set {name!r} (see `tfds.list_builders()`)") from None
+    except AssertionError as err:  # TFDS's answer to a version it does not have
+        raise DataError(f"data.source: TFDS data set {name!r}: {str(err).split(chr(34) + ': ', 1)[-1]}") from None
     if not builder.is_prepared():
         _check_download_reachable(name)
     builder.download_and_prepare()
@@ -256,8 +258,9 @@ def _checked(splits: dict[str, np.ndarray], n_levels: Optional[int], where: str)
     """Check shapes and value ranges; an (N, H, W) array is one channel."""
     shapes = {key: array.shape[1:] for key, array in splits.items()}
     for key, array in splits.items():
-        if array.ndim not in (2, 3, 4) or len(array) == 0:
-            raise DataError(f"{where}: {key} must be a non-empty (N, D), (N, H, W) or (N, H, W, C) array, got shape {array.shape}")
+        if array.ndim not in (2, 3, 4) or array.size == 0:
+            raise DataError(f"{where}: {key} must be a non-empty (N, D), (N, H, W) or (N, H, W, C) array, got shape "
+                            f"{array.shape}")
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
             raise DataError(f"{where}: {key} must hold numbers, got dtype {array.dtype}")
     if len(set(shapes.values())) != 1:
@@ -344,7 +347,7 @@ def load_prepared(directory: Path) -> Prepared:
                 test_labels = archive["labels"] if "labels" in archive.files else test_labels
     except FileNotFoundError as err:
         raise DataError(f"prepared data missing ({err.filename}); run `dvc repro prepare` first") from None
-    except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+    except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DataError(f"{directory}: prepared data is corrupt ({err}); run `dvc repro prepare` again") from None
     for split, array in arrays.items():
         if array.shape[1:] != meta.image_shape:
