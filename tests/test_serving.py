@@ -188,6 +188,16 @@ def test_bad_requests_get_a_4xx_naming_the_problem(client, path, body, status, m
     assert set(got) == {"error"} and message in got["error"], got
 
 
+def test_inputs_the_model_refuses_or_overflows_on_get_one_line(client):
+    """Grey levels out of range: the model's own assertion, without TensorFlow's graph dump
+    ("Graph execution error ... Assert", before); decode far outside the prior: 400, not 200 with NaN."""
+    body = {"signature_name": "log_likelihood", "inputs": {"x": [[17.0] * 64], "num_samples": 5, "seed": 1}}
+    assert client.predict(body) == (400, {"error": "x: values must be grey levels, integers in [0, 16]"})
+    status, got = client.predict({"signature_name": "decode", "instances": [[3.4e38, 3.4e38]]})  # L = 2
+    assert status == 400 and got["error"].startswith("outputs ["), got
+    assert "are not finite for these inputs (largest magnitude 3.4e+38)" in got["error"]
+
+
 def test_unknown_model_route_or_method_is_a_json_4xx(client):
     assert client.predict({"instances": [ROW]}, path="/v1/models/other:predict")[0] == 404
     status, body = client.request("GET", "/v1/models/other")

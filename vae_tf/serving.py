@@ -24,6 +24,7 @@ import asyncio
 import errno
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,6 +355,11 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
         inputs, row_format = parse_inputs(body, signature, limits)
         outputs = await asyncio.get_running_loop().run_in_executor(
             None, lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
+        overflowed = sorted(key for key, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all())
+        if overflowed:  # finite inputs far outside what the model was trained on (decode at z = 3.4e38)
+            largest = max(float(np.max(np.abs(value))) for value in inputs.values() if value.size)
+            raise RequestError(f"outputs {overflowed} are not finite for these inputs (largest magnitude {largest:.3g}); "
+                               "the model is defined on inputs of the size it was trained on")
         return web.json_response(format_outputs(outputs, row_format), dumps=_dumps)
 
     @web.middleware
@@ -365,7 +371,7 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
         except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
             return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
         except tf.errors.InvalidArgumentError as err:  # the model's own checks of its inputs
-            return web.json_response({"error": err.message.strip()}, status=400)
+            return web.json_response({"error": _assertion(err.message)}, status=400)
 
     async def poll(app):
         async def loop():
@@ -381,6 +387,13 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
     app.add_routes(routes)
     app.cleanup_ctx.append(poll)
     return app
+
+
+def _assertion(message: str) -> str:
+    """The text of the failed assertion in a TensorFlow error message (the model's check of its
+    inputs, `vae_tf.likelihoods.base.Likelihood.check`), without the graph's node names."""
+    found = re.search(r"assertion failed: \[(.*)\]\s*$", message, flags=re.MULTILINE)
+    return found.group(1) if found else message.strip().splitlines()[0]
 
 
 def _dumps(value) -> str:
