@@ -50,6 +50,7 @@ def test_experiment_overrides_are_deep_merged(tmp_path):
         ("experiments: {vae: {training: {batch_size: -1}}}", ["experiments.vae", "training.batch_size"]),
         ("experiments: {vae: {modle: {}}}", ["experiments.vae", "modle", "unknown key"]),
         ("experiments: {}", ["experiments", "at least one"]),
+        ("experiments: {k_study: {}}", ["experiments: experiment name 'k_study' is the K study's"]),
         ("- a\n- b\n", ["expected a mapping"]),
         ("training: {epochs: [3", ["not valid YAML"]),
     ],
@@ -67,6 +68,16 @@ def test_params_read_as_dvc_reads_them(tmp_path):
     assert load_params(write(tmp_path, "training: {learning_rate: 1e-3}\n")).training.learning_rate == 0.001
     with pytest.raises(ParamsError, match='not valid YAML: .*found duplicate key "epochs"'):
         load_params(write(tmp_path, "training:\n  epochs: 3\n  epochs: 5\n"))
+
+
+def test_whole_floats_are_the_integers_dvc_takes_them_for(tmp_path):
+    """DVC compares params by value: batch_size 64.0 is 'up to date' against a run with 64, so the
+    stages take it as 64; 64.5 stays refused."""
+    params = load_params(write(tmp_path, "training: {batch_size: 64.0}\nevaluation: {ais: {num_examples: 5.0}}\n"))
+    assert params.training.batch_size == 64 and type(params.training.batch_size) is int
+    assert params.evaluation.ais.num_examples == 5
+    with pytest.raises(ParamsError, match="training.batch_size: Input should be a valid integer"):
+        load_params(write(tmp_path, "training: {batch_size: 64.5}\n"))
 
 
 def test_missing_params_file(tmp_path):

@@ -74,12 +74,18 @@ def test_vamp_pseudo_inputs_start_as_distinct_training_images_or_stay_random(rng
     assert all(len(m) == 1 for m in matches) and len({int(m[0]) for m in matches}) == 4
 
 
-def test_the_vamp_prior_needs_a_posterior_with_a_density(digits):
-    params = Params.model_validate({**TINY_AVB, "model": {**TINY_AVB["model"], "prior": "vamp"}})
-    with pytest.raises(ParamsError, match="model.prior / model.posterior: the 'vamp' prior .* 'implicit' posterior"):
-        from vae_tf.models import build_model
+def test_the_vamp_prior_needs_a_posterior_with_a_density():
+    """Refused when params are read (pydantic's ValidationError; `load_params` makes it a ParamsError)."""
+    with pytest.raises(ValueError, match="model.prior / model.posterior: the 'vamp' prior .* 'implicit' posterior"):
+        Params.model_validate({**TINY_AVB, "model": {**TINY_AVB["model"], "prior": "vamp"}})
 
-        build_model(params, digits.meta)
+
+def test_vamp_pseudo_inputs_are_not_more_than_the_training_images(rng):
+    """init: data draws distinct images: 11 of 10 used to repeat some, though the README says distinct."""
+    model = model_with_prior({"kind": "vamp", "num_components": 11})
+    with pytest.raises(ParamsError, match=r"model.prior.num_components: 11 distinct pseudo-inputs cannot start as the "
+                                          r"10 training images \(init: data\); lower it to 10 at most, or set init: random"):
+        model.adapt(rng.uniform(size=(10, 3)).astype(np.float32))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal, Optional, get_args
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 # A YAML list of integers, held as a tuple (params are frozen).
 Ints = Annotated[tuple[int, ...], BeforeValidator(lambda value: tuple(value) if isinstance(value, list) else value)]
@@ -41,6 +41,16 @@ Units = Annotated[Ints, AfterValidator(_widths)]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """A whole float (`batch_size: 64.0`) is its integer where an integer is expected: DVC
+        compares params by value, so it sees 64.0 as the 64 the stages ran with."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, float) and value.is_integer() and int in (annotation, *get_args(annotation)):
+            return int(value)
+        return value
 
 
 class PartParams(Section):

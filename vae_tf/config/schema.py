@@ -208,6 +208,8 @@ class ParamsFile(Params):
         for name in value:
             if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
                 raise ValueError(f"experiment name {name!r} may use only letters, digits, '_' and '-'")
+            if name == "k_study":  # its outputs would hold the K study's (models/k_study/k<K>): DVC refuses the overlap
+                raise ValueError("experiment name 'k_study' is the K study's (its runs are k_study/k<K>); choose another")
         return value
 
     @field_validator("k_study")

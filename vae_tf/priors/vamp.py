@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tf.errors import ParamsError
 from vae_tf.priors.base import PRIORS, Prior
 from vae_tf.priors.mixture import mixture_marginals
 from vae_tf.tfp import tfd
@@ -30,9 +31,14 @@ class VampPrior(Prior):
         return cls(context.latent_dim, params.num_components, context.meta.dimension, params.init, name="prior")
 
     def adapt(self, h, seed: int) -> None:
-        """`init: data`: u_c = C training images h [N, D], drawn without replacement (with, if C > N)."""
+        """`init: data`: u_c = C distinct training images of h [N, D], drawn without replacement
+        (C > N refused)."""
         if self.init == "data":
-            rows = np.random.default_rng(seed).choice(len(h), self.num_components, replace=self.num_components > len(h))
+            if self.num_components > len(h):
+                raise ParamsError(f"model.prior.num_components: {self.num_components} distinct pseudo-inputs cannot "
+                                  f"start as the {len(h)} training images (init: data); lower it to {len(h)} at most, "
+                                  "or set init: random")
+            rows = np.random.default_rng(seed).choice(len(h), self.num_components, replace=False)
             self.pseudo_inputs.assign(tf.gather(h, rows))
 
     def distribution(self, posterior) -> tfd.Distribution:
