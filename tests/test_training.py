@@ -51,10 +51,16 @@ def test_training_and_evaluation_say_how_far_they_are(tmp_path, digits, tiny_par
     assert lines[2] == (f"training ended at epoch 3/3 by the epoch budget; kept the weights of epoch "
                         f"{best['best_epoch']}, validation bound {best['best_val_bound']:.2f}")
     evaluation = tiny_params.evaluation.model_copy(update={"batch_size": 8})
-    evaluate_model(model, digits.test[:20], evaluation, seed=0)
+    estimates = []
+    result = evaluate_model(model, digits.test[:20], evaluation, seed=0,
+                            finished=lambda partial: estimates.append(json.loads(json.dumps(partial["metrics"]))))
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" in ")[0] for line in lines] == [f"evaluated {n}/20 images" for n in (8, 16, 20)]
     assert lines[-1].endswith("about 0 s left")
+    # the estimates are handed over (for the stage to write) before the ELBO surgery, and are final
+    (before,) = estimates
+    assert "elbo_surgery" not in before and before["nll"] == result["metrics"]["nll"] and "ais" in before
+    assert {key: value for key, value in result["metrics"].items() if key != "elbo_surgery"} == before
 
 
 def test_likelihood_must_fit_the_data_representation(digits):

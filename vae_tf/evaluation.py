@@ -150,7 +150,8 @@ def active_units(posterior_means: np.ndarray, threshold: float) -> tuple[int, np
     return int(np.sum(variances > threshold)), variances
 
 
-def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, jit_compile: bool = True) -> dict:
+def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, jit_compile: bool = True,
+                   finished: Optional[Callable[[dict], None]] = None) -> dict:
     """Every test metric of a model on x [N, D] (seeded: the same call gives the same numbers):
 
     - log p(x) by importance sampling with K = `params.num_samples` draws of the model's proposal
@@ -163,7 +164,9 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
       it was trained on (for K = 1 a one-sample ELBO estimate);
     - KL per latent dimension and active units, from the posterior moments (for an implicit q,
       of the proposal's draws);
-    - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`."""
+    - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`,
+      last: `finished`, if given, is called with the result before it (the estimates, which a
+      stage writes first, so that a diagnostic that fails after minutes of work loses none of them)."""
     bound_k, ais = model.num_samples, params.ais
     refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
     if refinement is not None:
@@ -228,6 +231,19 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         "active_units": n_active,
         "latent_dim": int(kl_dims.shape[0]),
     }
+    if ais is not None:
+        subset = "" if ais_examples == len(x) else f", the first {ais_examples} of the {len(x)} images"
+        metrics["ais"] = {
+            "estimator": f"annealed importance sampling from p(z), {ais.num_chains} chains x {ais.num_steps} "
+                         f"HMC steps ({ais.leapfrog_steps} leapfrog){subset}",
+            **({} if not subset else {"num_examples": ais_examples}),
+            **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),
+            "acceptance": float(out["ais_acceptance"][:ais_examples].mean()),
+        }
+    result = {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances,
+              "ais_log_likelihood": out["ais_log_likelihood"][:ais_examples] if ais is not None else None}
+    if finished is not None:
+        finished(result)
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
     whole, description = model.density_proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
                                                 params.proposal_scale)
@@ -238,14 +254,4 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
                      f"aggregated posterior of {of}",
         **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
     }
-    if ais is not None:
-        subset = "" if ais_examples == len(x) else f", the first {ais_examples} of the {len(x)} images"
-        metrics["ais"] = {
-            "estimator": f"annealed importance sampling from p(z), {ais.num_chains} chains x {ais.num_steps} "
-                         f"HMC steps ({ais.leapfrog_steps} leapfrog){subset}",
-            **({} if not subset else {"num_examples": ais_examples}),
-            **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),
-            "acceptance": float(out["ais_acceptance"][:ais_examples].mean()),
-        }
-    return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances,
-            "ais_log_likelihood": out["ais_log_likelihood"][:ais_examples] if ais is not None else None}
+    return result

@@ -101,22 +101,37 @@ def train(name: str, params_path: str = "params.yaml") -> None:
 
 
 def evaluate(name: str, params_path: str = "params.yaml") -> None:
-    import tensorflow as tf
-
     from vae_tf.evaluation import evaluate_model
     from vae_tf.models import uses_xla
-    from vae_tf.plots import image_grid
 
     params = load_params(params_path).run(name)
     e = params.evaluation
     data = load_prepared(PREPARED)
     model = _load_model(name)
-    start = time.perf_counter()
-    result = evaluate_model(model, data.test, e, params.seed, jit_compile=uses_xla(params))
-    metrics_path = Path("metrics") / f"{name}.json"
-    metrics_text = json_text({"run": name, **result["metrics"], "seconds": time.perf_counter() - start},
-                             str(metrics_path))
+    metrics_path, start = Path("metrics") / f"{name}.json", time.perf_counter()
 
+    def write_metrics(result: dict) -> None:
+        text = json_text({"run": name, **result["metrics"], "seconds": time.perf_counter() - start}, str(metrics_path))
+        atomic_write(metrics_path, lambda tmp: tmp.write_text(text))
+
+    def write_estimates(result: dict) -> None:
+        """The estimates and the plots, before the diagnostics that follow them (the ELBO surgery)."""
+        write_metrics(result)
+        write_plots(name, model, data, result, params)
+        print(f"wrote {metrics_path} and plots/{name}/ (the estimates); the ELBO surgery next", flush=True)
+
+    write_metrics(evaluate_model(model, data.test, e, params.seed, jit_compile=uses_xla(params),
+                                 finished=write_estimates))
+
+
+def write_plots(name: str, model, data, result: dict, params) -> None:
+    """plots/<run>/: reconstructions and samples (PNG), the latent codes where L = 2, KL and
+    activity per latent dimension, and log p(x) per test image (CSV)."""
+    import tensorflow as tf
+
+    from vae_tf.plots import image_grid
+
+    e = params.evaluation
     with staged_directory(Path("plots") / name) as staging:
         n = min(e.num_plot_images, len(data.test))
         half = (n + 1) // 2
@@ -140,7 +155,6 @@ def evaluate(name: str, params_path: str = "params.yaml") -> None:
         rows += [f"{j},{kl:.6g},{var:.6g}" for j, (kl, var) in enumerate(zip(result["kl_per_dim"], result["activity"]))]
         (staging / "latent_dimensions.csv").write_text("\n".join(rows) + "\n")
         write_log_likelihoods(staging / "log_likelihood.csv", result["log_likelihood"], result["ais_log_likelihood"])
-    atomic_write(metrics_path, lambda tmp: tmp.write_text(metrics_text))
 
 
 def write_log_likelihoods(path: Path, importance: np.ndarray, annealed) -> None:
