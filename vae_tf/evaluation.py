@@ -120,12 +120,19 @@ def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, s
     Memory: the draws [S, N, L], and blocks of `chunk_size` draws against the N examples
     [chunk, N, L] (by default as many as fit in `SURGERY_FLOATS`), so it grows as S N L, not
     S N^2 L; the prior's log-density is taken `PRIOR_CHUNK` draws at a time (a mixture prior holds
-    [chunk, C, L]). Time grows as S N^2."""
+    [chunk, C, L]). Time grows as S N^2. The blocks run as a graph (`tf.function`): eagerly, an
+    IAF's log q (L passes of its networks per step, TFP's while loop) held 36 KB a point (15 GB a
+    block at 1000 images, L = 40) and ran 7x slower; in a graph, under 3 KB a point."""
     z = q.sample(num_draws, seed=seed)  # [S, N, L]
     n, latent = int(z.shape[1]), int(z.shape[-1])
     chunk_size = chunk_size or max(1, SURGERY_FLOATS // (n * latent))
     flat = tf.reshape(z, [-1, 1, latent])
-    log_aggregate = tf.concat([tf.reduce_logsumexp(q.log_prob(flat[i:i + chunk_size]), axis=1)
+
+    @tf.function
+    def log_sum_over_examples(block):  # [chunk, 1, L] -> [chunk]: logsumexp_m log q(z|x_m)
+        return tf.reduce_logsumexp(q.log_prob(tf.broadcast_to(block, [block.shape[0], n, latent])), axis=1)
+
+    log_aggregate = tf.concat([log_sum_over_examples(flat[i:i + chunk_size])
                                for i in range(0, int(flat.shape[0]), chunk_size)], axis=0)
     log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(float(n))
     log_prior = tf.concat([prior.log_prob(flat[i:i + PRIOR_CHUNK, 0]) for i in range(0, int(flat.shape[0]), PRIOR_CHUNK)],
