@@ -9,6 +9,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO and WARNING lines once absl logging is up
 
@@ -108,7 +109,7 @@ def run_experiment_stage(stage_name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`vae-tf serve ...`: the command-line entry point (see `vae-tf --help`)."""
+    """`vae-tf serve ...`, `vae-tf offline-plots`: the command-line entry point (see `vae-tf --help`)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="vae-tf", description="vae-tf commands (the pipeline itself runs with `dvc repro`)")
@@ -125,7 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests in progress at once; more are answered 429 with Retry-After")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for a new version")
+    offline = commands.add_parser("offline-plots", help="make dvc plots show / diff pages work without network "
+                                                        "(Vega's scripts inline; vae_tf.offline_plots)")
+    offline.add_argument("--from", dest="tarballs", type=Path,
+                         help="a folder of the npm tarballs (else fetched with npm pack)")
     args = parser.parse_args(argv)
+    if args.command == "offline-plots":
+        from vae_tf.offline_plots import build
+
+        return run(lambda: print(f"wrote {build(Path('.'), args.tarballs)}; set as plots.html_template "
+                                 "in .dvc/config.local"))
     for flag in ("max_batch_size", "max_num_samples", "max_work", "max_queue", "poll_seconds"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
