@@ -215,8 +215,11 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32),
                                    ais is not None and start < ais_examples))
         done, elapsed = min(start + batch_size, len(x)), time.perf_counter() - begin
-        left = elapsed * (len(x) - done) / done
-        print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {left:.0f} s left", flush=True)
+        if start == 0:
+            first = elapsed  # compiles the step: the estimate of the time left starts from the next batch
+        pace = (elapsed - first) / (done - batch_size) if done > batch_size else first / done
+        print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
+              flush=True)
     out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
