@@ -297,6 +297,8 @@ class HierarchicalPosteriorParams(PosteriorParams):
 
 @PRIORS.register
 class StandardNormalPriorParams(PriorParams):
+    """p(z) = N(0, I), fixed."""
+
     kind: Literal["standard_normal"] = "standard_normal"
 
 
