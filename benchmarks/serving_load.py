@@ -3,14 +3,17 @@
 Starts the server on an exported model (after `dvc repro`: export/vae), then for each case
 sends `--requests` predict requests from `--clients` concurrent keep-alive clients (aiohttp)
 and prints p50 / p99 latency and requests per second. Client and server share the machine.
+With `--budget`, for each export the largest log_likelihood its server admits instead.
 
     python benchmarks/serving_load.py --model-base-path export/vae --clients 20 --requests 2000
+    python benchmarks/serving_load.py --budget export/vae export/iwhvi export/vamp
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import socket
@@ -57,28 +60,17 @@ async def load(url: str, body: dict, clients: int, requests: int) -> tuple[np.nd
         return np.array(latencies), time.perf_counter() - start, failures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-base-path", default="export/vae")
-    parser.add_argument("--data", default="data/prepared", help="prepared data: test images are the x inputs")
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--ll-samples", type=int, default=100, help="importance samples of log_likelihood")
-    args = parser.parse_args()
-
-    from vae_tf.data import load_prepared
-
-    x = load_prepared(Path(args.data)).test.astype(float)
+@contextlib.contextmanager
+def running_server(base_path: str):
+    """`vae-tf serve` on `base_path` on a free port, until the block ends: its URL root and process."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
     server = subprocess.Popen([str(Path(sys.executable).parent / "vae-tf"), "serve", "--model-name", "m",
-                               "--model-base-path", args.model_base_path, "--port", str(port)],
+                               "--model-base-path", base_path, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=log)
     try:
-        url = f"http://127.0.0.1:{port}/v1/models/m:predict"
-
         async def wait_ready():
             async with aiohttp.ClientSession() as session:
                 for _ in range(600):
@@ -93,17 +85,81 @@ def main() -> None:
                 raise TimeoutError("server did not start")
 
         asyncio.run(wait_ready())
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (client and server share "
-              f"them); {args.clients} clients, {args.requests} requests per case")
-        print(f"{'case':<34} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>7}")
-        for name, body in cases(x, args.ll_samples).items():
-            latencies, seconds, failures = asyncio.run(load(url, body, args.clients, args.requests))
-            print(f"{name:<34} {np.percentile(latencies, 50) * 1e3:8.1f} {np.percentile(latencies, 99) * 1e3:8.1f} "
-                  f"{len(latencies) / seconds:8.0f} {failures:7d}", flush=True)
+        yield f"http://127.0.0.1:{port}/v1/models/m", server
     finally:
         server.terminate()
         server.wait(timeout=30)
         os.unlink(log.name)
+
+
+def peak_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MiB."""
+    return [int(line.split()[1]) / 1024 for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            if line.startswith("VmHWM:")][0]
+
+
+def budget(base_paths: list[str], x: np.ndarray, max_seconds: float = 10.0) -> None:
+    """For each export: the rate `vae-tf serve` measures at load (`vae_tf.serving.calibrate`), and
+    the largest log_likelihood it admits under the default max_seconds (1024 rows x the samples
+    that fill the budget): predicted and measured seconds, and the server's peak memory."""
+    import tensorflow as tf
+
+    from vae_tf.serving import Signature, calibrate
+
+    print(f"{'export':<16} {'us/row-sample':>13} {'request':>14} {'predicted s':>11} {'measured s':>10} "
+          f"{'server peak MB':>14}")
+    for base in base_paths:
+        version = max((p for p in Path(base).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+        loaded = tf.saved_model.load(str(version))
+        rate = calibrate({name: Signature.of(fn) for name, fn in loaded.signatures.items()})
+        rows = 1024
+        samples = min(10000, int(max_seconds / (rows * rate)))
+        body = {"signature_name": "log_likelihood",
+                "inputs": {"x": np.resize(x, (rows, x.shape[1])).tolist(), "num_samples": samples, "seed": 1}}
+        with running_server(base) as (url, server):
+            start = time.perf_counter()
+            status = requests_post(f"{url}:predict", body)
+            seconds = time.perf_counter() - start
+            print(f"{base:<16} {rate * 1e6:13.3f} {f'{rows} x {samples}':>14} {rows * samples * rate:11.1f} "
+                  f"{seconds:10.1f} {peak_mb(server.pid):14.0f}{'' if status == 200 else f' (status {status})'}",
+                  flush=True)
+
+
+def requests_post(url: str, body: dict) -> int:
+    async def post():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
+            async with session.post(url, json=body) as response:
+                await response.read()
+                return response.status
+
+    return asyncio.run(post())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-base-path", default="export/vae")
+    parser.add_argument("--data", default="data/prepared", help="prepared data: test images are the x inputs")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--ll-samples", type=int, default=100, help="importance samples of log_likelihood")
+    parser.add_argument("--budget", nargs="+", metavar="EXPORT",
+                        help="instead: the largest log_likelihood each export's server admits, timed (see `budget`)")
+    args = parser.parse_args()
+
+    from vae_tf.data import load_prepared
+
+    x = load_prepared(Path(args.data)).test.astype(float)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (client and server share "
+          f"them)")
+    if args.budget:
+        return budget(args.budget, x)
+    with running_server(args.model_base_path) as (root, _):
+        print(f"{args.clients} clients, {args.requests} requests per case")
+        print(f"{'case':<34} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>7}")
+        for name, body in cases(x, args.ll_samples).items():
+            latencies, seconds, failures = asyncio.run(load(f"{root}:predict", body, args.clients, args.requests))
+            print(f"{name:<34} {np.percentile(latencies, 50) * 1e3:8.1f} {np.percentile(latencies, 99) * 1e3:8.1f} "
+                  f"{len(latencies) / seconds:8.0f} {failures:7d}", flush=True)
 
 
 if __name__ == "__main__":

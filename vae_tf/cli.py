@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8501, help="TF Serving's REST port by default (1-65535)")
     serve.add_argument("--max-batch-size", type=int, default=1024, help="most rows in one request")
     serve.add_argument("--max-num-samples", type=int, default=10000, help="largest scalar num_samples input")
-    serve.add_argument("--max-work", type=int, default=1_000_000,
-                       help="largest rows x num_samples of one request (413 beyond)")
+    serve.add_argument("--max-seconds", type=float, default=10.0,
+                       help="largest predicted time of one request: rows x num_samples x the model's seconds per "
+                            "row-sample, measured at load (413 beyond)")
     serve.add_argument("--max-queue", type=int, default=64,
                        help="requests in progress at once; more are answered 429 with Retry-After")
     serve.add_argument("--poll-seconds", type=float, default=1.0, help="how often to look for a new version")
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> None:
 
         return run(lambda: print(f"wrote {build(Path('.'), args.tarballs)}; set as plots.html_template "
                                  "in .dvc/config.local"))
-    for flag in ("max_batch_size", "max_num_samples", "max_work", "max_queue", "poll_seconds"):
-        if getattr(args, flag) <= 0:
+    for flag in ("max_batch_size", "max_num_samples", "max_seconds", "max_queue", "poll_seconds"):
+        if not getattr(args, flag) > 0:  # NaN too
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be in 1-65535, got {args.port}")
@@ -150,4 +151,4 @@ def main(argv: list[str] | None = None) -> None:
     from vae_tf.serving import Limits, serve as run_server
 
     run(run_server, args.model_name, args.model_base_path, args.host, args.port,
-        Limits(args.max_batch_size, args.max_num_samples, args.max_work, args.max_queue), args.poll_seconds)
+        Limits(args.max_batch_size, args.max_num_samples, args.max_seconds, args.max_queue), args.poll_seconds)

@@ -8,7 +8,9 @@ Signatures (inputs -> outputs, D = data dimension, L = latent dimension):
 - `sample`: num_samples [], seed [] -> x [n, D] drawn from p(z) p(x|z), and mean [n, D];
 - `reconstruct`: x [B, D] -> mean [B, D] of p(x|z) at z = E_q[z|x];
 - `log_likelihood`: x [B, D], num_samples [], seed [] -> log_likelihood [B], importance sampled
-  with the model's proposal (q(z|x), or a Gaussian fitted to draws of an implicit q).
+  with the model's proposal (q(z|x), or a Gaussian fitted to draws of an implicit q), the draws
+  taken `chunk_size` at a time, fewer where B rows would make a call hold over `CALL_FLOATS`
+  decoder outputs.
 The first, `encode`, is also `serving_default`.
 """
 
@@ -27,6 +29,7 @@ def _stateless(seed: tf.Tensor) -> tf.Tensor:
 
 
 ENCODE_SEED = (0, 0)
+CALL_FLOATS = 2**25  # decoder outputs (128 MiB) of one call of the exported log_likelihood, all rows together
 
 
 def export_model(model, directory: Path, chunk_size: int, proposal_samples: int, proposal_scale: float) -> None:
@@ -52,8 +55,14 @@ def export_model(model, directory: Path, chunk_size: int, proposal_samples: int,
     def reconstruct(x):
         return {"mean": model(model.likelihood.check(x))}
 
+    # Draws per decoder call: at most `chunk_size`, and at most CALL_FLOATS decoder outputs for all
+    # rows of the request at once, so that its memory does not grow with its rows.
+    outputs_per_draw = d * model.likelihood.values_per_pixel(model.likelihood.n_levels)
+
     def log_likelihood(x, num_samples, seed):
-        return {"log_likelihood": model_log_likelihood(model, model.likelihood.check(x), num_samples, chunk_size,
+        rows = tf.maximum(tf.shape(x, out_type=tf.int64)[0], 1)
+        chunk = tf.cast(tf.clip_by_value(CALL_FLOATS // (rows * outputs_per_draw), 1, chunk_size), tf.int32)
+        return {"log_likelihood": model_log_likelihood(model, model.likelihood.check(x), num_samples, chunk,
                                                        proposal_samples, proposal_scale, _stateless(seed))}
 
     archive.add_endpoint("encode", encode, input_signature=[x_spec])

@@ -26,6 +26,8 @@ import json
 import logging
 import re
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -54,15 +56,22 @@ class Limits:
     - `max_batch_size`: rows of a batched input;
     - `max_num_samples`: a scalar `num_samples` input (the rows `sample` draws, the importance
       samples per row of `log_likelihood`);
-    - `max_work`: rows x num_samples of one request (`log_likelihood` of 1024 rows x 10,000
-      samples took minutes and gigabytes);
+    - `max_seconds`: the predicted time of one request, rows x num_samples x the seconds per
+      row-sample of `log_likelihood` measured when the version loaded (`calibrate`): the cost of
+      the model's own work, so one budget holds for every exported kind on this machine;
     - `max_queue`: requests in progress at once (running or waiting for the model); past it a
-      request is answered 429 at once, with Retry-After."""
+      request is answered 429 at once, with Retry-After.
+    Requests predicted over `SMALL_SECONDS` run one at a time on a thread of their own, so small
+    ones are never queued behind them."""
 
     max_batch_size: int = 1024
     max_num_samples: int = 10000
-    max_work: int = 1_000_000
+    max_seconds: float = 10.0
     max_queue: int = 64
+
+
+SMALL_SECONDS = 0.25
+CALIBRATION = (16, 256)  # rows x importance samples of the log_likelihood call timed at load
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,7 @@ def parse_inputs(body: Any, signature: Signature, limits: Limits) -> tuple[dict[
         if not isinstance(inputs, dict):
             raise RequestError(f"'inputs' must be an object with keys {names}")
         _check_names(inputs, names)
-        return _bounded({name: signature.convert(name, inputs[name], limits) for name in names}, limits), False
+        return {name: signature.convert(name, inputs[name], limits) for name in names}, False
 
     instances = body["instances"]
     if not isinstance(instances, list) or not instances:
@@ -171,17 +180,30 @@ def parse_inputs(body: Any, signature: Signature, limits: Limits) -> tuple[dict[
         columns = {names[0]: instances}
     else:
         raise RequestError(f"each instance must be an object with keys {names}")
-    return _bounded({name: signature.convert(name, columns[name], limits) for name in names}, limits), True
+    return {name: signature.convert(name, columns[name], limits) for name in names}, True
 
 
-def _bounded(inputs: dict[str, np.ndarray], limits: Limits) -> dict[str, np.ndarray]:
-    """`inputs`, if their work, rows x num_samples (each 1 where absent), is within `max_work`."""
+def work_units(inputs: dict[str, np.ndarray]) -> tuple[int, int]:
+    """A request's rows and samples (each 1 where absent): its work is their product."""
     rows = max((array.shape[0] for array in inputs.values() if array.ndim), default=1)
     samples = int(inputs["num_samples"]) if "num_samples" in inputs and inputs["num_samples"].ndim == 0 else 1
-    if rows * samples > limits.max_work:
-        raise RequestError(f"the request asks for {rows} rows x {samples} samples = {rows * samples}, over "
-                           f"max_work {limits.max_work}; split it into smaller requests", status=413)
-    return inputs
+    return rows, samples
+
+
+def calibrate(signatures: dict[str, Signature]) -> float:
+    """Seconds per row-sample of the `log_likelihood` signature on this machine: a call of
+    `CALIBRATION` rows x samples of zeros (valid data for every likelihood), timed after a first
+    call that traces it. 0 for a model without one."""
+    signature = signatures.get("log_likelihood")
+    if signature is None:
+        return 0.0
+    rows, samples = CALIBRATION
+    x = tf.zeros([rows, *_shape(signature.inputs["x"])[1:]], signature.inputs["x"].dtype)
+    call = lambda: signature.function(x=x, num_samples=tf.constant(samples), seed=tf.constant(0))  # noqa: E731
+    call()
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) / (rows * samples)
 
 
 def _check_names(given: dict, names: list[str]) -> None:
@@ -209,6 +231,7 @@ class Servable:
     version: int
     signatures: dict[str, Signature]
     saved_model: Any  # the loaded object: it owns the variables the signatures read
+    seconds_per_unit: float  # of log_likelihood per row-sample, measured at load (`calibrate`)
 
 
 class ModelRepository:
@@ -257,12 +280,13 @@ class ModelRepository:
                 try:
                     loaded = tf.saved_model.load(str(self.base_path / str(version)))
                     signatures = {name: Signature.of(fn) for name, fn in loaded.signatures.items()}
+                    seconds_per_unit = calibrate(signatures)
                 except Exception as err:  # a broken folder must not take the server down
                     self.failed[version] = (state, f"{type(err).__name__}: {err}".strip())
                     log.error("model %s version %d failed to load: %s", self.name, version, err)
                     continue
                 self.failed.pop(version, None)
-                chosen = Servable(version, signatures, loaded)
+                chosen = Servable(version, signatures, loaded, seconds_per_unit)
                 break
             if chosen is not self.servable:
                 if self.servable and self.servable.version not in on_disk:
@@ -291,10 +315,15 @@ class ModelRepository:
                 for v, (state, code, message) in sorted(entries.items(), reverse=True)]
 
 
+def run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: value.numpy() for key, value in signature.function(**inputs).items()}
+
+
 def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_seconds: float = 1.0) -> web.Application:
     """The aiohttp application; it polls `repository` for new versions while it runs."""
     routes = web.RouteTableDef()
     in_progress = 0  # predictions being parsed, waiting for the model or running
+    small_requests, large_requests = ThreadPoolExecutor(4), ThreadPoolExecutor(1)  # see `Limits`
 
     def model_named(request) -> ModelRepository:
         name = request.match_info["name"]
@@ -353,8 +382,15 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
             raise RequestError(f"unknown signature_name {name!r}; this model has {sorted(servable.signatures)}")
         signature = servable.signatures.get(name)
         inputs, row_format = parse_inputs(body, signature, limits)
+        rows, samples = work_units(inputs)
+        seconds = rows * samples * servable.seconds_per_unit
+        if seconds > limits.max_seconds:
+            raise RequestError(f"the request asks for {rows} rows x {samples} samples, about {seconds:.3g} s of this "
+                               f"model's work ({servable.seconds_per_unit * 1e6:.3g} us per row-sample, measured at "
+                               f"load), over max_seconds {limits.max_seconds:g}; split it into smaller requests",
+                               status=413)
         outputs = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
+            large_requests if seconds > SMALL_SECONDS else small_requests, lambda: run(signature, inputs))
         overflowed = sorted(key for key, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all())
         if overflowed:  # finite inputs far outside what the model was trained on (decode at z = 3.4e38)
             largest = max(float(np.max(np.abs(value))) for value in inputs.values() if value.size)
