@@ -230,7 +230,8 @@ def _idx(folder: Path, validation_size: int) -> Source:
     where = f"data.source idx:{folder}"
     if not folder.is_dir():
         raise DataError(f"{where}: no such folder")
-    splits = {split: read_idx(_idx_file(folder, name, required=True)) for split, name in IDX_FILES.items()}
+    paths = {split: _idx_file(folder, name, required=True) for split, name in IDX_FILES.items()}
+    splits = {split: read_idx(path) for split, path in paths.items()}
     labels = {}
     for split, name in IDX_LABELS.items():
         path = _idx_file(folder, name, required=False)
@@ -238,7 +239,7 @@ def _idx(folder: Path, validation_size: int) -> Source:
             labels[split] = read_idx(path)
             if labels[split].shape != (len(splits[split]),):
                 raise DataError(f"{path}: {labels[split].shape} labels for the {len(splits[split])} images of "
-                                f"{_idx_file(folder, IDX_FILES[split], required=True).name}")
+                                f"{paths[split].name}")
     integer = all(np.issubdtype(array.dtype, np.integer) for array in splits.values())
     n_levels = int(np.iinfo(splits["train"].dtype).max) + 1 if integer else None  # 256 for 8-bit images
     source = _checked(_hold_out_validation(splits, validation_size, where), n_levels, where)

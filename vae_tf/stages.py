@@ -191,6 +191,12 @@ def export(name: str, params_path: str = "params.yaml") -> None:
                      e.proposal_scale)
 
 
+def _run_files(name: str) -> dict[str, Path]:
+    """Where run `name`'s training curves (dvclive) and latent dimensions (evaluate) are."""
+    return {"curves": Path("dvclive") / name / "plots" / "metrics",
+            "latent_csv": Path("plots") / name / "latent_dimensions.csv"}
+
+
 def _run_summary(name: str) -> dict:
     """Test metrics (evaluate) and training summary (train) of run `name`, as written."""
     from vae_tf.errors import DataError
@@ -206,9 +212,7 @@ def report(params_path: str = "params.yaml") -> None:
     from vae_tf.report import comparison
 
     params = load_params(params_path)
-    runs = {name: {**_run_summary(name), "params": params.experiment(name),
-                   "latent_csv": Path("plots") / name / "latent_dimensions.csv",
-                   "curves": Path("dvclive") / name / "plots" / "metrics"}
+    runs = {name: {**_run_summary(name), **_run_files(name), "params": params.experiment(name)}
             for name in params.experiments}
     summary, headline, table = comparison(runs, Path("reports") / "plots", Path("reports") / "overlays")
     texts = {"summary.json": json_text(summary, "reports/summary.json"),
@@ -240,15 +244,15 @@ def study(params_path: str = "params.yaml", published_path: str = "published.yam
     params = load_params(params_path)
     runs = {}
     for name in params.experiments:
-        run = {"params": params.experiment(name), "curves": Path("dvclive") / name / "plots" / "metrics",
-               "samples": Path("plots") / name / "samples.png",
+        run = {"params": params.experiment(name), **_run_files(name), "samples": Path("plots") / name / "samples.png",
                "log_likelihoods": Path("plots") / name / "log_likelihood.csv"}
         if (Path("metrics") / f"{name}.json").exists():
             run.update(_run_summary(name))
         runs[name] = run
     published = YAML(typ="safe").load(Path(published_path).read_text()) or {}
-    root = next((folder for folder in (Path.cwd(), *Path.cwd().parents) if (folder / ".dvc").is_dir()), Path.cwd())
-    text = table(runs, published, f"dvc repro {Path.cwd().relative_to(root) / 'dvc.yaml'}")
+    # a study is a DVC project of its own: run from its folder, named from the repository's root
+    root = next((folder for folder in Path.cwd().parents if (folder / ".git").exists()), None)
+    text = table(runs, published, f"cd {Path.cwd().relative_to(root)} && dvc repro" if root else "dvc repro")
     with staged_directory(Path("reports")) as staging:
         figures(runs, staging)
     atomic_write(Path("results.md"), lambda tmp: tmp.write_text(text))
