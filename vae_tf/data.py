@@ -230,8 +230,10 @@ def _idx(folder: Path, validation_size: int) -> Source:
     where = f"data.source idx:{folder}"
     if not folder.is_dir():
         raise DataError(f"{where}: no such folder")
-    paths = {split: _idx_file(folder, name, required=True) for split, name in IDX_FILES.items()}
-    splits = {split: read_idx(path) for split, path in paths.items()}
+    paths, splits = {}, {}
+    for split, name in IDX_FILES.items():  # each read as it is found: a broken file is named before a missing one
+        paths[split] = _idx_file(folder, name, required=True)
+        splits[split] = read_idx(paths[split])
     labels = {}
     for split, name in IDX_LABELS.items():
         path = _idx_file(folder, name, required=False)
