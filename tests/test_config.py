@@ -21,6 +21,13 @@ def test_repository_params_are_valid_and_match_the_reference_vae(request):
     assert vae.evaluation.num_samples == 5000
 
 
+def test_the_schema_defaults_are_the_shipped_params(request, tmp_path):
+    """One place for defaults: an empty params file means what params.yaml's base says (the
+    AIS chains and the chunk sizes used to differ: 16 against 8, 1000 against 250)."""
+    shipped = load_params(request.config.rootpath / REPO_PARAMS).base()
+    assert load_params(write(tmp_path, "{}")).base() == shipped
+
+
 def test_experiment_overrides_are_deep_merged(tmp_path):
     params = load_params(write(tmp_path, "training: {epochs: 7}\nexperiments:\n  a: {training: {batch_size: 8}}\n  b: {}\n"))
     assert params.experiment("a").training.batch_size == 8

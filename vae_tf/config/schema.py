@@ -99,7 +99,7 @@ class TrainingParams(Section):
 class AISParams(Section):
     """Annealed importance sampling from the prior to p(z|x), HMC transitions."""
 
-    num_chains: int = Field(16, ge=1, le=10**5)
+    num_chains: int = Field(8, ge=1, le=10**5)
     num_steps: int = Field(500, ge=1, le=10**7)
     leapfrog_steps: int = Field(1, ge=1, le=10**4)
     step_size: float = Field(0.1, gt=0.0)
@@ -108,7 +108,7 @@ class AISParams(Section):
 
 class EvaluationParams(Section):
     num_samples: int = Field(5000, ge=1, le=10**8)
-    chunk_size: int = Field(1000, ge=1, le=10**6)
+    chunk_size: int = Field(250, ge=1, le=10**6)
     batch_size: int = Field(64, ge=1, le=10**6)
     proposal_samples: int = Field(1000, ge=2, le=10**6)
     proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
@@ -122,11 +122,13 @@ class EvaluationParams(Section):
 
 class ExportParams(Section):
     version: int = Field(1, ge=1, lt=2**31)
-    chunk_size: int = Field(1000, ge=1, le=10**6)
+    chunk_size: int = Field(250, ge=1, le=10**6)
 
 
 class Params(Section):
-    """One fully resolved configuration: what a train/evaluate/export stage runs with. Its parts
+    """One fully resolved configuration: what a train/evaluate/export stage runs with. Its
+    defaults are the shipped params.yaml's base (tests/test_config.py compares them), so a
+    partial params file means what params.yaml says. Its parts
     must fit together (`_parts_fit`), by what each kind's params class declares it offers, so
     that `resolve` refuses what could only fail once train or evaluate runs."""
 
