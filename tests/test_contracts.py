@@ -37,10 +37,10 @@ PRIOR_CASES = [(kind, network) for kind, cls in sorted(PRIORS.classes.items())
                for network in (sorted(NETWORK_DATA) if cls.params_class.uses_posterior else ["mlp"])]
 
 
-def model_with(part: str, kind: str, network: str = "mlp"):
+def model_with(part: str, kind: str, network: str = "mlp", jit_compile: bool = False):
     """A tiny model whose `part` is `kind`, the other parts at their defaults, trained by an
     objective that suits the posterior, on data the likelihood models, its networks of kind
-    `network`."""
+    `network` (its train step compiled by XLA with `jit_compile`)."""
     posterior = POSTERIORS.classes[kind] if part == "posterior" else POSTERIORS.classes["gaussian"]
     objective = kind if part == "objective" else next(
         name for name, cls in OBJECTIVES.classes.items() if posterior.params_class.density or not cls.params_class.needs_density)
@@ -50,7 +50,7 @@ def model_with(part: str, kind: str, network: str = "mlp"):
     params = {"model": {"latent_dim": LATENT, "hidden_units": [8], "network": architecture,
                         "posterior": posterior.kind, "likelihood": likelihood.kind,
                         **({part: kind} if part == "prior" else {})},
-              "objective": {"kind": objective}, "training": {"jit_compile": False}}
+              "objective": {"kind": objective}, "training": {"jit_compile": jit_compile}}
     return model_of(params, meta_for(dimension, likelihood.representation, levels, image_shape))
 
 
@@ -227,15 +227,70 @@ def test_likelihood_round_trips_and_exports(kind, network, tmp_path):
 # --- objectives ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("network", sorted(NETWORK_DATA))
+# every network eagerly, and the MLP under XLA, as training runs it by default (on a machine
+# without a GPU, image networks train without XLA: `vae_tf.models.uses_xla`)
+@pytest.mark.parametrize(("network", "jit_compile"), [*((network, False) for network in sorted(NETWORK_DATA)),
+                                                      ("mlp", True)])
 @pytest.mark.parametrize("kind", sorted(OBJECTIVES.classes))
-def test_objective_trains_every_variable(kind, network):
+def test_objective_trains_every_variable(kind, network, jit_compile):
     """Two minibatch updates by the objective (with its own adversary where it has one) give
     finite metrics and move every trainable variable: no network is cut off from its gradient."""
-    model = model_with("objective", kind, network)
+    model = model_with("objective", kind, network, jit_compile)
     before = [v.numpy() for v in model.trainable_variables]
     x = tf.concat([data_for(model, seed) for seed in range(2)], axis=0)
     history = model.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0).history
     assert all(np.isfinite(values[-1]) for values in history.values()), history
     unmoved = [v.path for v, old in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), old)]
     assert not unmoved, unmoved
+
+
+# --- every contract under XLA, as training and evaluation run it by default ---------------
+
+
+def compiled(fn, *args):
+    """`fn(*args)` inside `tf.function(jit_compile=True)`."""
+    return tf.function(fn, jit_compile=True)(*args)
+
+
+@pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
+def test_posterior_contract_under_xla(kind):
+    """Compiled, a posterior's draws are finite and of their shapes, log q at them is its density's
+    (an exact kind's) or finite (a bound), and its moments and proposal are finite."""
+    model = model_with("posterior", kind)
+    posterior, x = model.posterior, data_for(model)
+
+    def contract(x):
+        h = model.likelihood.network_input(x)
+        draw = posterior.draw(h, K, tf.constant([1, 2]))
+        exact = posterior.distribution(h).log_prob(draw.z) if posterior.density == "exact" else draw.z[..., 0]
+        mean, scale = posterior.moments(h, tf.constant([3, 4]))
+        _, log_r = model.proposal(x, tf.constant([5, 6]), 50, 2.0).experimental_sample_and_log_prob(4, seed=[7, 8])
+        return draw.z, draw.log_q if draw.log_q is not None else draw.z[..., 0], exact, mean, scale, log_r
+
+    z, log_q, exact, mean, scale, log_r = (value.numpy() for value in compiled(contract, x))
+    assert z.shape == (K, BATCH, LATENT) and np.all(np.isfinite(z)) and np.all(np.isfinite(log_q))
+    if posterior.density == "exact":
+        np.testing.assert_allclose(log_q, exact, rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(mean)) and np.all(scale > 0) and np.all(np.isfinite(log_r))
+
+
+@pytest.mark.parametrize(("kind", "network"), [case for case in PRIOR_CASES if case[1] == "mlp"])
+def test_prior_contract_under_xla(kind, network):
+    """Compiled, a prior's log-density is the eager one's at the same z, and its draws are finite."""
+    model = model_with("prior", kind, network)
+    z = tf.random.stateless_normal([K, BATCH, LATENT], seed=[1, 2])
+    log_p, drawn = compiled(lambda z: (model.prior_distribution().log_prob(z),
+                                       model.prior_distribution().sample(5, seed=[3, 4])), z)
+    np.testing.assert_allclose(log_p, model.prior_distribution().log_prob(z), rtol=1e-5, atol=1e-5)
+    assert drawn.shape == (5, LATENT) and np.all(np.isfinite(drawn.numpy()))
+
+
+@pytest.mark.parametrize("kind", sorted(LIKELIHOODS.classes))
+def test_likelihood_contract_under_xla(kind):
+    """Compiled, a likelihood's log-density of x and its mean are the eager ones."""
+    model = model_with("likelihood", kind)
+    x, z = data_for(model), tf.random.stateless_normal([K, BATCH, LATENT], seed=[1, 1])
+    log_px, mean = compiled(lambda x, z: (model.likelihood.distribution(z).log_prob(model.likelihood.check(x)),
+                                          model.likelihood.distribution(z).mean()), x, z)
+    np.testing.assert_allclose(log_px, model.likelihood.distribution(z).log_prob(x), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(mean, model.likelihood.distribution(z).mean(), rtol=1e-5, atol=1e-6)
