@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from vae_tf.config.parts import LIKELIHOODS, NETWORKS, OBJECTIVES, POSTERIORS, PRIORS, Kinds
+from vae_tf.config.parts import LIKELIHOODS, NETWORKS, OBJECTIVES, POSTERIORS, PRIORS
 
 PACKAGE = Path(__file__).parent
 PARTS = {"model.posterior": POSTERIORS, "model.prior": PRIORS, "model.likelihood": LIKELIHOODS,
