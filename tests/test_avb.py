@@ -1,6 +1,6 @@
-"""AVB and the estimators for implicit posteriors: the density-ratio trick on a known answer,
-AIS against exact and importance-sampled log-likelihoods, the fitted proposal, and a short run."""
-
+"""AVB and the implicit posteriors: the density-ratio trick on a known answer, the samplers, the
+evaluation of an implicit q, the game's steps and a short run (AIS: test_ais.py; the fitted
+proposal: test_fitted.py)."""
 
 import keras
 import numpy as np
@@ -8,16 +8,14 @@ import pytest
 import tensorflow as tf
 
 from vae_tf.objectives import bounds
-from vae_tf.ais import ais_log_likelihood, sigmoid_schedule
 from vae_tf.config import Params
-from vae_tf.evaluation import importance_sampling
 from vae_tf.objectives import Discriminator
-from vae_tf.posteriors import fitted_gaussian, sample_moments
+from vae_tf.posteriors import sample_moments
 from vae_tf.posteriors.implicit import NoiseBasisPosterior
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
 
-from tests.conftest import TINY, LinearGaussian, model_of
+from tests.conftest import TINY, model_of
 
 
 def test_discriminator_learns_the_log_density_ratio_of_two_known_gaussians():
@@ -53,78 +51,6 @@ def test_discriminator_learns_the_log_density_ratio_of_two_known_gaussians():
     mse = np.mean((t - true_ratio) ** 2)
     assert np.sqrt(mse) < 0.2 and mse < 0.05 * np.var(true_ratio)
     assert np.mean(t) == pytest.approx(kl, abs=0.05)  # 1.158 measured
-
-
-def test_ais_recovers_the_exact_log_likelihood_of_a_linear_gaussian(rng):
-    model = LinearGaussian(rng)
-    x = (rng.normal(size=(20, 2)) @ model.w.T + model.b + 0.5 * rng.normal(size=(20, 6))).astype(np.float32)
-    run = tf.function(lambda x: ais_log_likelihood(x, model.likelihood, standard_normal(2), num_chains=64,
-                                                   num_steps=2000, leapfrog_steps=1, step_size=0.1,
-                                                   seed=tf.constant([1, 2])), jit_compile=True)
-    estimate = run(tf.constant(x))
-    error = estimate["log_likelihood"].numpy() - model.exact_log_likelihood(x)
-    assert np.max(np.abs(error)) < 0.1
-    assert 0.5 < np.mean(estimate["acceptance"]) < 0.9  # the step size was adapted towards 0.65
-
-
-def test_sigmoid_schedule_runs_from_zero_to_one_in_increasing_steps():
-    betas = sigmoid_schedule(100).numpy()
-    assert betas[0] == 0.0 and betas[-1] == pytest.approx(1.0) and np.all(np.diff(betas) > 0)
-    assert np.diff(betas)[0] < np.diff(betas)[50] > np.diff(betas)[-1]  # finer at both ends
-
-
-@pytest.mark.slow
-def test_ais_and_importance_sampling_agree_on_a_trained_gaussian_vae(trained, digits):
-    """Both estimate the same log p(x) for the same images, so their per-image difference is
-    estimator noise (and the bias of each, both lower bounds): its mean must be within three
-    standard errors of zero. Measured: AIS -164.707, IS -164.748 (K=5000 gave -164.81: on this
-    barely trained model q is a poor proposal, hence K=50000), difference 0.041 +- 0.019."""
-    model, _ = trained
-    x = tf.constant(digits.test[:128])
-
-    @tf.function(jit_compile=True)
-    def both(x):
-        prior, likelihood = model.prior_distribution(), model.likelihood.distribution
-        ais = ais_log_likelihood(x, likelihood, prior, 16, 1000, 1, 0.1, tf.constant([3, 4]))
-        is_ = importance_sampling(x, lambda x: model.proposal(x, None, 0, 1.0), likelihood, prior, 50000, 1000,
-                                  tf.constant([5, 6]))
-        return ais["log_likelihood"], is_["log_likelihood"]
-
-    ais, is_ = (value.numpy() for value in both(x))
-    difference = ais - is_
-    stderr = np.std(difference, ddof=1) / np.sqrt(len(difference))
-    assert abs(np.mean(difference)) < 3 * stderr + 0.02, (np.mean(difference), stderr)
-    assert np.all(np.isfinite(ais)) and np.mean(ais) < 0
-
-
-def test_fitted_gaussian_matches_the_moments_and_density_of_its_samples():
-    loc, tril = np.array([1.0, -2.0], np.float32), np.array([[0.5, 0.0], [0.3, 0.2]], np.float32)
-    target = tfd.MultivariateNormalTriL(loc, tril)
-    z = target.sample([50000, 3], seed=[1, 1])  # [n, batch 3, L 2]
-    fitted = fitted_gaussian(z)
-    assert fitted.batch_shape == [3] and fitted.event_shape == [2]
-    np.testing.assert_allclose(fitted.mean(), np.broadcast_to(loc, (3, 2)), atol=0.02)
-    points = tf.constant([[1.4, -1.8], [1.0, -2.0], [0.5, -2.2]])  # within two standard deviations
-    np.testing.assert_allclose(fitted.log_prob(points), target.log_prob(points), atol=0.02)
-    draws = fitted.sample(40000, seed=[2, 2]).numpy()  # [n, 3, 2]
-    for b in range(3):
-        np.testing.assert_allclose(np.cov(draws[:, b].T), tril @ tril.T, atol=0.01)
-    widened = fitted_gaussian(z, scale=2.0).sample(40000, seed=[3, 3]).numpy()
-    np.testing.assert_allclose(np.cov(widened[:, 0].T), 4.0 * tril @ tril.T, atol=0.04)
-    mean, scale = sample_moments(z)
-    np.testing.assert_allclose(scale, np.broadcast_to(np.sqrt(np.diag(tril @ tril.T)), (3, 2)), atol=0.01)
-
-
-def test_importance_sampling_with_a_gaussian_fitted_to_exact_posterior_draws_is_exact(rng):
-    """A sampler of the exact posterior stands in for an implicit q: the Gaussian fitted to its
-    draws is (nearly) p(z|x) itself, so the weights are nearly constant and the estimate exact."""
-    model = LinearGaussian(rng)
-    x = (rng.normal(size=(10, 2)) @ model.w.T + model.b + 0.5 * rng.normal(size=(10, 6))).astype(np.float32)
-    draws = model.exact_posterior(x).sample(2000, seed=[3, 3])
-    estimate = importance_sampling(x, lambda _: fitted_gaussian(draws), model.likelihood, standard_normal(2), 1000,
-                                   250, tf.constant([4, 4]))
-    np.testing.assert_allclose(estimate["log_likelihood"], model.exact_log_likelihood(x), atol=0.02)
-    assert np.all(estimate["elbo"].numpy() <= estimate["log_likelihood"].numpy() + 1e-4)
 
 
 def small_avb(digits, adaptive_contrast=True):
