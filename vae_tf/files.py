@@ -11,7 +11,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from vae_tf.errors import UserError
 
@@ -50,7 +50,9 @@ def staged_directory(target: Path) -> Iterator[Path]:
 def save_model(model, path: Path) -> None:
     """`model.save` to `path` (.keras), whole or not at all, and byte-identical for identical
     weights: Keras stamps the archive with the time (`metadata.json`'s date_saved and the weights
-    entry's date), which would change dvc.lock and `dvc exp show` on every retrain; both go."""
+    entry's date) and names each shared object by its address in memory (`config.json`'s
+    shared_object_id), which would change dvc.lock and `dvc exp show` on every retrain; the
+    stamps go, and the shared objects are numbered in order of appearance."""
 
     def write(tmp: Path) -> None:
         model.save(tmp)
@@ -60,10 +62,24 @@ def save_model(model, path: Path) -> None:
             for info, data in entries:
                 if info.filename == "metadata.json":
                     data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_numbered_shared_objects(json.loads(data))).encode()
                 archive.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data,
                                  info.compress_type)
 
     atomic_write(path, write)
+
+
+def _numbered_shared_objects(config: Any, numbers: Optional[dict] = None) -> Any:
+    """`config` with each `shared_object_id` (an address) replaced by 1, 2, ... in order of
+    first appearance: the loader only matches them within the file."""
+    numbers = {} if numbers is None else numbers
+    if isinstance(config, dict):
+        return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+                else _numbered_shared_objects(value, numbers) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_numbered_shared_objects(value, numbers) for value in config]
+    return config
 
 
 def json_text(data: Any, where: str) -> str:
