@@ -191,9 +191,10 @@ def work_units(inputs: dict[str, np.ndarray]) -> tuple[int, int]:
 
 
 def calibrate(signatures: dict[str, Signature]) -> float:
-    """Seconds per row-sample of the `log_likelihood` signature on this machine: a call of
-    `CALIBRATION` rows x samples of zeros (valid data for every likelihood), timed after a first
-    call that traces it. 0 for a model without one."""
+    """Seconds per row-sample of the `log_likelihood` signature on this machine: the median of
+    three timed calls of `CALIBRATION` rows x samples of zeros (valid data for every likelihood),
+    after a first call that traces it (one call varied by a third on a busy machine). 0 for a
+    model without one."""
     signature = signatures.get("log_likelihood")
     if signature is None:
         return 0.0
@@ -201,9 +202,12 @@ def calibrate(signatures: dict[str, Signature]) -> float:
     x = tf.zeros([rows, *_shape(signature.inputs["x"])[1:]], signature.inputs["x"].dtype)
     call = lambda: signature.function(x=x, num_samples=tf.constant(samples), seed=tf.constant(0))  # noqa: E731
     call()
-    start = time.perf_counter()
-    call()
-    return (time.perf_counter() - start) / (rows * samples)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[1] / (rows * samples)
 
 
 def _check_names(given: dict, names: list[str]) -> None:
