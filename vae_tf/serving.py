@@ -319,10 +319,6 @@ class ModelRepository:
                 for v, (state, code, message) in sorted(entries.items(), reverse=True)]
 
 
-def run(signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {key: value.numpy() for key, value in signature.function(**inputs).items()}
-
-
 def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_seconds: float = 1.0) -> web.Application:
     """The aiohttp application; it polls `repository` for new versions while it runs."""
     routes = web.RouteTableDef()
@@ -394,8 +390,10 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
                                f"load), over max_seconds {limits.max_seconds:g}; split it into smaller requests",
                                status=413)
         outputs = await asyncio.get_running_loop().run_in_executor(
-            large_requests if seconds > SMALL_SECONDS else small_requests, lambda: run(signature, inputs))
-        overflowed = sorted(key for key, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all())
+            large_requests if seconds > SMALL_SECONDS else small_requests,
+            lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
+        overflowed = sorted(key for key, value in outputs.items()
+                            if value.dtype.kind == "f" and not np.isfinite(value).all())
         if overflowed:  # finite inputs far outside what the model was trained on (decode at z = 3.4e38)
             largest = max(float(np.max(np.abs(value))) for value in inputs.values() if value.size)
             raise RequestError(f"outputs {overflowed} are not finite for these inputs (largest magnitude {largest:.3g}); "
