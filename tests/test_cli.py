@@ -1,4 +1,5 @@
-"""What a stage prints: TensorFlow's start-up notices left out, everything else kept."""
+"""What a stage prints: TensorFlow's start-up notices left out, everything else kept; memory
+running out is one line and exit code 2."""
 
 import subprocess
 import sys
@@ -34,3 +35,17 @@ def test_a_stage_process_loads_tensorflow_without_notices_and_still_reports_erro
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout == "1\n"
     assert result.stderr == "own line\n"
+
+
+def test_memory_running_out_is_one_line_naming_the_settings_to_lower():
+    """Settings within their bounds can still ask for more than a machine has (a wide network on
+    large images with a large batch): TensorFlow's ResourceExhaustedError becomes one line."""
+    code = ("import tensorflow as tf; from vae_tf import cli\n"
+            "def stage(): raise tf.errors.ResourceExhaustedError(None, None, 'OOM when allocating tensor with "
+            "shape[1000000,1000000]')\n"
+            "cli.run(stage)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: out of memory (OOM when allocating tensor with shape[1000000,1000000]); the settings ask for more "
+        "than this machine has: reduce model.hidden_units")
