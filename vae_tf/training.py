@@ -195,11 +195,23 @@ def _prepare_backup(backup_dir: Path, fingerprint: dict, write: bool = True) -> 
 
 
 def _rewind_live(live_dir: Path, epoch: int) -> None:
-    """Drop dvclive's curve points from `epoch` on: the resumed run logs those epochs again."""
+    """Drop dvclive's curve points from `epoch` on: the resumed run logs those epochs again. A
+    kill can land while dvclive writes its summary (metrics.json, not written atomically): an
+    unreadable one is replaced by the step dvclive resumes from, as it would have read it."""
     for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        header, *rows = tsv.read_text().splitlines()
-        kept = [row for row in rows if int(row.split("\t")[0]) < epoch]
-        tsv.write_text("\n".join([header, *kept]) + "\n")
+        lines = tsv.read_text().splitlines()
+        if not lines:  # created, not yet written: dvclive writes it again, header first
+            tsv.unlink()
+            continue
+        kept = [row for row in lines[1:] if row.split("\t")[0].isdigit() and int(row.split("\t")[0]) < epoch]
+        tsv.write_text("\n".join([lines[0], *kept]) + "\n")
+    summary = Path(live_dir) / "metrics.json"
+    try:
+        json.loads(summary.read_text())
+    except FileNotFoundError:
+        pass
+    except ValueError:  # cut short by the kill
+        summary.write_text(json.dumps({"step": epoch - 1}))
 
 
 def strategy_of(params: Params) -> tf.distribute.Strategy:
