@@ -37,8 +37,10 @@ MODELS = {"vae": "vae", "iwae50": "iwae50", "vamp": "vp_vamp", "iaf": "vp_iaf"} 
 def load(prepared: Path):
     import numpy as np
 
-    arrays = {split: np.load(prepared / f"{split}.npz")["x"].reshape(-1, 784).astype("float32")
-              for split in ("train", "val", "test")}
+    arrays = {}
+    for split in ("train", "val", "test"):
+        with np.load(prepared / f"{split}.npz") as archive:
+            arrays[split] = archive["x"].reshape(-1, 784).astype("float32")
     return arrays
 
 
