@@ -98,11 +98,11 @@ def main() -> None:
         (project / "data" / "raw").mkdir(parents=True)
         for name, text in PARAMS.items():
             (project / "params.yaml").write_text(text + "\n")
-            results[f"params: {name}"] = run([sys.executable, str(ROOT / "pipeline" / "resolve.py")], project)
+            results[f"params: {name}"] = run([sys.executable, str(ROOT / "pipeline" / "resolve.py"), "resolved"], project)
         for name, arrays in DATA.items():
             np.savez(project / "data" / "raw" / "bad.npz", **arrays)
             (project / "params.yaml").write_text("data: {source: npz:data/raw/bad.npz, validation_size: 5}\n")
-            results[f"data: {name}"] = run([sys.executable, str(ROOT / "pipeline" / "prepare.py")], project)
+            results[f"data: {name}"] = run([sys.executable, str(ROOT / "pipeline" / "prepare.py"), "data/prepared"], project)
         for name, flags in FLAGS.items():
             results[f"serve: {name}"] = run([VAE_TF, "serve", "--model-name", "m", "--model-base-path",
                                              str(project / "none"), *flags], project)

@@ -1,6 +1,6 @@
-"""DVC stage: `python pipeline/export.py <experiment>` (see vae_tf.stages.export)."""
+"""DVC stage `export`: its paths from dvc.yaml's cmd (see vae_tf.stages.export)."""
 
 from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run_experiment_stage("export")
+    cli.run_stage("export")

@@ -1,6 +1,6 @@
-"""DVC stage: `python pipeline/k_study.py` (see vae_tf.stages.k_study)."""
+"""DVC stage `k_study`: its paths from dvc.yaml's cmd (see vae_tf.stages.k_study)."""
 
-from vae_tf import cli, stages
+from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run(stages.k_study)
+    cli.run_stage("k_study")

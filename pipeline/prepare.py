@@ -1,6 +1,6 @@
-"""DVC stage: params.yaml (data, seed) -> data/prepared/."""
+"""DVC stage `prepare`: its paths from dvc.yaml's cmd (see vae_tf.stages.prepare)."""
 
-from vae_tf import cli, stages
+from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run(stages.prepare)
+    cli.run_stage("prepare")

@@ -1,6 +1,6 @@
-"""DVC stage: `python pipeline/report.py` (see vae_tf.stages.report)."""
+"""DVC stage `report`: its paths from dvc.yaml's cmd (see vae_tf.stages.report)."""
 
-from vae_tf import cli, stages
+from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run(stages.report)
+    cli.run_stage("report")

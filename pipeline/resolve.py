@@ -1,6 +1,6 @@
-"""DVC stage: `python pipeline/resolve.py` (see vae_tf.stages.resolve)."""
+"""DVC stage `resolve`: its paths from dvc.yaml's cmd (see vae_tf.stages.resolve)."""
 
-from vae_tf import cli, stages
+from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run(stages.resolve)
+    cli.run_stage("resolve")

@@ -1,6 +1,6 @@
-"""DVC stage of a study (studies/<name>/dvc.yaml): metrics, dvclive, published.yaml -> results.md, reports/."""
+"""DVC stage `study`: its paths from dvc.yaml's cmd (see vae_tf.stages.study)."""
 
-from vae_tf import cli, stages
+from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run(stages.study)
+    cli.run_stage("study")

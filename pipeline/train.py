@@ -1,6 +1,6 @@
-"""DVC stage: `python pipeline/train.py <experiment>` (see vae_tf.stages.train)."""
+"""DVC stage `train`: its paths from dvc.yaml's cmd (see vae_tf.stages.train)."""
 
 from vae_tf import cli
 
 if __name__ == "__main__":
-    cli.run_experiment_stage("train")
+    cli.run_stage("train")

@@ -281,9 +281,11 @@ def test_replacing_an_idx_file_reruns_prepare(tmp_path):
 )
 def test_user_errors_exit_nonzero_with_one_clear_line_and_no_outputs(tmp_path, params, message):
     repo = copy_repository(tmp_path, params)
-    result = run(["python", "pipeline/prepare.py"], repo, check=False)  # every stage validates all params
+    result = run(["python", "pipeline/prepare.py", "data/prepared"], repo, check=False)  # it validates all params
     if result.returncode == 0:  # what only the data shows: train refuses it
-        result = run(["python", "pipeline/train.py", "vae"], repo, check=False)
+        run(["python", "pipeline/resolve.py", "resolved"], repo)
+        result = run(["python", "pipeline/train.py", "resolved/vae/train.json", "data/prepared", "models/vae",
+                      "dvclive/vae", "checkpoints/vae"], repo, check=False)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (repo / "models").exists()

@@ -21,6 +21,7 @@ STARTUP_NOTICES = {NO_DRIVER, ("port", "oneDNN custom operations are on"),
 ABSL_LINE = re.compile(r"[IWEF]\d{4} \S+\s+\d+ (\w+)\.cc:\d+\] (.*)")
 BEFORE_ABSL_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 CPU_FEATURES_HINT = "To enable the following instructions:"  # the second line of cpu_feature_guard's notice
+TENSORFLOW_STAGES = ("train", "evaluate", "export")  # the others load no model (and may not import TensorFlow)
 
 
 def without_startup_notices(text: str) -> str:
@@ -97,15 +98,21 @@ def run(stage: Callable[..., None], *args: str) -> None:
         sys.exit(2)
 
 
-def run_experiment_stage(stage_name: str) -> None:
-    """Entry point of `pipeline/<stage>.py <experiment>`."""
-    if len(sys.argv) != 2:
-        print(f"usage: python pipeline/{stage_name}.py <experiment>", file=sys.stderr)
-        sys.exit(2)
-    import_tensorflow()
+def run_stage(stage_name: str) -> None:
+    """Entry point of `pipeline/<stage>.py`: the arguments of `vae_tf.stages.<stage>` without a
+    default, in order, from the command line (the paths dvc.yaml declares, as its `cmd`)."""
+    import inspect
+
     from vae_tf import stages
 
-    run(getattr(stages, stage_name), sys.argv[1])
+    stage = getattr(stages, stage_name)
+    names = [name for name, p in inspect.signature(stage).parameters.items() if p.default is inspect.Parameter.empty]
+    if len(sys.argv) != len(names) + 1:
+        print(f"usage: python pipeline/{stage_name}.py {' '.join(f'<{name}>' for name in names)}", file=sys.stderr)
+        sys.exit(2)
+    if stage_name in TENSORFLOW_STAGES:
+        import_tensorflow()
+    run(stage, *sys.argv[1:])
 
 
 def main(argv: list[str] | None = None) -> None:

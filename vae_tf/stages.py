@@ -1,45 +1,42 @@
-"""The DVC stages: each reads `params.yaml`, calls the library and writes its declared outputs.
+"""The DVC stages: paths from their command line in dvc.yaml, settings from what DVC tracks.
 
-A run is an experiment `<exp>` or a point of the K study, `k_study/k<K>`. Paths (relative to
-the repository root, where `dvc repro` runs the stages):
-    data/prepared/                  prepare
-    resolved/<run>/<stage>.json     resolve    (the settings each stage of a run reads)
-    models/<run>/model.keras        train      (checkpoints/<run>/ while it runs; dvclive/<run>/)
-    metrics/<run>.json, plots/<run>/  evaluate (plots/<run>/log_likelihood.csv: log p(x) per test image)
-    export/<exp>/<version>/         export     (experiments only)
-    reports/{metrics,summary}.json, summary.md, plots/, overlays/  report   (every experiment)
-    reports/k_study.{json,csv,png}             k_study  (every K)
-    results.md, reports/{bound,samples}.png    study    (a study's table, studies/<name>/)
+Each stage takes its input and output paths from its `cmd` (`vae_tf.cli.run_stage`).
+
+A run is an experiment `<exp>` or a point of the K study, `k_study/k<K>`. prepare and resolve read
+`params.yaml` (their `params` in dvc.yaml); train, evaluate and export read only their run's
+`resolved/<run>/<stage>.json` (`vae_tf.config.declared`); report, k_study and a study's table read
+`resolved/` and the runs' outputs. Inside an output folder the layout is the stage's own:
+    <model>/model.keras                   train (its checkpoints folder while it runs)
+    <plots>/log_likelihood.csv, ...       evaluate (log p(x) per test image)
+    <export>/<version>/                   export
+    <live>/<run>/metrics.json, plots/     dvclive (train)
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from vae_tf.config import load_params
+from vae_tf.config.declared import STAGE_SETTINGS, declared, load_declared
 from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
 from vae_tf.errors import ParamsError
 from vae_tf.files import atomic_write, json_text, staged_directory
 
-PREPARED = Path("data/prepared")
-RESOLVED = Path("resolved")
-# The settings of a run each stage reads: sections, or keys as section.key.
-STAGE_SETTINGS = {"train": ("seed", "model", "objective", "training"),
-                  "evaluate": ("seed", "training.jit_compile", "evaluation"),
-                  "export": ("evaluation.proposal_samples", "evaluation.proposal_scale", "export")}
+EXPERIMENTS = "experiments.json"  # in the resolved folder: the experiments' names, in params.yaml's order
 
 
-def model_path(name: str) -> Path:
-    return Path("models") / name / "model.keras"
+def model_file(model: str | Path) -> Path:
+    return Path(model) / "model.keras"
 
 
-def prepare(params_path: str = "params.yaml", pipeline: str = "dvc.yaml") -> None:
-    """Refuses a file source (`npz:`, `idx:`) outside the prepare stage's dependencies in
-    `pipeline` (DVC would not see it change)."""
+def prepare(prepared: str, params_path: str = "params.yaml", pipeline: str = "dvc.yaml") -> None:
+    """params.yaml's `data` and `seed` -> the folder `prepared`. Refuses a file source (`npz:`,
+    `idx:`) outside the prepare stage's dependencies in `pipeline` (DVC would not see it change)."""
     params = load_params(params_path)
     kind, _, path = params.data.source.partition(":")
     if kind in ("npz", "idx"):
@@ -48,7 +45,7 @@ def prepare(params_path: str = "params.yaml", pipeline: str = "dvc.yaml") -> Non
             raise ParamsError(f"data.source: {path} is outside the prepare stage's dependencies in {pipeline} "
                               f"({', '.join(deps)}), so replacing it would not rerun the stage; move it into one "
                               "of them (data/raw/) or add it to the stage's deps")
-    save_prepared(prepare_data(params.data, params.seed), PREPARED)
+    save_prepared(prepare_data(params.data, params.seed), Path(prepared))
 
 
 def _stage_dependencies(pipeline: Path, stage: str) -> list[str]:
@@ -61,78 +58,77 @@ def _stage_dependencies(pipeline: Path, stage: str) -> list[str]:
         raise ParamsError(f"{pipeline}: cannot read the deps of stage {stage!r} ({err})") from None
 
 
-def resolve(params_path: str = "params.yaml") -> None:
+def resolve(resolved: str, params_path: str = "params.yaml") -> None:
     """For every run and stage, the settings that stage reads (the run's experiment merged onto
-    the base) as `resolved/<run>/<stage>.json`. DVC tracks these files rather than sections of
-    params.yaml, so an edit reruns exactly the stages whose settings it changes: a base section
-    an experiment overrides is not a dependency of that experiment."""
+    the base, `STAGE_SETTINGS`) as `<resolved>/<run>/<stage>.json`, and the experiments' names as
+    `<resolved>/experiments.json`. DVC tracks these files rather than sections of params.yaml, so
+    an edit reruns exactly the stages whose settings it changes: a base section an experiment
+    overrides is not a dependency of that experiment."""
     params = load_params(params_path)
-    with staged_directory(RESOLVED) as staging:
+    with staged_directory(Path(resolved)) as staging:
+        (staging / EXPERIMENTS).write_text(json.dumps(list(params.experiments)) + "\n")
         for name in params.runs():
-            settings = params.run(name).model_dump(mode="json")
+            run = params.run(name)
+            (staging / name).mkdir(parents=True)
             for stage, keys in STAGE_SETTINGS.items():
-                read: dict = {}
-                for key in keys:
-                    section, _, field = key.partition(".")
-                    value = settings[section][field] if field else settings[section]
-                    read[section] = {**read.get(section, {}), field: value} if field else value
-                path = staging / name / f"{stage}.json"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(read, indent=2) + "\n")
+                (staging / name / f"{stage}.json").write_text(json.dumps(declared(run, keys), indent=2) + "\n")
 
 
-def _load_model(name: str):
+def _load_model(model: str):
     import keras
 
     import vae_tf.models  # noqa: F401  (registers every part's serializable classes)
     from vae_tf.errors import DataError
 
-    path = model_path(name)
+    path = model_file(model)
     if not path.exists():
-        raise DataError(f"{path}: no trained model; run `dvc repro train@{name}` first")
+        raise DataError(f"{path}: no trained model; `dvc repro` runs the train stage that writes it")
     return keras.models.load_model(path)
 
 
-def train(name: str, params_path: str = "params.yaml") -> None:
+def train(settings: str, prepared: str, model: str, live: str, checkpoints: str) -> None:
+    """The run's `train.json` settings and the `prepared` data -> the trained `model` folder and
+    dvclive's `live` folder, resuming from `checkpoints` (kept only while the run is unfinished)."""
     from vae_tf.training import train as fit
 
-    params = load_params(params_path).run(name)
-    fit(params, load_prepared(PREPARED), model_path(name), Path("dvclive") / name, Path("checkpoints") / name)
+    params = load_declared(settings, "train")
+    fit(params, load_prepared(Path(prepared)), model_file(model), Path(live), Path(checkpoints))
 
 
-def evaluate(name: str, params_path: str = "params.yaml") -> None:
+def evaluate(run: str, settings: str, prepared: str, model: str, metrics: str, plots: str) -> None:
+    """Run `run`'s `evaluate.json` settings, its `model` and the `prepared` test images -> its
+    `metrics` file (every figure, each estimator named) and `plots` folder."""
     from vae_tf.evaluation import evaluate_model
     from vae_tf.models import uses_xla
 
-    params = load_params(params_path).run(name)
-    e = params.evaluation
-    data = load_prepared(PREPARED)
-    model = _load_model(name)
-    metrics_path, start = Path("metrics") / f"{name}.json", time.perf_counter()
+    params = load_declared(settings, "evaluate")
+    data = load_prepared(Path(prepared))
+    trained = _load_model(model)
+    metrics_path, start = Path(metrics), time.perf_counter()
 
     def write_metrics(result: dict) -> None:
-        text = json_text({"run": name, **result["metrics"], "seconds": time.perf_counter() - start}, str(metrics_path))
+        text = json_text({"run": run, **result["metrics"], "seconds": time.perf_counter() - start}, str(metrics_path))
         atomic_write(metrics_path, lambda tmp: tmp.write_text(text))
 
     def write_estimates(result: dict) -> None:
         """The estimates and the plots, before the diagnostics that follow them (the ELBO surgery)."""
         write_metrics(result)
-        write_plots(name, model, data, result, params)
-        print(f"wrote {metrics_path} and plots/{name}/ (the estimates); the ELBO surgery next", flush=True)
+        write_plots(run, trained, data, result, params, Path(plots))
+        print(f"wrote {metrics_path} and {plots}/ (the estimates); the ELBO surgery next", flush=True)
 
-    write_metrics(evaluate_model(model, data.test, e, params.seed, jit_compile=uses_xla(params),
+    write_metrics(evaluate_model(trained, data.test, params.evaluation, params.seed, jit_compile=uses_xla(params),
                                  finished=write_estimates))
 
 
-def write_plots(name: str, model, data, result: dict, params) -> None:
-    """plots/<run>/: reconstructions and samples (PNG), the latent codes where L = 2, KL and
+def write_plots(name: str, model, data, result: dict, params, folder: Path) -> None:
+    """The plots `folder` of run `name`: reconstructions and samples (PNG), the latent codes where L = 2, KL and
     activity per latent dimension, and log p(x) per test image (CSV)."""
     import tensorflow as tf
 
     from vae_tf.plots import image_grid
 
     e = params.evaluation
-    with staged_directory(Path("plots") / name) as staging:
+    with staged_directory(folder) as staging:
         n = min(e.num_plot_images, len(data.test))
         half = (n + 1) // 2
         vmax = float(data.meta.n_levels - 1) if data.meta.representation == "levels" else 1.0
@@ -180,79 +176,99 @@ def plot_latent_codes(model, codes: np.ndarray, labels, path: Path, title: str) 
     latent_codes(codes, labels, (xs, ys, log_density), path, title)
 
 
-def export(name: str, params_path: str = "params.yaml") -> None:
+def export(settings: str, model: str, exported: str) -> None:
+    """The run's `export.json` settings and its `model` -> the SavedModel folder
+    `<exported>/<export.version>/` (the folder replaced whole)."""
     from vae_tf.export import export_model
 
-    params = load_params(params_path).experiment(name)
-    model = _load_model(name)
-    with staged_directory(Path("export") / name) as staging:
+    params = load_declared(settings, "export")
+    trained = _load_model(model)
+    with staged_directory(Path(exported)) as staging:
         e = params.evaluation
-        export_model(model, staging / str(params.export.version), params.export.chunk_size, e.proposal_samples,
+        export_model(trained, staging / str(params.export.version), params.export.chunk_size, e.proposal_samples,
                      e.proposal_scale)
 
 
-def _run_files(name: str) -> dict[str, Path]:
-    """Where run `name`'s training curves (dvclive) and latent dimensions (evaluate) are."""
-    return {"curves": Path("dvclive") / name / "plots" / "metrics",
-            "latent_csv": Path("plots") / name / "latent_dimensions.csv"}
+@dataclass(frozen=True)
+class RunOutputs:
+    """Where the runs' stages wrote: `<metrics>/<run>.json` (evaluate), `<live>/<run>/` (dvclive,
+    train) and `<plots>/<run>/` (evaluate)."""
+
+    metrics: Path
+    live: Path
+    plots: Path
+
+    def files(self, name: str) -> dict[str, Path]:
+        """Run `name`'s training curves, latent dimensions, samples and log p(x) per test image."""
+        plots = self.plots / name
+        return {"curves": self.live / name / "plots" / "metrics", "latent_csv": plots / "latent_dimensions.csv",
+                "samples": plots / "samples.png", "log_likelihoods": plots / "log_likelihood.csv"}
+
+    def summary(self, name: str, required: bool = True) -> dict:
+        """Run `name`'s test metrics (`test`) and training summary (`training`), as written; {} if
+        not evaluated yet and not `required`."""
+        from vae_tf.errors import DataError
+
+        paths = {"test": self.metrics / f"{name}.json", "training": self.live / name / "metrics.json"}
+        missing = [str(path) for path in paths.values() if not path.exists()]
+        if missing and not required and not paths["test"].exists():
+            return {}
+        if missing:
+            raise DataError(f"{', '.join(missing)}: missing; run `dvc repro` (train and evaluate {name}) first")
+        return {part: json.loads(path.read_text()) for part, path in paths.items()}
 
 
-def _run_summary(name: str) -> dict:
-    """Test metrics (evaluate) and training summary (train) of run `name`, as written."""
-    from vae_tf.errors import DataError
-
-    paths = {"test": Path("metrics") / f"{name}.json", "training": Path("dvclive") / name / "metrics.json"}
-    missing = [str(path) for path in paths.values() if not path.exists()]
-    if missing:
-        raise DataError(f"{', '.join(missing)}: missing; run `dvc repro` (train and evaluate {name}) first")
-    return {part: json.loads(path.read_text()) for part, path in paths.items()}
+def _experiments(resolved: Path) -> dict[str, object]:
+    """Each experiment's settings as report and a study's table read them (its `report.json`),
+    in params.yaml's order."""
+    names = json.loads((resolved / EXPERIMENTS).read_text())
+    return {name: load_declared(resolved / name / "report.json", "report") for name in names}
 
 
-def report(params_path: str = "params.yaml") -> None:
+def report(resolved: str, metrics: str, live: str, plots: str, reports: str) -> None:
+    """Every experiment's figures side by side: `<reports>/summary.{json,md}`, the headline
+    `<reports>/metrics.json`, `<reports>/plots/` and the overlays `dvc plots` draws."""
     from vae_tf.report import comparison
 
-    params = load_params(params_path)
-    runs = {name: {**_run_summary(name), **_run_files(name), "params": params.experiment(name)}
-            for name in params.experiments}
-    summary, headline, table = comparison(runs, Path("reports") / "plots", Path("reports") / "overlays")
-    texts = {"summary.json": json_text(summary, "reports/summary.json"),
-             "metrics.json": json_text(headline, "reports/metrics.json"), "summary.md": table}
+    outputs, reports = RunOutputs(Path(metrics), Path(live), Path(plots)), Path(reports)
+    runs = {name: {**outputs.summary(name), **outputs.files(name), "params": params}
+            for name, params in _experiments(Path(resolved)).items()}
+    summary, headline, table = comparison(runs, reports / "plots", reports / "overlays")
+    texts = {"summary.json": json_text(summary, str(reports / "summary.json")),
+             "metrics.json": json_text(headline, str(reports / "metrics.json")), "summary.md": table}
     for name, text in texts.items():
-        atomic_write(Path("reports") / name, lambda tmp, text=text: tmp.write_text(text))
+        atomic_write(reports / name, lambda tmp, text=text: tmp.write_text(text))
 
 
-def k_study(params_path: str = "params.yaml") -> None:
-    from vae_tf.errors import ParamsError
+def k_study(resolved: str, metrics: str, live: str, reports: str, params_path: str = "params.yaml") -> None:
+    """params.yaml's `k_study` and its runs -> `<reports>/k_study.{json,csv,png}`, the
+    experiment's own run the point at its own value (from its `train.json`)."""
     from vae_tf.report import k_study as study
 
-    params = load_params(params_path)
-    if params.k_study is None:
-        raise ParamsError("k_study: not set in params.yaml")
-    settings = params.k_study
-    runs = {k: _run_summary(f"k_study/k{k}") for k in settings.num_samples}
-    runs[settings.value_of(params.experiment(settings.experiment))] = _run_summary(settings.experiment)  # its run
-    study(settings.experiment, runs, Path("reports"), settings.sweep)
+    settings = load_params(params_path).k_study
+    if settings is None:
+        raise ParamsError(f"k_study: not set in {params_path}")
+    outputs = RunOutputs(Path(metrics), Path(live), Path())
+    runs = {k: outputs.summary(f"k_study/k{k}") for k in settings.num_samples}
+    own = settings.value_of(load_declared(Path(resolved) / settings.experiment / "train.json", "train"))
+    runs[own] = outputs.summary(settings.experiment)
+    study(settings.experiment, runs, Path(reports), settings.sweep)
 
 
-def study(params_path: str = "params.yaml", published_path: str = "published.yaml") -> None:
-    """A study's table (`results.md`, every experiment evaluated so far beside its published
-    figure) and figures (`reports/`)."""
+def study(resolved: str, metrics: str, live: str, plots: str, published: str, reports: str, results: str) -> None:
+    """A study's table (`results`, every experiment evaluated so far beside its `published`
+    figure) and figures (`reports`: the bound against epochs and seconds, samples of every model)."""
     from ruamel.yaml import YAML
 
     from vae_tf.study import figures, table
 
-    params = load_params(params_path)
-    runs = {}
-    for name in params.experiments:
-        run = {"params": params.experiment(name), **_run_files(name), "samples": Path("plots") / name / "samples.png",
-               "log_likelihoods": Path("plots") / name / "log_likelihood.csv"}
-        if (Path("metrics") / f"{name}.json").exists():
-            run.update(_run_summary(name))
-        runs[name] = run
-    published = YAML(typ="safe").load(Path(published_path).read_text()) or {}
+    outputs = RunOutputs(Path(metrics), Path(live), Path(plots))
+    runs = {name: {"params": params, **outputs.files(name), **outputs.summary(name, required=False)}
+            for name, params in _experiments(Path(resolved)).items()}
+    papers = YAML(typ="safe").load(Path(published).read_text()) or {}
     # a study is a DVC project of its own: run from its folder, named from the repository's root
     root = next((folder for folder in Path.cwd().parents if (folder / ".git").exists()), None)
-    text = table(runs, published, f"cd {Path.cwd().relative_to(root)} && dvc repro" if root else "dvc repro")
-    with staged_directory(Path("reports")) as staging:
+    text = table(runs, papers, f"cd {Path.cwd().relative_to(root)} && dvc repro" if root else "dvc repro")
+    with staged_directory(Path(reports)) as staging:
         figures(runs, staging)
-    atomic_write(Path("results.md"), lambda tmp: tmp.write_text(text))
+    atomic_write(Path(results), lambda tmp: tmp.write_text(text))
