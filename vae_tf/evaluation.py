@@ -174,7 +174,6 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     - the ELBO surgery of the proposal over x (`elbo_surgery`), with `params.surgery_samples`,
       last: `finished`, if given, is called with the result before it (the estimates, which a
       stage writes first, so that a diagnostic that fails after minutes of work loses none of them)."""
-    bound_k, ais = model.num_samples, params.ais
     refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
     if refinement is not None:
         refinement = {**refinement, "gradient": "stopped"}
@@ -183,7 +182,31 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         raise ParamsError(f"evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold "
                           f"{params.surgery_samples} x {len(surgery)} draws of {model.latent_dim} latents "
                           f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
+    ais = params.ais
     ais_examples = len(x) if ais is None or ais.num_examples is None else min(ais.num_examples, len(x))
+    out = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)
+    result = _summary(model, x, params, refinement, ais_examples, out)
+    if finished is not None:
+        finished(result)
+    surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
+    whole, description = model.density_proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
+                                                params.proposal_scale)
+    of = f"the {len(x)} images" if len(surgery) == len(x) else \
+        f"{len(surgery)} of the {len(x)} images (evaluation.surgery_examples, drawn without replacement)"
+    result["metrics"]["elbo_surgery"] = {
+        "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {description} proposal per image, "
+                     f"aggregated posterior of {of}",
+        **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
+    }
+    return result
+
+
+def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optional[dict], ais_examples: int,
+               seed: int, jit_compile: bool) -> dict[str, np.ndarray]:
+    """`evaluate_model`'s estimates for each image of x, batch by batch, with a line of progress
+    per batch: importance sampling, L_K, KL per dimension, the posterior means, AIS on the first
+    `ais_examples` images."""
+    bound_k, ais = model.num_samples, params.ais
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed, with_ais: bool):
@@ -220,7 +243,14 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         pace = (elapsed - first) / (done - batch_size) if done > batch_size else first / done
         print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
               flush=True)
-    out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
+    return {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
+
+
+def _summary(model, x: np.ndarray, params: EvaluationParams, refinement: Optional[dict], ais_examples: int,
+             out: dict[str, np.ndarray]) -> dict:
+    """The per-image estimates `out` summed up: the metrics (each estimate named with its
+    estimator), log p(x) per image, KL and activity per latent dimension."""
+    ais = params.ais
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
@@ -235,7 +265,7 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
         **summarize(out["log_likelihood"], x.shape[1]),
         "elbo": elbo,  # of the proposal
         "iwae_bound": float(out["iwae_bound"].mean()),  # L_K, K = iwae_num_samples: a bound, not log p(x)
-        "iwae_num_samples": bound_k,
+        "iwae_num_samples": model.num_samples,
         "reconstruction": reconstruction,
         "kl": reconstruction - elbo,
         "active_units": n_active,
@@ -250,18 +280,5 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
             **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),
             "acceptance": float(out["ais_acceptance"][:ais_examples].mean()),
         }
-    result = {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances,
-              "ais_log_likelihood": out["ais_log_likelihood"][:ais_examples] if ais is not None else None}
-    if finished is not None:
-        finished(result)
-    surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
-    whole, description = model.density_proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
-                                                params.proposal_scale)
-    of = f"the {len(x)} images" if len(surgery) == len(x) else \
-        f"{len(surgery)} of the {len(x)} images (evaluation.surgery_examples, drawn without replacement)"
-    metrics["elbo_surgery"] = {
-        "estimator": f"Monte Carlo, {params.surgery_samples} draws of the {description} proposal per image, "
-                     f"aggregated posterior of {of}",
-        **elbo_surgery(whole, model.prior_distribution(), params.surgery_samples, surgery_seed),
-    }
-    return result
+    return {"log_likelihood": out["log_likelihood"], "metrics": metrics, "kl_per_dim": kl_dims, "activity": variances,
+            "ais_log_likelihood": out["ais_log_likelihood"][:ais_examples] if ais is not None else None}

@@ -45,6 +45,32 @@ def _read_latent_csv(path: Path) -> list[float]:
         return [float(row["kl"]) for row in csv.DictReader(f)]
 
 
+def _comparison_plots(runs: dict[str, dict], adversarial: list[dict], plots_dir: Path) -> None:
+    """`plots_dir`: the KL of each latent dimension of every run, and the discriminator's
+    accuracy over training of the `adversarial` rows."""
+    with staged_directory(plots_dir) as staging:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, run in runs.items():
+            kl = _read_latent_csv(run["latent_csv"])
+            ax.plot(range(len(kl)), sorted(kl, reverse=True), marker="o", label=name)
+        ax.set(xlabel="latent dimension (sorted by KL)", ylabel="KL(q(z_j|x) || p(z_j)), nats",
+               title="KL per latent dimension (test set; implicit q: its Gaussian moments)")
+        ax.legend()
+        fig.savefig(staging / "kl_per_dimension.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        if adversarial:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for r in adversarial:
+                for split, style in (("train", "-"), ("eval", "--")):
+                    steps, values = read_curve(runs[r["run"]]["curves"] / split / "discriminator_accuracy.tsv")
+                    ax.plot(steps, values, style, label=f"{r['run']} ({'validation' if split == 'eval' else 'training'})")
+            ax.axhline(0.5, color="grey", linewidth=0.8)
+            ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="Discriminator accuracy over training")
+            ax.legend()
+            fig.savefig(staging / "discriminator_accuracy.png", dpi=100, bbox_inches="tight")
+            plt.close(fig)
+
+
 def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tuple[dict, dict, str]:
     """The experiments side by side: a summary (JSON-able, one entry per experiment), the
     headline metrics (numbers only, for `dvc metrics` and `dvc exp show`), a Markdown table,
@@ -81,27 +107,7 @@ def comparison(runs: dict[str, dict], plots_dir: Path, overlays_dir: Path) -> tu
         lines += ["", "Discriminator accuracy on validation data, last epoch (1/2: T cannot tell q from its "
                   "reference; 1: always can): " + ", ".join(f"{r['run']} {r['val_discriminator_accuracy']:.3f}"
                                                        for r in adversarial) + "."]
-    with staged_directory(plots_dir) as staging:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, run in runs.items():
-            kl = _read_latent_csv(run["latent_csv"])
-            ax.plot(range(len(kl)), sorted(kl, reverse=True), marker="o", label=name)
-        ax.set(xlabel="latent dimension (sorted by KL)", ylabel="KL(q(z_j|x) || p(z_j)), nats",
-               title="KL per latent dimension (test set; implicit q: its Gaussian moments)")
-        ax.legend()
-        fig.savefig(staging / "kl_per_dimension.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        if adversarial:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for r in adversarial:
-                for split, style in (("train", "-"), ("eval", "--")):
-                    steps, values = read_curve(runs[r["run"]]["curves"] / split / "discriminator_accuracy.tsv")
-                    ax.plot(steps, values, style, label=f"{r['run']} ({'validation' if split == 'eval' else 'training'})")
-            ax.axhline(0.5, color="grey", linewidth=0.8)
-            ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1), title="Discriminator accuracy over training")
-            ax.legend()
-            fig.savefig(staging / "discriminator_accuracy.png", dpi=100, bbox_inches="tight")
-            plt.close(fig)
+    _comparison_plots(runs, adversarial, plots_dir)
     write_overlays(runs, overlays_dir)
     summary = {"experiments": {r["run"]: {k: v for k, v in r.items() if k != "run"} for r in rows}}
     headline = {r["run"]: {k: r[k] for k in HEADLINE if r[k] is not None} for r in rows}

@@ -319,6 +319,56 @@ class ModelRepository:
                 for v, (state, code, message) in sorted(entries.items(), reverse=True)]
 
 
+def read_request(text: str, servable, limits: Limits):
+    """A predict request's body -> (its signature, its inputs as arrays, their row format, the
+    predicted seconds of its work); a `RequestError` (400, or 413 past `limits.max_seconds`) for
+    anything else."""
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RequestError(f"malformed JSON: {err}") from None
+    except RecursionError:
+        raise RequestError("malformed JSON: nested too deeply") from None
+    name = body.get("signature_name", "serving_default") if isinstance(body, dict) else None
+    if isinstance(body, dict) and not isinstance(name, str):
+        raise RequestError(f"signature_name must be a string, got {_json_kind(name)}")
+    if isinstance(body, dict) and name not in servable.signatures:
+        raise RequestError(f"unknown signature_name {name!r}; this model has {sorted(servable.signatures)}")
+    signature = servable.signatures.get(name)
+    inputs, row_format = parse_inputs(body, signature, limits)
+    rows, samples = work_units(inputs)
+    seconds = rows * samples * servable.seconds_per_unit
+    if seconds > limits.max_seconds:
+        raise RequestError(f"the request asks for {rows} rows x {samples} samples, about {seconds:.3g} s of this "
+                           f"model's work ({servable.seconds_per_unit * 1e6:.3g} us per row-sample, measured at "
+                           f"load), over max_seconds {limits.max_seconds:g}; split it into smaller requests",
+                           status=413)
+    return signature, inputs, row_format, seconds
+
+
+def check_finite(outputs: dict[str, np.ndarray], inputs: dict[str, np.ndarray]) -> None:
+    """A `RequestError` if a float output is not finite: finite inputs far outside what the model
+    was trained on (a decode at z = 3.4e38)."""
+    overflowed = sorted(key for key, value in outputs.items() if value.dtype.kind == "f" and not np.isfinite(value).all())
+    if overflowed:
+        largest = max(float(np.max(np.abs(value))) for value in inputs.values() if value.size)
+        raise RequestError(f"outputs {overflowed} are not finite for these inputs (largest magnitude {largest:.3g}); "
+                           "the model is defined on inputs of the size it was trained on")
+
+
+@web.middleware
+async def _errors(request, handler):
+    """Errors as TF Serving answers them: `{"error": ...}` with the status."""
+    try:
+        return await handler(request)
+    except RequestError as err:
+        return web.json_response({"error": str(err)}, status=err.status)
+    except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
+        return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
+    except tf.errors.InvalidArgumentError as err:  # the model's own checks of its inputs
+        return web.json_response({"error": _assertion(err.message)}, status=400)
+
+
 def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_seconds: float = 1.0) -> web.Application:
     """The aiohttp application; it polls `repository` for new versions while it runs."""
     routes = web.RouteTableDef()
@@ -369,47 +419,12 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
 
     async def _predict(request):
         servable = model_named(request).get(version_of(request))
-        try:
-            body = json.loads(await request.text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise RequestError(f"malformed JSON: {err}") from None
-        except RecursionError:
-            raise RequestError("malformed JSON: nested too deeply") from None
-        name = body.get("signature_name", "serving_default") if isinstance(body, dict) else None
-        if isinstance(body, dict) and not isinstance(name, str):
-            raise RequestError(f"signature_name must be a string, got {_json_kind(name)}")
-        if isinstance(body, dict) and name not in servable.signatures:
-            raise RequestError(f"unknown signature_name {name!r}; this model has {sorted(servable.signatures)}")
-        signature = servable.signatures.get(name)
-        inputs, row_format = parse_inputs(body, signature, limits)
-        rows, samples = work_units(inputs)
-        seconds = rows * samples * servable.seconds_per_unit
-        if seconds > limits.max_seconds:
-            raise RequestError(f"the request asks for {rows} rows x {samples} samples, about {seconds:.3g} s of this "
-                               f"model's work ({servable.seconds_per_unit * 1e6:.3g} us per row-sample, measured at "
-                               f"load), over max_seconds {limits.max_seconds:g}; split it into smaller requests",
-                               status=413)
+        signature, inputs, row_format, seconds = read_request(await request.text(), servable, limits)
         outputs = await asyncio.get_running_loop().run_in_executor(
             large_requests if seconds > SMALL_SECONDS else small_requests,
             lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
-        overflowed = sorted(key for key, value in outputs.items()
-                            if value.dtype.kind == "f" and not np.isfinite(value).all())
-        if overflowed:  # finite inputs far outside what the model was trained on (decode at z = 3.4e38)
-            largest = max(float(np.max(np.abs(value))) for value in inputs.values() if value.size)
-            raise RequestError(f"outputs {overflowed} are not finite for these inputs (largest magnitude {largest:.3g}); "
-                               "the model is defined on inputs of the size it was trained on")
+        check_finite(outputs, inputs)
         return web.json_response(format_outputs(outputs, row_format), dumps=_dumps)
-
-    @web.middleware
-    async def errors(request, handler):
-        try:
-            return await handler(request)
-        except RequestError as err:
-            return web.json_response({"error": str(err)}, status=err.status)
-        except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
-            return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
-        except tf.errors.InvalidArgumentError as err:  # the model's own checks of its inputs
-            return web.json_response({"error": _assertion(err.message)}, status=400)
 
     async def poll(app):
         async def loop():
@@ -421,7 +436,7 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
         yield
         task.cancel()
 
-    app = web.Application(middlewares=[errors], client_max_size=64 * 2**20)
+    app = web.Application(middlewares=[_errors], client_max_size=64 * 2**20)
     app.add_routes(routes)
     app.cleanup_ctx.append(poll)
     return app

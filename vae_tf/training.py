@@ -20,7 +20,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from vae_tf import workers
-from vae_tf.config import Params
+from vae_tf.config import Params, TrainingParams
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.files import atomic_write, save_model
@@ -245,6 +245,32 @@ def _visible(devices: tuple[str, ...]) -> tuple[str, ...]:
     return devices
 
 
+def _report_end(history, early_stopping, t: TrainingParams, monitor: str) -> None:
+    """A `TrainingError` if the loss became NaN, else the line saying why training ended."""
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise TrainingError(
+            f"training stopped at epoch {history.epoch[-1] + 1}: the loss became {losses[-1]} "
+            f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
+            "No model was saved."
+        )
+    ended, best = history.epoch[-1] + 1, early_stopping.best_epoch + 1
+    why = "the epoch budget" if ended == t.epochs else \
+        f"early stopping (no better validation {monitor} in {t.early_stopping_patience} epochs)"
+    print(f"training ended at epoch {ended}/{t.epochs} by {why}; kept the weights of epoch {best}, "
+          f"validation {monitor} {float(early_stopping.best):.2f}", flush=True)
+
+
+def _summarize(live: Live, history, early_stopping, resume_epoch: int, monitor: str) -> None:
+    """dvclive's summary of the run (`dvclive/<run>/metrics.json`)."""
+    live.summary["best_epoch"] = early_stopping.best_epoch + 1
+    live.summary[f"best_val_{monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
+    live.summary["epochs_run"] = history.epoch[-1] + 1
+    live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
+    live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
+    live.summary["peak_memory_mb"] = peak_memory_mb()
+
+
 def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, backup_dir: Path,
           extra_callbacks: list[keras.callbacks.Callback] = ()) -> keras.callbacks.History:
     """Fit the model params describe and save it to `model_path` (.keras). Resumes from `backup_dir` if a run with
@@ -295,25 +321,9 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         else:
             history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
                                 epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
-        losses = history.history.get("loss", [])
-        if losses and not np.isfinite(losses[-1]):
-            raise TrainingError(
-                f"training stopped at epoch {history.epoch[-1] + 1}: the loss became {losses[-1]} "
-                f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
-                "No model was saved."
-            )
-        ended, best = history.epoch[-1] + 1, early_stopping.best_epoch + 1
-        why = "the epoch budget" if ended == t.epochs else \
-            f"early stopping (no better validation {model.objective.monitor} in {t.early_stopping_patience} epochs)"
-        print(f"training ended at epoch {ended}/{t.epochs} by {why}; kept the weights of epoch {best}, "
-              f"validation {model.objective.monitor} {float(early_stopping.best):.2f}", flush=True)
+        _report_end(history, early_stopping, t, model.objective.monitor)
         if chief:
-            live.summary["best_epoch"] = best
-            live.summary[f"best_val_{model.objective.monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
-            live.summary["epochs_run"] = history.epoch[-1] + 1
-            live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
-            live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
-            live.summary["peak_memory_mb"] = peak_memory_mb()
+            _summarize(live, history, early_stopping, resume_epoch, model.objective.monitor)
     if chief:
         save_model(model, Path(model_path))
     return history
