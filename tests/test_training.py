@@ -10,7 +10,7 @@ from vae_tf.config import Params
 from vae_tf.data import Prepared
 from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.models import build_model
-from vae_tf.training import train
+from vae_tf.training import burda_rate, train
 from tests.conftest import TINY, TINY_AVB, meta_for
 
 
@@ -91,6 +91,26 @@ def test_kl_warmup_ramps_beta_linearly(digits):
         betas.append(float(model.objective.kl_weight.numpy()))
     np.testing.assert_allclose(betas, [0.2, 0.4, 0.6, 0.8, 0.8, 0.8], rtol=1e-6)
     assert build_model(Params.model_validate(TINY), digits.meta).objective.callbacks() == []
+
+
+def test_burda_schedule_steps_the_rate_by_a_tenth_to_the_seventh_after_three_to_the_i_epochs():
+    """Burda et al.: 3^i passes at 1e-3 x 10^(-i/7), i = 0..7, 3280 passes in all."""
+    rate = burda_rate(1e-3)
+    starts = [(3 ** i - 1) // 2 for i in range(8)]  # 0, 1, 4, 13, 40, 121, 364, 1093
+    for i, start in enumerate(starts):
+        lasts = (3 ** (i + 1) - 1) // 2 - 1  # the stage's last epoch
+        np.testing.assert_allclose([rate(start), rate(lasts)], [1e-3 * 10 ** (-i / 7)] * 2, rtol=1e-12)
+    assert (3 ** 8 - 1) // 2 == 3280 and rate(3280) == rate(10**6) == rate(3279) == pytest.approx(1e-4)
+
+
+def test_training_under_the_burda_schedule_ends_at_its_rate(tmp_path, digits):
+    """Five epochs: the rate of epoch 4 (from 0) is stage 2's, 10^(-2/7) of the base."""
+    params = Params.model_validate({**TINY, "training": {**TINY["training"], "epochs": 5, "schedule": "burda",
+                                                         "learning_rate": 0.002}})
+    history = train(params, digits, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
+    assert float(history.model.optimizer.learning_rate.numpy()) == pytest.approx(0.002 * 10 ** (-2 / 7), rel=1e-6)
+    np.testing.assert_allclose(history.history["learning_rate"], [0.002 * 10 ** (-i / 7) for i in (0, 1, 1, 1, 2)],
+                               rtol=1e-6)
 
 
 class Interrupt(keras.callbacks.Callback):

@@ -77,6 +77,20 @@ def minibatches(x: np.ndarray, batch_size: int, fused_steps: Optional[int], seed
     return tf.data.Dataset.counter(first_epoch).flat_map(epoch).prefetch(1), steps_per_epoch
 
 
+BURDA_STEPS = 8  # Burda et al. 2015, section 5: 3^i passes at 10^(-i/7) times the rate, i = 0..7 (3280 passes)
+
+
+def burda_rate(learning_rate: float):
+    """The IWAE paper's schedule as a function of the epoch (from 0): learning_rate x 10^(-i/7)
+    during the 3^i epochs that follow the first 3^0 + ... + 3^(i-1) = (3^i - 1) / 2; past the
+    3280 epochs of i = 7, the last rate. For `keras.callbacks.LearningRateScheduler`."""
+    def rate(epoch: int, current=None) -> float:
+        step = next((i for i in range(BURDA_STEPS) if epoch < (3 ** (i + 1) - 1) // 2), BURDA_STEPS - 1)
+        return learning_rate * 10.0 ** (-step / 7)
+
+    return rate
+
+
 class Checkpoint(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` every `every_epochs` epochs, with the state of `early_stopping` (best
     value, wait, best weights) saved beside the weights, so a resumed run stops and restores
@@ -300,6 +314,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     callbacks = [
         *model.objective.callbacks(),
         keras.callbacks.TerminateOnNaN(),
+        *([keras.callbacks.LearningRateScheduler(burda_rate(t.learning_rate))] if t.schedule == "burda" else []),
         early_stopping,
         Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, write=chief),
         *extra_callbacks,

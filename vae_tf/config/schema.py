@@ -89,6 +89,7 @@ class TrainingParams(Section):
     batch_size: int = Field(64, ge=1, le=10**6)
     optimizer: Literal["adamax", "adam", "sgd", "rmsprop"] = "adamax"
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    schedule: Literal["constant", "burda"] = "constant"  # vae_tf.training.burda_rate
     early_stopping_patience: int = Field(20, ge=1, le=10**7)
     jit_compile: bool | Literal["auto"] = "auto"  # resolved by `vae_tf.models.uses_xla`
     steps_per_execution: int = Field(32, ge=1, le=10**5)
