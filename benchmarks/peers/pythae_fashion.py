@@ -179,6 +179,7 @@ def main() -> None:
         print(json.dumps(pythae_side(args.model, settings)))
         return
     from vae_tf.config import load_params
+    from vae_tf.provenance import write_result
 
     rows = []
     for name in args.models:
@@ -195,16 +196,20 @@ def main() -> None:
         mine = ours(experiment, settings)
         rows.append((name, model, mine, theirs))
         print(f"{name}: vae-tf {mine}, pythae {theirs}", file=sys.stderr, flush=True)
-    print(f"Fashion-MNIST (dynamic binarization), {args.epochs} epochs, batch 100, Adam 1e-3; test NLL by IS, "
-          f"K = {args.num_samples}, first {args.test_images} test images; seed {args.seed}\n")
-    print("| model | networks | NLL vae-tf | NLL pythae | s / epoch vae-tf | s / epoch pythae | speed-up | "
-          "eval s vae-tf | eval s pythae |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines = [f"Fashion-MNIST (dynamic binarization), {args.epochs} epochs, batch 100, Adam 1e-3; test NLL by IS, "
+             f"K = {args.num_samples}, first {args.test_images} test images; seed {args.seed}. pythae in its own "
+             "environment (benchmarks/peers/requirements.txt); both sides timed on the same machine in one run.", "",
+             "| model | networks | NLL vae-tf | NLL pythae | s / epoch vae-tf | s / epoch pythae | speed-up | "
+             "eval s vae-tf | eval s pythae |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, model, mine, theirs in rows:
-        print(f"| {name} | 784-{'-'.join(map(str, model.hidden_units))}-{model.latent_dim} | {mine['nll']:.2f} | "
-              f"{theirs['nll']:.2f} | {mine['seconds_per_epoch']:.2f} | {theirs['seconds_per_epoch']:.2f} | "
-              f"{theirs['seconds_per_epoch'] / mine['seconds_per_epoch']:.1f}x | {mine['eval_seconds']:.0f} | "
-              f"{theirs['eval_seconds']:.0f} |")
+        lines.append(f"| {name} | 784-{'-'.join(map(str, model.hidden_units))}-{model.latent_dim} | {mine['nll']:.2f} | "
+                     f"{theirs['nll']:.2f} | {mine['seconds_per_epoch']:.2f} | {theirs['seconds_per_epoch']:.2f} | "
+                     f"{theirs['seconds_per_epoch'] / mine['seconds_per_epoch']:.1f}x | {mine['eval_seconds']:.0f} | "
+                     f"{theirs['eval_seconds']:.0f} |")
+    print("\n".join(lines))
+    write_result("pythae_fashion", " ".join(["python", "benchmarks/peers/pythae_fashion.py", *sys.argv[1:]]),
+                 "\n".join(lines))
 
 
 if __name__ == "__main__":
