@@ -49,7 +49,7 @@ class DeclaredParams:
         self._params, self._keys, self._source, self._prefix = params, keys, source, prefix
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # copy, pickle and friends probe for these
+        if name.startswith("_"):  # copy and pickle probe for these before __init__ has run
             raise AttributeError(name)
         value = getattr(self._params, name)
         if name in self._keys:
