@@ -48,6 +48,11 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=1000)
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--refine-steps", type=int, default=0,
+                        help="also the first model's q refined per image by this many gradient steps on its ELBO "
+                             "(evaluation.refinement): the best q of its family, so the amortization gap shows")
+    parser.add_argument("--refine-step-size", type=float, default=0.05)
+    parser.add_argument("--name", default="iaf_gap", help="the table's file: docs/results/<name>.md")
     args = parser.parse_args()
 
     import keras
@@ -79,7 +84,8 @@ def main() -> None:
         difference = references.setdefault(section, log_p) - log_p
         rows.append(f"| {name} | {m['nll']:.2f} ± {m['nll_stderr']:.2f} | {difference.mean():+.2f} ± "
                     f"{difference.std(ddof=1) / np.sqrt(len(difference)):.2f} | {-m['elbo']:.2f} | "
-                    f"{-m['nll'] - m['elbo']:.2f} | {m['active_units']} / {m['latent_dim']} | {seconds:.1f} |")
+                    f"{-m['nll'] - m['elbo']:.2f} | {m['active_units']} / {m['latent_dim']} | "
+                    f"{'–' if seconds is None else f'{seconds:.1f}'} |")
         print(rows[-1], flush=True)
 
     base = load_params(args.study / "params.yaml").experiment(args.setting).model_dump(mode="json")
@@ -100,8 +106,13 @@ def main() -> None:
     for name, params in variants.items():  # a new encoder on the first variant's decoder, held fixed
         model, seconds = encoder_on(decoder, params)
         row(f"{name}, on the {args.variants[0]}'s decoder", model, params, seconds, section="fixed")
+    if args.refine_steps:  # Cremer et al.'s optimal q of the family: the first model's q refined per image
+        refined = Params.model_validate(deep_merge(variants[args.variants[0]].model_dump(mode="json"), {
+            "evaluation": {"refinement": {"steps": args.refine_steps, "step_size": args.refine_step_size}}}))
+        row(f"{args.variants[0]}, its own q refined per image ({args.refine_steps} steps)", decoder, refined, None,
+            section="fixed")
     command = shlex.join(["python", "benchmarks/iaf_gap.py", *sys.argv[1:]])
-    write_result("iaf_gap", command, "\n".join([
+    write_result(args.name, command, "\n".join([
         f"Setting: `{args.setting}` of the study `{args.study.name}` "
         f"(its networks, data and seed), {args.epochs} epochs each; the first {len(x)} test images, log p(x) by "
         f"importance sampling with K = {args.num_samples} draws of each model's own q(z|x). The posteriors: "
