@@ -9,7 +9,7 @@ A run is an experiment `<exp>` or a point of the K study, `k_study/k<K>`. prepar
     <model>/model.keras                   train (its checkpoints folder while it runs)
     <plots>/log_likelihood.csv, ...       evaluate (log p(x) per test image)
     <export>/<version>/                   export
-    <live>/<run>/metrics.json, plots/     dvclive (train)
+    <live>/metrics.json, plots/           dvclive (train)
 """
 
 from __future__ import annotations
