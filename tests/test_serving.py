@@ -155,6 +155,7 @@ def deeply_nested(depth: int) -> list:
     ("path", "body", "status", "message"),
     [
         (":predict", '{"instances": [', 400, "malformed JSON"),
+        (":predict", "\x00\xff not json", 400, "malformed JSON: 'utf-8' codec can't decode"),  # not UTF-8 at all
         (":predict", '["not", "an", "object"]', 400, "request body must be a JSON object"),
         (":predict", {"instances": [ROW], "inputs": {"x": [ROW]}}, 400, "exactly one of 'instances'"),
         (":predict", {"signature_name": "nope", "inputs": {"x": [ROW]}}, 400, "unknown signature_name 'nope'"),

@@ -319,13 +319,13 @@ class ModelRepository:
                 for v, (state, code, message) in sorted(entries.items(), reverse=True)]
 
 
-def read_request(text: str, servable, limits: Limits):
-    """A predict request's body -> (its signature, its inputs as arrays, their row format, the
-    predicted seconds of its work); a `RequestError` (400, or 413 past `limits.max_seconds`) for
-    anything else."""
+def read_request(data: bytes, charset: Optional[str], servable, limits: Limits):
+    """A predict request's body (`data` in `charset`, UTF-8 if none) -> (its signature, its inputs
+    as arrays, their row format, the predicted seconds of its work); a `RequestError` (400, or
+    413 past `limits.max_seconds`) for anything else."""
     try:
-        body = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        body = json.loads(data.decode(charset or "utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, LookupError) as err:  # LookupError: an unknown charset
         raise RequestError(f"malformed JSON: {err}") from None
     except RecursionError:
         raise RequestError("malformed JSON: nested too deeply") from None
@@ -419,7 +419,7 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
 
     async def _predict(request):
         servable = model_named(request).get(version_of(request))
-        signature, inputs, row_format, seconds = read_request(await request.text(), servable, limits)
+        signature, inputs, row_format, seconds = read_request(await request.read(), request.charset, servable, limits)
         outputs = await asyncio.get_running_loop().run_in_executor(
             large_requests if seconds > SMALL_SECONDS else small_requests,
             lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
