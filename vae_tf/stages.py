@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -68,10 +69,10 @@ def resolve(resolved: str, params_path: str = "params.yaml") -> None:
     with staged_directory(Path(resolved)) as staging:
         (staging / EXPERIMENTS).write_text(json.dumps(list(params.experiments)) + "\n")
         for name in params.runs():
-            run = params.run(name)
+            settings = params.run(name).model_dump(mode="json")
             (staging / name).mkdir(parents=True)
             for stage, keys in STAGE_SETTINGS.items():
-                (staging / name / f"{stage}.json").write_text(json.dumps(declared(run, keys), indent=2) + "\n")
+                (staging / name / f"{stage}.json").write_text(json.dumps(declared(settings, keys), indent=2) + "\n")
 
 
 def _load_model(model: str):
@@ -196,7 +197,7 @@ class RunOutputs:
 
     metrics: Path
     live: Path
-    plots: Path
+    plots: Optional[Path] = None  # what `files` reads; `summary` needs only the other two
 
     def files(self, name: str) -> dict[str, Path]:
         """Run `name`'s training curves, latent dimensions, samples and log p(x) per test image."""
@@ -210,9 +211,9 @@ class RunOutputs:
         from vae_tf.errors import DataError
 
         paths = {"test": self.metrics / f"{name}.json", "training": self.live / name / "metrics.json"}
-        missing = [str(path) for path in paths.values() if not path.exists()]
-        if missing and not required and not paths["test"].exists():
+        if not required and not paths["test"].exists():
             return {}
+        missing = [str(path) for path in paths.values() if not path.exists()]
         if missing:
             raise DataError(f"{', '.join(missing)}: missing; run `dvc repro` (train and evaluate {name}) first")
         return {part: json.loads(path.read_text()) for part, path in paths.items()}
@@ -248,7 +249,7 @@ def k_study(resolved: str, metrics: str, live: str, reports: str, params_path: s
     settings = load_params(params_path).k_study
     if settings is None:
         raise ParamsError(f"k_study: not set in {params_path}")
-    outputs = RunOutputs(Path(metrics), Path(live), Path())
+    outputs = RunOutputs(Path(metrics), Path(live))
     runs = {k: outputs.summary(f"k_study/k{k}") for k in settings.num_samples}
     own = settings.value_of(load_declared(Path(resolved) / settings.experiment / "train.json", "train"))
     runs[own] = outputs.summary(settings.experiment)

@@ -28,9 +28,8 @@ class UndeclaredSetting(LookupError):
     """A stage read a key its resolved file does not hold (a defect of the stage, not of params)."""
 
 
-def declared(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The values of `keys` (sections, or section.key) in `params`, as JSON."""
-    settings = params.model_dump(mode="json")
+def declared(settings: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The values of `keys` (sections, or section.key) in `settings`, a run's params as JSON."""
     read: dict[str, Any] = {}
     for key in keys:
         section, _, field = key.partition(".")
