@@ -1,7 +1,11 @@
 """A new posterior kind and a new prior kind, written as a contributor would, to show what a kind
 takes: one params class (which declares what the kind offers the other parts: `config.PosteriorParams`),
-one layer class, both registered under the kind's name (here, in this one file; in the package, the params class goes to `vae_tf/config/parts.py` and the layer to its own
-module, imported by its part's `__init__`). Nothing else changes: the factory builds them from
+one layer class, both registered under the kind's name (here, in this one file; in the package, the
+params class goes to `vae_tf/config/parts.py` and the layer to its own module, imported by its
+part's `__init__`). The layer's constructor takes its params' fields by name and keeps each as an
+attribute of that name (`vae_tf.registry.Part` derives `from_params` and `get_config` from them;
+the shared settings, `latent_dim` and the like, come from the part's base class). Nothing else
+changes: the factory builds them from
 params, the contract tests (`test_contracts.py`) check them, and every objective and estimator
 uses them. Both have variables of their own besides any network, so `test_roles.py` uses them to
 check that every variable gets the gradient its estimator promises."""
@@ -28,15 +32,10 @@ class SharedScalePosterior(Posterior):
     """q(z|x) = N(mu(x), diag s^2): the mean from an MLP, the scale s = softplus(v) + 1e-5 one
     learnt vector for every x."""
 
-    def __init__(self, latent_dim, hidden_units, activation, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.hidden_units, self.activation = tuple(hidden_units), activation
-        self.network = mlp(hidden_units, latent_dim, activation, name="mean_mlp")
-        self.raw_scale = self.add_weight(shape=(latent_dim,), initializer="zeros", name="raw_scale")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, name="posterior")
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.network = mlp(self.hidden_units, self.latent_dim, self.activation, name="mean_mlp")
+        self.raw_scale = self.add_weight(shape=(self.latent_dim,), initializer="zeros", name="raw_scale")
 
     def build(self, input_shape):
         self.network.build(input_shape)
@@ -47,9 +46,6 @@ class SharedScalePosterior(Posterior):
 
     def draw(self, h, num_samples, seed, stop_density_gradient=False):
         return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
 
 
 @config.PRIORS.register
@@ -65,10 +61,6 @@ class LearnedGaussianPrior(Prior):
         super().__init__(latent_dim, **kwargs)
         self.loc = self.add_weight(shape=(latent_dim,), initializer="zeros", name="loc")
         self.log_scale = self.add_weight(shape=(latent_dim,), initializer="zeros", name="log_scale")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, name="prior")
 
     def distribution(self, posterior=None):
         return tfd.Independent(Normal(tf.convert_to_tensor(self.loc), tf.exp(self.log_scale)), 1)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tf.config import Params
+from vae_tf.config.parts import AAEParams
 from vae_tf.evaluation import evaluate_model
 from vae_tf.likelihoods.gaussian import MIN_SCALE as LIKELIHOOD_MIN_SCALE, GaussianLikelihood
 from vae_tf.models import VAE
@@ -84,8 +85,9 @@ def test_the_aae_log_likelihood_is_estimated_like_any_models(rng):
     truth = LinearGaussian(rng)
     d, latent = truth.w.shape
     model = VAE(likelihood=GaussianLikelihood(d, (), "linear", name="likelihood"),
-                posterior=GaussianPosterior(latent, (), "linear", name="posterior"),
-                prior=StandardNormalPrior(latent, name="prior"), objective=AAE(latent, name="objective"))
+                posterior=GaussianPosterior(latent_dim=latent, hidden_units=(), activation="linear", name="posterior"),
+                prior=StandardNormalPrior(latent, name="prior"),
+                objective=AAE(latent_dim=latent, activation="leaky_relu", **AAEParams().settings(), name="objective"))
     model.build((None, d))
     inverse_softplus = lambda y: np.log(np.expm1(y))  # noqa: E731
     mean_map = truth.w @ truth.posterior_cov.T / truth.sigma**2  # E[z|x] = (x - b) mean_map

@@ -43,7 +43,7 @@ def test_ais_and_importance_sampling_agree_on_a_trained_gaussian_vae(trained, di
     def both(x):
         prior, likelihood = model.prior_distribution(), model.likelihood.distribution
         ais = ais_log_likelihood(x, likelihood, prior, 16, 1000, 1, 0.1, tf.constant([3, 4]))
-        is_ = importance_sampling(x, lambda x: model.proposal(x, None, 0, 1.0), likelihood, prior, 50000, 1000,
+        is_ = importance_sampling(x, lambda x: model.proposal(x, None, 0, 1.0).distribution, likelihood, prior, 50000, 1000,
                                   tf.constant([5, 6]))
         return ais["log_likelihood"], is_["log_likelihood"]
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from vae_tf.objectives import bounds
 from vae_tf.config import Params
 from vae_tf.objectives import Discriminator
-from vae_tf.posteriors import sample_moments
+from vae_tf.posteriors import fitted_gaussian, sample_moments
 from vae_tf.posteriors.implicit import NoiseBasisPosterior
 from vae_tf.priors import standard_normal
 from vae_tf.tfp import tfd
@@ -82,7 +82,8 @@ def test_implicit_posterior_feeds_noise_into_every_layer_and_is_seeded(digits):
 def test_noise_basis_moments_are_those_of_its_draws_and_each_basis_sees_its_own_noise(rng):
     """z = z0(x) + sum_i a_i(x) v_i(eps_i): E[z|x] = z0 + sum_i a_i E[v_i], Var[z|x] = sum_i a_i^2
     Var[v_i], here with a_i near 1 (the head's bias raised), against 100,000 draws."""
-    posterior = NoiseBasisPosterior(3, (8,), "leaky_relu", 4, 5, (16, 16), moment_samples=20000, name="posterior")
+    posterior = NoiseBasisPosterior(latent_dim=3, hidden_units=(8,), activation="leaky_relu", noise_dim=4,
+                                    num_basis=5, basis_units=(16, 16), moment_samples=20000, name="posterior")
     posterior.build((None, 6))
     kernel, bias = posterior.network.layers[-1].get_weights()
     posterior.network.layers[-1].set_weights([kernel, np.concatenate([bias[:3], bias[3:] + 6.0])])
@@ -102,13 +103,15 @@ def test_noise_basis_moments_are_those_of_its_draws_and_each_basis_sees_its_own_
 def test_evaluation_takes_an_implicit_qs_moments_from_the_proposals_draws(digits):
     """One set of draws per batch: the proposal fitted to them, and q's mean and scale from them."""
     posterior = small_avb(digits).posterior
-    h, seeds = tf.constant(digits.test[:5] / 16), (tf.constant([3, 4]), tf.constant([5, 6]))
-    proposal, mean, scale = posterior.proposal_and_moments(h, seeds, 1000, 2.0)
-    expected_mean, expected_scale = sample_moments(posterior.sample(h, 1000, seeds[0]))
+    h, seed = tf.constant(digits.test[:5] / 16), tf.constant([3, 4])
+    offer = posterior.proposal(h, seed, 1000, 2.0)
+    proposal, (mean, scale) = offer.distribution, offer.moments(tf.constant([5, 6]))  # that seed unused
+    expected_mean, expected_scale = sample_moments(posterior.sample(h, 1000, seed))
     np.testing.assert_array_equal(mean, expected_mean)
     np.testing.assert_array_equal(scale, expected_scale)
     z = posterior.sample(h, 3, tf.constant([7, 8]))
-    np.testing.assert_array_equal(proposal.log_prob(z), posterior.proposal(h, seeds[0], 1000, 2.0).log_prob(z))
+    np.testing.assert_array_equal(proposal.log_prob(z), fitted_gaussian(posterior.sample(h, 1000, seed), 2.0).log_prob(z))
+    assert offer.anywhere() == (proposal, "Gaussian fitted to 1000 draws of q(z|x), scale x2")
     # and they estimate q's moments: within 5 standard errors of 20000 draws' moments
     many_mean, many_scale = sample_moments(posterior.sample(h, 20000, tf.constant([9, 9])))
     assert np.all(np.abs(mean - many_mean) < 5 * many_scale / np.sqrt(1000))

@@ -19,6 +19,7 @@ from vae_tf.likelihoods import LIKELIHOODS
 from vae_tf.objectives import OBJECTIVES
 from vae_tf.posteriors import POSTERIORS
 from vae_tf.priors import PRIORS
+from vae_tf.registry import Context
 from vae_tf.tfp import tfd
 
 from tests.conftest import meta_for, model_of
@@ -52,6 +53,28 @@ def model_with(part: str, kind: str, network: str = "mlp", jit_compile: bool = F
                         **({part: kind} if part == "prior" else {})},
               "objective": {"kind": objective}, "training": {"jit_compile": jit_compile}}
     return model_of(params, meta_for(dimension, likelihood.representation, levels, image_shape))
+
+
+PARTS = {"posterior": POSTERIORS, "prior": PRIORS, "likelihood": LIKELIHOODS, "objective": OBJECTIVES}
+
+
+@pytest.mark.parametrize(("part", "kind"), [(part, kind) for part, registry in PARTS.items()
+                                            for kind in sorted(registry.classes)])
+def test_a_kinds_config_is_its_params_and_the_shared_settings(part, kind):
+    """`from_params` and `get_config` are derived from the params class (`vae_tf.registry.Part`):
+    a layer built from its kind's params holds each of their fields, and each shared setting it
+    takes, in its config, and `from_config` rebuilds the same config."""
+    cls = PARTS[part].classes[kind]
+    dimension, levels = DATA[cls.representation] if part == "likelihood" else DATA["continuous"]
+    representation = cls.representation if part == "likelihood" else "continuous"
+    context = Context(meta_for(dimension, representation, levels), LATENT, (8, 6), "tanh")
+    params = cls.params_class()
+    config = PARTS[part].build(params, context).get_config()
+    assert {name: config[name] for name in params.setting_names()} == params.settings()
+    shared = {"hidden_units": [8, 6], "latent_dim": LATENT, "activation": "tanh", "architecture": None,
+              "data_dim": dimension, "n_levels": levels}
+    assert {name: config[name] for name in cls.context_fields} == {name: shared[name] for name in cls.context_fields}
+    assert config["name"] == part and cls.from_config(config).get_config() == config
 
 
 def data_for(model, seed=0):
@@ -101,6 +124,22 @@ def exported(model, tmp_path):
 # --- posteriors ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
+def test_a_posterior_is_refined_if_and_only_if_its_params_say_so(kind):
+    """`refined_draw` with a refinement that changes nothing is `draw` for a kind whose params
+    declare `gaussian_proposal`; any other kind refuses it."""
+    model = model_with("posterior", kind)
+    posterior, h = model.posterior, model.likelihood.network_input(data_for(model))
+    seed = tf.constant([1, 2])
+    if posterior.params_class.gaussian_proposal:
+        refined, draw = posterior.refined_draw(h, K, seed, False, lambda q: q), posterior.draw(h, K, seed)
+        np.testing.assert_array_equal(refined.z, draw.z)
+        np.testing.assert_array_equal(refined.log_q, draw.log_q)
+    else:
+        with pytest.raises(NotImplementedError, match="cannot be refined"):
+            posterior.refined_draw(h, K, seed, False, lambda q: q)
+
+
 @pytest.mark.parametrize("network", sorted(NETWORK_DATA))
 @pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
 def test_posterior_shapes_and_density(kind, network):
@@ -114,7 +153,10 @@ def test_posterior_shapes_and_density(kind, network):
     np.testing.assert_array_equal(posterior.sample(h, K, tf.constant([1, 2])), draw.z)  # seeded
     mean, scale = posterior.moments(h, tf.constant([3, 4]))
     assert mean.shape == scale.shape == (BATCH, LATENT) and np.all(scale.numpy() > 0)
-    proposal = model.proposal(data_for(model), tf.constant([5, 6]), 50, 2.0)
+    offer = model.proposal(data_for(model), tf.constant([5, 6]), 50, 2.0)
+    proposal, anywhere = offer.distribution, offer.anywhere()[0]
+    assert anywhere.batch_shape == [BATCH] and np.all(np.isfinite(anywhere.log_prob(tf.zeros([BATCH, LATENT]))))
+    assert [m.shape for m in offer.moments(tf.constant([3, 4]))] == [(BATCH, LATENT)] * 2
     assert proposal.batch_shape == [BATCH] and proposal.event_shape == [LATENT]
     assert np.all(np.isfinite(proposal.experimental_sample_and_log_prob(4, seed=[7, 8])[1].numpy()))
     one = h[:1]
@@ -264,7 +306,8 @@ def test_posterior_contract_under_xla(kind):
         draw = posterior.draw(h, K, tf.constant([1, 2]))
         exact = posterior.distribution(h).log_prob(draw.z) if posterior.density == "exact" else draw.z[..., 0]
         mean, scale = posterior.moments(h, tf.constant([3, 4]))
-        _, log_r = model.proposal(x, tf.constant([5, 6]), 50, 2.0).experimental_sample_and_log_prob(4, seed=[7, 8])
+        _, log_r = model.proposal(x, tf.constant([5, 6]), 50, 2.0).distribution.experimental_sample_and_log_prob(
+            4, seed=[7, 8])
         return draw.z, draw.log_q if draw.log_q is not None else draw.z[..., 0], exact, mean, scale, log_r
 
     z, log_q, exact, mean, scale, log_r = (value.numpy() for value in compiled(contract, x))

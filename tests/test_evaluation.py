@@ -60,7 +60,7 @@ def test_elbo_surgery_identity_holds_on_a_trained_model(trained, digits):
     """The trained tiny VAE's posteriors over the test images: I + KL(q(z) || p(z)), estimated
     with 64 draws per image, equals the closed-form mean KL term within 2 %."""
     model, _ = trained
-    q = model.proposal(tf.constant(digits.test), tf.constant([0, 0]), 20, 2.0)  # a Gaussian q is its own proposal
+    q = model.proposal(tf.constant(digits.test), tf.constant([0, 0]), 20, 2.0).distribution  # a Gaussian q: itself
     prior = model.prior_distribution()
     surgery = evaluation.elbo_surgery(q, prior, 64, tf.constant([7, 8]))
     closed_form = float(tf.reduce_mean(tfd.kl_divergence(q, prior)))

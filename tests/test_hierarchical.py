@@ -25,7 +25,8 @@ def linear_hierarchy(data_dim, m, b, s, tau=None, loc_map=None):
     N(x loc_map + M psi + b, s^2 I) (loc_map [D, L], default 0), and tau(psi|z, x) = N(z P + c,
     diag t^2) for tau = (P, c, t) (default: N(0, I), blind to z)."""
     latent, aux = m.shape
-    posterior = HierarchicalPosterior(latent, (), "linear", aux, 1, name="posterior")
+    posterior = HierarchicalPosterior(latent_dim=latent, hidden_units=(), activation="linear", auxiliary_dim=aux,
+                                      auxiliary_samples=1, name="posterior")
     posterior.build((None, data_dim))
     posterior.auxiliary.layers[-1].set_weights([np.zeros((data_dim, 2 * aux)),
                                                 np.concatenate([np.zeros(aux), np.full(aux, inverse_softplus(1 - MIN_SCALE))])])
@@ -71,12 +72,12 @@ def test_iwhvi_is_an_upper_bound_on_log_q_that_tightens_with_k_tau_and_is_exact_
         np.testing.assert_allclose(draw.log_q, marginal.log_prob(draw.z), atol=2e-4)
 
 
-def test_the_density_proposal_is_a_gaussian_fitted_to_q_with_a_density_anywhere(rng):
+def test_the_proposal_away_from_its_draws_is_a_gaussian_fitted_to_q(rng):
     """The ELBO surgery's stand-in for q(z|x): on the known marginal (Gaussian) it matches q(z)'s
     log-density at points off q's draws."""
     m, b, s, marginal, _ = known_marginal(rng)
-    fitted, description = linear_hierarchy(1, m, b, s).density_proposal(tf.zeros([1, 1]), tf.constant([3, 1]),
-                                                                        20000, 2.0)
+    fitted, description = linear_hierarchy(1, m, b, s).proposal(tf.zeros([1, 1]), tf.constant([3, 1]), 20000,
+                                                                2.0).anywhere()
     assert description == "Gaussian fitted to 20000 draws of q(z|x)"
     z = marginal.sample(200, seed=tf.constant([5, 5]))[:, None]  # fresh points, [200, 1, 3]
     # within 0.15 nats (the fitted covariance's sampling error, 0.08 at most here, largest in the
@@ -95,7 +96,7 @@ def test_importance_sampling_with_the_hierarchical_proposal_recovers_the_exact_l
                                  loc_map=mean_map)
     x = (rng.normal(size=(20, latent)) @ truth.w.T + truth.b + 0.5 * rng.normal(size=(20, d))).astype(np.float32)
     h = tf.constant(x)
-    proposal = posterior.proposal(h, tf.constant([0, 0]), 1, 1.0)
+    proposal = posterior.proposal(h, tf.constant([0, 0]), 1, 1.0).distribution
     proposal.auxiliary_samples = 4
     estimate = importance_sampling(x, lambda _: proposal, truth.likelihood, standard_normal(latent), 5000, 1000,
                                    tf.constant([5, 6]))["log_likelihood"].numpy()

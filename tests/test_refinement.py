@@ -17,7 +17,7 @@ from tests.conftest import TINY, LinearGaussian
 def test_refinement_raises_the_elbo_of_every_test_image(trained, digits):
     model, _ = trained
     x = tf.constant(digits.test)
-    q = model.proposal(x, tf.constant([0, 0]), 20, 2.0)
+    q = model.proposal(x, tf.constant([0, 0]), 20, 2.0).distribution
     prior, likelihood = model.prior_distribution(), model.likelihood.distribution
     refined = refine(q, x, likelihood, prior, tf.constant([1, 2]), steps=20, step_size=0.05, num_draws=8,
                      max_gradient_norm=5.0)

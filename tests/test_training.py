@@ -88,7 +88,7 @@ def test_kl_warmup_ramps_beta_linearly(digits):
     betas = []
     for epoch in range(6):
         warmup.on_epoch_begin(epoch)
-        betas.append(float(model.objective.kl_weight.numpy()))
+        betas.append(float(model.objective.beta.numpy()))
     np.testing.assert_allclose(betas, [0.2, 0.4, 0.6, 0.8, 0.8, 0.8], rtol=1e-6)
     assert build_model(Params.model_validate(TINY), digits.meta).objective.callbacks() == []
 

@@ -70,7 +70,7 @@ def model_log_likelihood(model, x, num_samples, chunk_size: int, proposal_sample
     seed: a stateless seed [2], split between the proposal and the draws. The exported
     `log_likelihood` signature."""
     proposal_seed, draw_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    proposal = model.proposal(x, proposal_seed, proposal_samples, proposal_scale)
+    proposal = model.proposal(x, proposal_seed, proposal_samples, proposal_scale).distribution
     estimates = importance_sampling(x, lambda _: proposal, model.likelihood.distribution, model.prior_distribution(),
                                     num_samples, chunk_size, draw_seed)
     return estimates["log_likelihood"]
@@ -184,13 +184,13 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
                           f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
     ais = params.ais
     ais_examples = len(x) if ais is None or ais.num_examples is None else min(ais.num_examples, len(x))
-    out = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)
-    result = _summary(model, x, params, refinement, ais_examples, out)
+    out, proposal = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)
+    result = _summary(model, x, params, refinement, ais_examples, out, proposal)
     if finished is not None:
         finished(result)
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
-    whole, description = model.density_proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
-                                                params.proposal_scale)
+    whole, description = model.proposal(tf.constant(x[surgery]), proposal_seed, params.proposal_samples,
+                                        params.proposal_scale).anywhere()
     of = f"the {len(x)} images" if len(surgery) == len(x) else \
         f"{len(surgery)} of the {len(x)} images (evaluation.surgery_examples, drawn without replacement)"
     result["metrics"]["elbo_surgery"] = {
@@ -202,18 +202,20 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
 
 
 def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optional[dict], ais_examples: int,
-               seed: int, jit_compile: bool) -> dict[str, np.ndarray]:
+               seed: int, jit_compile: bool) -> tuple[dict[str, np.ndarray], str]:
     """`evaluate_model`'s estimates for each image of x, batch by batch, with a line of progress
     per batch: importance sampling, L_K, KL per dimension, the posterior means, AIS on the first
-    `ais_examples` images."""
+    `ais_examples` images; and the proposal's description."""
     bound_k, ais = model.num_samples, params.ais
+    traced = {}  # what tracing the step learns of the proposal
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed, with_ais: bool):
         prior = model.prior_distribution()
         seeds = tf.unstack(tf.random.experimental.stateless_split(batch_seed, 5))
-        proposal, mean, scale = model.proposal_and_moments(xb, (seeds[0], seeds[3]), params.proposal_samples,
-                                                           params.proposal_scale)
+        offer = model.proposal(xb, seeds[0], params.proposal_samples, params.proposal_scale)
+        traced["description"] = offer.description
+        proposal, (mean, scale) = offer.distribution, offer.moments(seeds[3])
         likelihood = model.likelihood.distribution
         if refinement is not None:
             proposal = refine(proposal, xb, likelihood, prior, tf.random.experimental.stateless_fold_in(seeds[0], 1),
@@ -243,18 +245,18 @@ def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optio
         pace = (elapsed - first) / (done - batch_size) if done > batch_size else first / done
         print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
               flush=True)
-    return {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
+    out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
+    return out, traced["description"]
 
 
 def _summary(model, x: np.ndarray, params: EvaluationParams, refinement: Optional[dict], ais_examples: int,
-             out: dict[str, np.ndarray]) -> dict:
+             out: dict[str, np.ndarray], proposal: str) -> dict:
     """The per-image estimates `out` summed up: the metrics (each estimate named with its
     estimator), log p(x) per image, KL and activity per latent dimension."""
     ais = params.ais
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
     reconstruction, elbo = float(out["reconstruction"].mean()), float(out["elbo"].mean())
-    proposal = model.posterior.proposal_description(params.proposal_samples, params.proposal_scale)
     if refinement is not None:
         proposal += (f" refined by {refinement['steps']} gradient steps on each image's ELBO (step size "
                      f"{refinement['step_size']:g}, {refinement['num_draws']} draws a step)")

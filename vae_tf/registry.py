@@ -15,7 +15,7 @@ never by where a layer lives.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 import keras
 
@@ -39,9 +39,47 @@ class Context:
     activation: str
     architecture: Optional[dict] = None
 
+    @property
+    def data_dim(self) -> int:
+        """D, the values of one example."""
+        return self.meta.dimension
+
+    @property
+    def n_levels(self) -> Optional[int]:
+        """The grey levels of the data (None unless data.preprocessing is levels)."""
+        return self.meta.n_levels
+
+
+def plain(value: Any) -> Any:
+    """A setting as a Keras config holds it: a tuple as a list."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+class Part(keras.layers.Layer):
+    """What every part's layer is. Its constructor takes, by name, the `Context` values it lists in
+    `context_fields` and the fields of its kind's params class (`vae_tf.config.parts`), and keeps
+    each as an attribute of the same name. `from_params` and `get_config` are derived from those
+    two lists, so a new field of a kind is one edit of its params class (and the code that uses it).
+    The registry sets `kind`, `params_class` and `part` (the name the model gives the layer)."""
+
+    role: ClassVar[str]
+    context_fields: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str]
+    params_class: ClassVar[type[PartParams]]
+    part: ClassVar[str]
+
+    @classmethod
+    def from_params(cls, params: PartParams, context: Context) -> "Part":
+        return cls(**{name: getattr(context, name) for name in cls.context_fields}, **params.settings(),
+                   name=cls.part)
+
+    def get_config(self):
+        names = (*self.context_fields, *self.params_class.setting_names())
+        return {**super().get_config(), **{name: plain(getattr(self, name)) for name in names}}
+
 
 class Registry:
-    """The layer classes of one part, by kind. Each class defines `from_params(params, context)`."""
+    """The layer classes of one part, by kind: each a `Part`."""
 
     def __init__(self, kinds: Kinds):
         self.kinds, self.classes = kinds, {}
@@ -53,10 +91,13 @@ class Registry:
             if kind not in self.kinds.classes:
                 raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one "
                                 "in vae_tf.config.parts")
+            if not issubclass(cls, Part):
+                raise TypeError(f"{cls.__name__}: a part's layer derives from vae_tf.registry.Part")
             if cls.role not in ROLES:
                 raise TypeError(f"{cls.__name__}.role must be one of {ROLES}, got {cls.role!r}")
             self.classes[kind] = keras.saving.register_keras_serializable(package="vae_tf")(cls)
             cls.kind, cls.params_class = kind, self.kinds.classes[kind]
+            cls.part = self.kinds.path.rsplit(".", 1)[-1]
             return cls
 
         return decorate

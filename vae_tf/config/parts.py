@@ -54,9 +54,18 @@ class Section(BaseModel):
 
 
 class PartParams(Section):
-    """A part's params: its `kind` and that kind's own fields."""
+    """A part's params: its `kind` and that kind's own fields, its layer's settings."""
 
     kind: str
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """The fields its layer takes (`vae_tf.registry.Part`): all but `kind`."""
+        return [name for name in cls.model_fields if name != "kind"]
+
+    def settings(self) -> dict[str, Any]:
+        """Those fields' values, as plain data (a nested section as a mapping, a tuple as a list)."""
+        return self.model_dump(mode="json", include=set(self.setting_names()))
 
 
 # Keys that used to exist, and where they went: the message a user of an old params.yaml gets.

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Optional
 
-import keras
 import tensorflow as tf
 
 from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
 from vae_tf.errors import ParamsError
 from vae_tf.networks import apply_to_leading, decoder, sees_images
-from vae_tf.registry import Registry
+from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
 LIKELIHOODS = Registry(LIKELIHOOD_PARAMS)
@@ -23,7 +22,7 @@ MAX_DATA_WEIGHTS = 2**28
 PREPROCESSING = {"levels": "levels", "binary": "binarize or dynamic_binarize", "continuous": "scale"}
 
 
-class Likelihood(keras.layers.Layer):
+class Likelihood(Part):
     """p(x|z): a network (`vae_tf.networks.decoder`) from z to the raw parameters of a
     `tfd.Distribution` over x, event shape [D]: k values per pixel, value-major ([k, D] flattened).
 
@@ -34,6 +33,7 @@ class Likelihood(keras.layers.Layer):
     """
 
     role = "generative"
+    context_fields = ("data_dim", "hidden_units", "activation", "n_levels", "architecture")
     representation: str
     accepts: tuple[str, ...]
 
@@ -65,8 +65,7 @@ class Likelihood(keras.layers.Layer):
                         f"the {layer} dense layer {weights:,} weights, over the {MAX_DATA_WEIGHTS:,} allowed "
                         f"({MAX_DATA_WEIGHTS * 4 // 2**20} MiB); narrow that layer (or use fewer grey levels: "
                         "data.preprocessing)")
-        return cls(meta.dimension, context.hidden_units, context.activation, meta.n_levels, context.architecture,
-                   name="likelihood")
+        return super().from_params(params, context)
 
     @staticmethod
     def values_per_pixel(n_levels: Optional[int]) -> int:
@@ -106,7 +105,3 @@ class Likelihood(keras.layers.Layer):
     def valid(self, x) -> tuple[tf.Tensor, str]:
         """Whether every value of x is one this likelihood gives mass to, and that rule in words."""
         return tf.constant(True), "finite numbers"
-
-    def get_config(self):
-        return {**super().get_config(), "data_dim": self.data_dim, "hidden_units": list(self.hidden_units),
-                "activation": self.activation, "n_levels": self.n_levels, "architecture": self.architecture}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import keras
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.objectives.bounds import kl_divergence, log_importance_weights
-from vae_tf.posteriors.gaussian import gaussian_draw
+from vae_tf.posteriors import Proposal
 from vae_tf.refinement import refine
 from vae_tf.tfp import tfd
 
@@ -116,18 +117,9 @@ class VAE(keras.Model):
         """E_q[z|x] and the standard deviations of q(z|x), [batch, L] each."""
         return self.posterior.moments(self.likelihood.network_input(x), seed)
 
-    def proposal(self, x, seed, num_draws: int, scale: float) -> tfd.Distribution:
-        """The importance-sampling proposal for log p(x) (batch shape [batch])."""
+    def proposal(self, x, seed, num_draws: int, scale: float) -> Proposal:
+        """The importance-sampling proposal for log p(x) and q(z|x)'s moments (`Posterior.proposal`)."""
         return self.posterior.proposal(self.likelihood.network_input(x), seed, num_draws, scale)
-
-    def density_proposal(self, x, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
-        """q(z|x) or a stand-in with a log-density anywhere, and its description (`Posterior.density_proposal`)."""
-        return self.posterior.density_proposal(self.likelihood.network_input(x), seed, num_draws, scale)
-
-    def proposal_and_moments(self, x, seeds, num_draws: int, scale: float):
-        """`proposal(x, seeds[0], ...)` and `posterior_moments(x, seeds[1])`, q's draws shared
-        where the proposal is fitted to them (`Posterior.proposal_and_moments`)."""
-        return self.posterior.proposal_and_moments(self.likelihood.network_input(x), seeds, num_draws, scale)
 
     def encode(self, x, seed) -> dict[str, tf.Tensor]:
         return self.posterior.encode(self.likelihood.network_input(x), seed)
@@ -164,14 +156,14 @@ class VAE(keras.Model):
         log_weights (log p(x|z_k) + log p(z_k) - log q(z_k|x)) [K, batch] and kl [batch]
         (KL(q(z|x) || p(z)): analytic where TFP has it, else the mean of log q - log p).
         `stop_density_gradient`: see `Posterior.draw`. `refinement`: the settings of
-        `vae_tf.refinement.refine`, whose refined Gaussian q(z|x) the draws are then of."""
+        `vae_tf.refinement.refine`; the draws are then of q(z|x) refined (`Posterior.refined_draw`)."""
         h, prior = self.likelihood.network_input(x), self.prior_distribution()
         if refinement is None:
             draw = self.posterior.draw(h, num_samples, self.next_seed(), stop_density_gradient)
         else:
-            q = refine(self.posterior.distribution(h), x, self.likelihood.distribution, prior, self.next_seed(),
-                       **refinement)
-            draw = gaussian_draw(q, num_samples, self.next_seed(), stop_density_gradient)
+            refined = functools.partial(refine, x=x, likelihood=self.likelihood.distribution, prior=prior,
+                                        seed=self.next_seed(), **refinement)
+            draw = self.posterior.refined_draw(h, num_samples, self.next_seed(), stop_density_gradient, refined)
         log_px = self.likelihood.distribution(draw.z).log_prob(x)
         out = {"z": draw.z, "log_px": log_px, "reconstruction": tf.reduce_mean(log_px, axis=0)}
         if draw.log_q is not None:

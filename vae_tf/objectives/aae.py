@@ -42,19 +42,16 @@ class AAE(Objective):
     adversarial_roles = ("adversary", "inference", "generative")
     METRICS = ("loss", "reconstruction", "generator_loss", "discriminator_loss", "discriminator_accuracy")
 
-    def __init__(self, latent_dim: int, num_samples: int = 1, discriminator_units: Sequence[int] = (256, 256),
-                 activation: str = "leaky_relu", discriminator_steps: int = 1, adversarial_weight: float = 1.0,
-                 **kwargs):
+    context_fields = ("latent_dim", "activation")
+
+    def __init__(self, latent_dim: int, activation: str, num_samples: int, discriminator_units: Sequence[int],
+                 discriminator_learning_rate: float, discriminator_steps: int, adversarial_weight: float, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.latent_dim = latent_dim
         self.discriminator_units, self.activation = tuple(discriminator_units), activation
-        self.discriminator_steps, self.adversarial_weight = discriminator_steps, adversarial_weight
+        self.discriminator_learning_rate, self.discriminator_steps = discriminator_learning_rate, discriminator_steps
+        self.adversarial_weight = adversarial_weight
         self.discriminator = mlp(discriminator_units, 1, activation, name="discriminator")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_samples, params.discriminator_units, context.activation,
-                   params.discriminator_steps, params.adversarial_weight, name="objective")
 
     def build(self, input_shape):
         self.discriminator.build((None, self.latent_dim))  # D sees z alone
@@ -130,11 +127,6 @@ class AAE(Objective):
         game = self.discriminator_terms(model, x, weights)
         game.pop("loss")
         return {**means, **game}, total
-
-    def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim, "discriminator_units": list(self.discriminator_units),
-                "activation": self.activation, "discriminator_steps": self.discriminator_steps,
-                "adversarial_weight": self.adversarial_weight}
 
 
 def descend(optimizer, loss_fn, variables):

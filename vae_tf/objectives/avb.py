@@ -82,19 +82,16 @@ class AVB(Objective):
 
     METRICS = ("loss", "bound", "reconstruction", "kl", "discriminator_loss", "discriminator_accuracy")
 
-    def __init__(self, num_samples: int = 1, discriminator_units: Sequence[int] = (256, 256),
-                 activation: str = "leaky_relu", discriminator_steps: int = 1, adaptive_contrast: bool = True,
-                 architecture: Optional[dict] = None, **kwargs):
+    context_fields = ("activation", "architecture")
+
+    def __init__(self, activation: str, architecture: Optional[dict], num_samples: int,
+                 discriminator_units: Sequence[int], discriminator_learning_rate: float, discriminator_steps: int,
+                 adaptive_contrast: bool, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.discriminator_units, self.activation = tuple(discriminator_units), activation
-        self.discriminator_steps, self.adaptive_contrast = discriminator_steps, adaptive_contrast
-        self.architecture = architecture
+        self.discriminator_learning_rate, self.discriminator_steps = discriminator_learning_rate, discriminator_steps
+        self.adaptive_contrast, self.architecture = adaptive_contrast, architecture
         self.discriminator = Discriminator(discriminator_units, activation, architecture, name="discriminator")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(params.num_samples, params.discriminator_units, context.activation, params.discriminator_steps,
-                   params.adaptive_contrast, context.architecture, name="objective")
 
     def build(self, input_shape):
         self.discriminator.build(input_shape)
@@ -176,8 +173,3 @@ class AVB(Objective):
         game = self.discriminator_terms(model, x, weights, reference)
         game.pop("loss")
         return {**terms, **game}, total
-
-    def get_config(self):
-        return {**super().get_config(), "discriminator_units": list(self.discriminator_units),
-                "activation": self.activation, "discriminator_steps": self.discriminator_steps,
-                "adaptive_contrast": self.adaptive_contrast, "architecture": self.architecture}

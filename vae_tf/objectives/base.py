@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.config import OBJECTIVES as OBJECTIVE_PARAMS
-from vae_tf.registry import Registry
+from vae_tf.registry import Part, Registry
 
 OBJECTIVES = Registry(OBJECTIVE_PARAMS)
 
@@ -29,7 +29,7 @@ def replica_loss(objective: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_sum(weights * objective) / replicas.global_sum(tf.reduce_sum(weights))
 
 
-class Objective(keras.layers.Layer):
+class Objective(Part):
     """A bound on log p(x) and how to climb it. A kind defines `terms(draws)`, per-example
     tensors [batch] from the model's draws (`VAE.draws`): `objective` (what training maximises),
     `bound` (the bound it estimates, for early stopping) and the others named in `METRICS`.
@@ -85,6 +85,3 @@ class Objective(keras.layers.Layer):
         """The tracked terms without a step."""
         _, _, terms, total = self.loss_and_terms(model, x, weights)
         return terms, total
-
-    def get_config(self):
-        return {**super().get_config(), "num_samples": self.num_samples, "refinement": self.refinement}

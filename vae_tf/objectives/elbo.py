@@ -12,34 +12,30 @@ from vae_tf.objectives.bounds import elbo
 class ELBO(Objective):
     """ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)), the expectation averaged over K draws, the
     KL analytic where TFP has it (`VAE.draws`). Training maximises E[log p(x|z)] - beta * KL,
-    beta the `kl_weight` variable, ramped linearly from beta / N to beta over the first N =
+    beta = `kl_weight`, the `beta` variable ramped linearly from beta / N to beta over the first N =
     `kl_warmup_epochs` epochs (`KLWarmup`)."""
 
     def __init__(self, num_samples: int = 1, kl_weight: float = 1.0, kl_warmup_epochs: int = 0, **kwargs):
         super().__init__(num_samples, **kwargs)  # kwargs: `refinement` (Objective) and the layer's
-        self.target_kl_weight, self.warmup_epochs = kl_weight, kl_warmup_epochs
-        self.kl_weight = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
+        self.kl_weight, self.kl_warmup_epochs = kl_weight, kl_warmup_epochs
+        self.beta = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(params.num_samples, params.kl_weight, params.kl_warmup_epochs,
-                   refinement=params.refinement and params.refinement.model_dump(), name="objective")
+    @property
+    def warmup_epochs(self) -> int:
+        return self.kl_warmup_epochs
 
     def terms(self, draws):
         reconstruction, kl = draws["reconstruction"], draws["kl"]
         bound = elbo(reconstruction, kl)
-        return {"objective": elbo(reconstruction, kl, self.kl_weight), "bound": bound, "elbo": bound,
+        return {"objective": elbo(reconstruction, kl, self.beta), "bound": bound, "elbo": bound,
                 "reconstruction": reconstruction, "kl": kl}
 
     def callbacks(self):
         return [KLWarmup(self)] if self.warmup_epochs > 0 else []
 
-    def get_config(self):
-        return {**super().get_config(), "kl_weight": self.target_kl_weight, "kl_warmup_epochs": self.warmup_epochs}
-
 
 class KLWarmup(keras.callbacks.Callback):
-    """beta_epoch = kl_weight * min(1, (epoch + 1) / warmup_epochs): a linear KL warm-up."""
+    """beta_epoch = kl_weight * min(1, (epoch + 1) / kl_warmup_epochs): a linear KL warm-up."""
 
     def __init__(self, objective: ELBO):
         super().__init__()
@@ -47,4 +43,4 @@ class KLWarmup(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         o = self.objective
-        o.kl_weight.assign(o.target_kl_weight * min(1.0, (epoch + 1) / o.warmup_epochs))
+        o.beta.assign(o.kl_weight * min(1.0, (epoch + 1) / o.kl_warmup_epochs))

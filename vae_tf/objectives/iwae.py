@@ -22,11 +22,6 @@ class IWAE(Objective):
     def uses_dreg(self) -> bool:
         return self.gradient == "dreg"
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(params.num_samples, params.gradient, refinement=params.refinement and params.refinement.model_dump(),
-                   name="objective")
-
     def terms(self, draws):
         reconstruction, kl = draws["reconstruction"], draws["kl"]
         bound = iwae_bound(draws["log_weights"])
@@ -64,6 +59,3 @@ class IWAE(Objective):
         del tape
         model.optimizer.apply_gradients(zip([*generative_gradients, *inference_gradients], [*generative, *inference]))
         return terms, total
-
-    def get_config(self):
-        return {**super().get_config(), "gradient": self.gradient}

@@ -6,13 +6,14 @@ draws lead, z [K, batch, L]. `architecture` is `model.network` (`vae_tf.networks
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-import keras
 import tensorflow as tf
 
 from vae_tf.config import POSTERIORS as POSTERIOR_PARAMS
-from vae_tf.registry import Registry
+from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
 POSTERIORS = Registry(POSTERIOR_PARAMS)
@@ -29,30 +30,67 @@ class Draw(NamedTuple):
     q: Optional[tfd.Distribution]
 
 
-class Posterior(keras.layers.Layer):
-    """q(z|x). A kind defines `draw`, and `distribution(h)` if it has a density (`density` is
-    "exact") or `moments(h, seed)` if not. `density` says what its draws know of log q(z|x):
-    "exact", "bound" (an estimate whose expectation bounds it from above, so that the ELBO and
-    L_K built on it stay lower bounds), or None (samples only); it and the kind's other offers
-    (DReG, a Gaussian proposal) are declared by its params class (`params_class`,
-    `vae_tf.config.parts.PosteriorParams`). `proposal` is what importance sampling of log p(x)
-    (evaluation, the exported `log_likelihood`) draws from."""
+Refine = Callable[[tfd.Distribution], tfd.Distribution]  # a diagonal Gaussian q(z|x) -> the refined one
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What importance sampling of log p(x) draws from for a batch of x, and what else evaluation
+    needs of q(z|x) there:
+    - `distribution`: draws z and the log-density at them (`experimental_sample_and_log_prob`),
+      batch shape [batch], event shape [L];
+    - `description`: it in words, for the estimator's name;
+    - `moments(seed)`: q(z|x)'s mean and standard deviation, [batch, L] each;
+    - `anywhere()`: a distribution with a log-density at any z, and its description, for
+      diagnostics away from the draws (the ELBO surgery's aggregate posterior): by default
+      `distribution` itself; `stand_in` where that has a log-density at its own draws only."""
+
+    distribution: tfd.Distribution
+    description: str
+    moments: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+    stand_in: Optional[Callable[[], tuple[tfd.Distribution, str]]] = None
+
+    def anywhere(self) -> tuple[tfd.Distribution, str]:
+        return self.stand_in() if self.stand_in else (self.distribution, self.description)
+
+
+class Posterior(Part):
+    """q(z|x). What a kind defines:
+    - `draw(h, K, seed, stop_density_gradient)`: reparameterized draws and what is known of
+      log q(z|x) at them;
+    - `distribution(h)` if it has a density (`density` "exact"), else `moments(h, seed)`;
+    - `proposal(...)` where importance sampling should not draw from q itself (a kind without a
+      density, or with a bound on it only);
+    - `refined_draw(...)` where it can be refined (a diagonal Gaussian).
+    The rest (`sample`, `sample_and_auxiliary_loss`, `moments`, `encode`) is derived here, and a kind
+    overrides it only to do it faster or with more to say. What its draws know of log q(z|x)
+    (`density`: "exact", "bound", an estimate whose expectation bounds it from above so that the
+    ELBO and L_K built on it stay lower bounds, or None, samples only) and its other offers (DReG,
+    refinement) are declared by its params class (`params_class`, `vae_tf.config.parts.PosteriorParams`)."""
 
     role = "inference"
+    context_fields = ("latent_dim", "hidden_units", "activation", "architecture")
 
     @property
     def density(self) -> Optional[str]:
         return self.params_class.density
 
-    def __init__(self, latent_dim: int, architecture: Optional[dict] = None, **kwargs):
+    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str,
+                 architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim, self.architecture = latent_dim, architecture
+        self.hidden_units, self.activation = tuple(hidden_units), activation
 
     def draw(self, h, num_samples: int, seed, stop_density_gradient: bool = False) -> Draw:
         """K = `num_samples` reparameterized draws z ~ q(z|x) and what is known of log q at them.
         With `stop_density_gradient`, log q is taken with q's parameters held fixed (z still
         depends on them): the form DReG needs."""
         raise NotImplementedError
+
+    def refined_draw(self, h, num_samples: int, seed, stop_density_gradient: bool, refine: Refine) -> Draw:
+        """`draw`, of q(z|x) refined by `refine` first (semi-amortized inference,
+        `vae_tf.refinement`): for kinds whose params class declares `gaussian_proposal`."""
+        raise NotImplementedError(f"posterior {self.kind!r} cannot be refined (no Gaussian q(z|x))")
 
     def sample(self, h, num_samples: int, seed) -> tf.Tensor:
         """z [num_samples, batch, L] ~ q(z|x)."""
@@ -72,30 +110,12 @@ class Posterior(keras.layers.Layer):
         q = self.distribution(h)
         return q.mean(), q.stddev()
 
-    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
-        """The importance-sampling proposal for log p(x): q itself (the arguments are for kinds
-        without a density)."""
-        return self.distribution(h)
-
-    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
-        """What evaluation needs of q(z|x) per batch: `proposal(h, seeds[0], ...)` and
-        `moments(h, seeds[1])`. A kind whose proposal is fitted to draws of q takes the moments
-        from the same draws."""
-        return self.proposal(h, seeds[0], num_draws, scale), *self.moments(h, seeds[1])
-
-    def proposal_description(self, num_draws: int, scale: float) -> str:
-        return "q(z|x)"
-
-    def density_proposal(self, h, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
-        """A stand-in for q(z|x) with a log-density at any z, for diagnostics that need q's density
-        away from its own draws (the ELBO surgery's aggregate posterior), and its description: the
-        proposal, where that has one."""
-        return self.proposal(h, seed, num_draws, scale), self.proposal_description(num_draws, scale)
+    def proposal(self, h, seed, num_draws: int, scale: float) -> Proposal:
+        """The importance-sampling proposal for log p(x): q itself (`seed`, `num_draws` and
+        `scale` are for kinds that fit one to their draws)."""
+        return Proposal(self.distribution(h), "q(z|x)", lambda moment_seed: self.moments(h, moment_seed))
 
     def encode(self, h, seed) -> dict[str, tf.Tensor]:
         """What the exported `encode` returns: the mean and scale of q(z|x), [batch, L]."""
         mean, scale = self.moments(h, seed)
         return {"mean": mean, "scale": scale}
-
-    def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim, "architecture": self.architecture}

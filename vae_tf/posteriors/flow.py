@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import tensorflow as tf
 
 from vae_tf.networks import encoder
@@ -22,11 +20,11 @@ class FlowPosterior(Posterior):
     No DReG (its params' `supports_dreg`): log q as a function of z with the parameters held fixed
     would need the flow's parameters stopped inside its networks."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, num_steps: int, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.hidden_units, self.activation, self.num_steps = tuple(hidden_units), activation, num_steps
-        self.network = encoder(self.architecture, hidden_units, 2 * latent_dim + self.extra_outputs, activation,
-                               name="encoder_mlp")
+    def __init__(self, num_steps: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_steps = num_steps
+        self.network = encoder(self.architecture, self.hidden_units, 2 * self.latent_dim + self.extra_outputs,
+                               self.activation, name="encoder_mlp")
 
     @property
     def extra_outputs(self) -> int:
@@ -60,7 +58,3 @@ class FlowPosterior(Posterior):
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws (a flow's mean has no closed form)."""
         return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
-                "num_steps": self.num_steps}

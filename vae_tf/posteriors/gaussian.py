@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.networks import encoder
-from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
+from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior, Refine
 from vae_tf.tfp import Normal, tfd
 
 
@@ -17,15 +15,10 @@ class GaussianPosterior(Posterior):
     """q(z|x) = N(z | mu(x), diag sigma(x)^2), sigma = softplus(raw) + 1e-5, a network giving
     [mu, raw]; draws z = mu + sigma * eps."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.hidden_units, self.activation = tuple(hidden_units), activation
-        self.network = encoder(self.architecture, hidden_units, 2 * latent_dim, activation, name="encoder_mlp")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, architecture=context.architecture,
-                   name="posterior")
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.network = encoder(self.architecture, self.hidden_units, 2 * self.latent_dim, self.activation,
+                               name="encoder_mlp")
 
     def build(self, input_shape):
         self.network.build(input_shape)
@@ -45,8 +38,8 @@ class GaussianPosterior(Posterior):
         """The network runs once for z, log q and q."""
         return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
 
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation}
+    def refined_draw(self, h, num_samples, seed, stop_density_gradient, refine: Refine) -> Draw:
+        return gaussian_draw(refine(self.distribution(h)), num_samples, seed, stop_density_gradient)
 
 
 def diagonal_gaussian(output: tf.Tensor) -> tfd.Distribution:

@@ -7,13 +7,11 @@ x through one image trunk (`model.network` conv or resnet; x itself for mlp): f 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import tensorflow as tf
 
 from vae_tf.networks import apply_to_leading, features, features_width, mlp, trunk
 from vae_tf.objectives.bounds import iwae_bound
-from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior
+from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import MOMENT_SAMPLES, fitted_gaussian, sample_moments
 from vae_tf.posteriors.gaussian import diagonal_gaussian, gaussian_draw
 from vae_tf.tfp import tfd, tfp
@@ -42,20 +40,14 @@ class HierarchicalPosterior(Posterior):
     L_K built on it are lower bounds (K_tau = 1: HVM's bound). Importance sampling of log p(x)
     weighs draws by p(x, z)/q^ (`AuxiliaryProposal`). No DReG (its params' `supports_dreg`)."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, auxiliary_dim: int,
-                 auxiliary_samples: int, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.hidden_units, self.activation = tuple(hidden_units), activation
+    def __init__(self, auxiliary_dim: int, auxiliary_samples: int, **kwargs):
+        super().__init__(**kwargs)
         self.auxiliary_dim, self.auxiliary_samples = auxiliary_dim, auxiliary_samples
+        units, activation = self.hidden_units, self.activation
         self.trunk = trunk(self.architecture, activation)
-        self.auxiliary = mlp(hidden_units, 2 * auxiliary_dim, activation, name="auxiliary_mlp")  # h -> q(psi|x)
-        self.network = mlp(hidden_units, 2 * latent_dim, activation, name="encoder_mlp")  # [h, psi] -> q(z|x,psi)
-        self.reverse = mlp(hidden_units, 2 * auxiliary_dim, activation, name="reverse_mlp")  # [h, z] -> tau(psi|z,x)
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.auxiliary_dim,
-                   params.auxiliary_samples, architecture=context.architecture, name="posterior")
+        self.auxiliary = mlp(units, 2 * auxiliary_dim, activation, name="auxiliary_mlp")  # h -> q(psi|x)
+        self.network = mlp(units, 2 * self.latent_dim, activation, name="encoder_mlp")  # [h, psi] -> q(z|x,psi)
+        self.reverse = mlp(units, 2 * auxiliary_dim, activation, name="reverse_mlp")  # [h, z] -> tau(psi|z,x)
 
     def build(self, input_shape):
         width = features_width(self.trunk, input_shape)
@@ -125,22 +117,17 @@ class HierarchicalPosterior(Posterior):
         """Estimated from `MOMENT_SAMPLES` draws."""
         return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
 
-    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
+    def proposal(self, h, seed, num_draws: int, scale: float) -> Proposal:
         """q(z|x) with the IWHVI estimate as its log-density at its own draws (`AuxiliaryProposal`),
-        the trunk run once for all its draws."""
-        return AuxiliaryProposal(self, features(self.trunk, h), self.auxiliary_samples)
+        the trunk run once for all its draws; away from them, a Gaussian fitted to `num_draws`
+        draws of q."""
 
-    def proposal_description(self, num_draws: int, scale: float) -> str:
-        return f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},"
+        def stand_in():
+            return fitted_gaussian(self.sample(h, num_draws, seed)), f"Gaussian fitted to {num_draws} draws of q(z|x)"
 
-    def density_proposal(self, h, seed, num_draws: int, scale: float) -> tuple[tfd.Distribution, str]:
-        """The proposal knows log q at its own draws only: a Gaussian fitted to `num_draws` of them."""
-        return fitted_gaussian(self.sample(h, num_draws, seed)), f"Gaussian fitted to {num_draws} draws of q(z|x)"
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
-                "auxiliary_dim": self.auxiliary_dim, "auxiliary_samples": self.auxiliary_samples}
-
+        return Proposal(AuxiliaryProposal(self, features(self.trunk, h), self.auxiliary_samples),
+                        f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},",
+                        lambda moment_seed: self.moments(h, moment_seed), stand_in)
 
 def with_input(h, v) -> tf.Tensor:
     """[h, v] for v [..., batch, n]: h [batch, D] broadcast over v's leading axes."""

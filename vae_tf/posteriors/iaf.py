@@ -20,16 +20,11 @@ class IAFPosterior(FlowPosterior):
     `Invert(MaskedAutoregressiveFlow)`: sampling is one pass, a density away from the draws
     (`distribution(h).log_prob`) L passes."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, num_steps: int,
-                 context_dim: int, made_units: Sequence[int], **kwargs):
+    def __init__(self, context_dim: int, made_units: Sequence[int], **kwargs):
         self.context_dim, self.made_units = context_dim, tuple(made_units)
-        super().__init__(latent_dim, hidden_units, activation, num_steps, **kwargs)
-        self.steps = [MaskedAutoregressive(made_units, activation, name=f"made_{t}") for t in range(num_steps)]
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.num_steps, params.context_dim,
-                   params.made_units, architecture=context.architecture, name="posterior")
+        super().__init__(**kwargs)
+        self.steps = [MaskedAutoregressive(made_units, self.activation, name=f"made_{t}")
+                      for t in range(self.num_steps)]
 
     @property
     def extra_outputs(self) -> int:
@@ -42,6 +37,3 @@ class IAFPosterior(FlowPosterior):
 
     def flow(self, extra) -> tfb.Bijector:
         return autoregressive_chain(self.steps, self.latent_dim, context=extra, invert=True)
-
-    def get_config(self):
-        return {**super().get_config(), "context_dim": self.context_dim, "made_units": list(self.made_units)}

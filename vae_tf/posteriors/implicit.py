@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.networks import dense_layers, encoder, features, features_width, trunk
-from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior
+from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 from vae_tf.tfp import tfd
 
@@ -19,35 +19,23 @@ class Sampler(Posterior):
     objective that needs no density (avb), and log p(x) is estimated with a Gaussian fitted to
     its draws (`proposal`) or by AIS; `moment_samples` draws for what needs its mean and scale."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
-                 moment_samples: int = 32, **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.hidden_units, self.activation = tuple(hidden_units), activation
+    def __init__(self, noise_dim: int, moment_samples: int, **kwargs):
+        super().__init__(**kwargs)
         self.noise_dim, self.moment_samples = noise_dim, moment_samples
 
-    def proposal(self, h, seed, num_draws: int, scale: float) -> tfd.Distribution:
+    def proposal(self, h, seed, num_draws: int, scale: float) -> Proposal:
         """A Gaussian (full covariance) fitted to `num_draws` draws of q(z|x) of each example, its
-        standard deviations times `scale`."""
-        return fitted_gaussian(self.sample(h, num_draws, seed), scale)
-
-    def proposal_and_moments(self, h, seeds, num_draws: int, scale: float):
-        """The fitted proposal, and q's mean and scale from its `num_draws` draws (not from
+        standard deviations times `scale`; q's mean and scale from the same draws (not from
         `moment_samples` more)."""
-        z = self.sample(h, num_draws, seeds[0])
-        return fitted_gaussian(z, scale), *sample_moments(z)
-
-    def proposal_description(self, num_draws: int, scale: float) -> str:
-        return f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}"
+        z = self.sample(h, num_draws, seed)
+        return Proposal(fitted_gaussian(z, scale), f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}",
+                        lambda _: sample_moments(z))
 
     def encode(self, h, seed) -> dict[str, tf.Tensor]:
         """`moment_samples` draws of q(z|x), samples [batch, n, L], and their mean and scale."""
         z = self.sample(h, self.moment_samples, seed)
         mean, scale = sample_moments(z)
         return {"mean": mean, "scale": scale, "samples": tf.transpose(z, [1, 0, 2])}
-
-    def get_config(self):
-        return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,
-                "noise_dim": self.noise_dim, "moment_samples": self.moment_samples}
 
 
 @POSTERIORS.register("implicit")
@@ -57,17 +45,11 @@ class ImplicitPosterior(Sampler):
     the identity for mlp), so that q(z|x) can be any shape the network can make. Its mean and
     scale are estimated from `moment_samples` draws per example."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
-                 moment_samples: int = 32, **kwargs):
-        super().__init__(latent_dim, hidden_units, activation, noise_dim, moment_samples, **kwargs)
-        self.trunk = trunk(self.architecture, activation)
-        self.hidden = dense_layers(hidden_units, activation)
-        self.output_layer = keras.layers.Dense(latent_dim)
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.noise_dim,
-                   params.moment_samples, architecture=context.architecture, name="posterior")
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.trunk = trunk(self.architecture, self.activation)
+        self.hidden = dense_layers(self.hidden_units, self.activation)
+        self.output_layer = keras.layers.Dense(self.latent_dim)
 
     def build(self, input_shape):
         width = features_width(self.trunk, input_shape)
@@ -105,18 +87,12 @@ class NoiseBasisPosterior(Sampler):
 
     E[v_i] and Var[v_i] estimated from `moment_samples` noise draws shared by the whole batch."""
 
-    def __init__(self, latent_dim: int, hidden_units: Sequence[int], activation: str, noise_dim: int,
-                 num_basis: int, basis_units: Sequence[int], moment_samples: int = 256, **kwargs):
-        super().__init__(latent_dim, hidden_units, activation, noise_dim, moment_samples, **kwargs)
+    def __init__(self, num_basis: int, basis_units: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
         self.num_basis, self.basis_units = num_basis, tuple(basis_units)
-        self.network = encoder(self.architecture, hidden_units, (num_basis + 1) * latent_dim, activation,
-                               name="encoder_mlp")
-        self.basis = BasisNetworks(num_basis, (*basis_units, latent_dim), activation, name="basis")
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.noise_dim, params.num_basis,
-                   params.basis_units, params.moment_samples, architecture=context.architecture, name="posterior")
+        self.network = encoder(self.architecture, self.hidden_units, (num_basis + 1) * self.latent_dim,
+                               self.activation, name="encoder_mlp")
+        self.basis = BasisNetworks(num_basis, (*basis_units, self.latent_dim), self.activation, name="basis")
 
     def build(self, input_shape):
         self.network.build(input_shape)
@@ -140,9 +116,6 @@ class NoiseBasisPosterior(Sampler):
         v_mean, v_scale = sample_moments(self.basis(eps)[:, None])  # [1, num_basis, L] each
         variance = tf.reduce_sum(tf.square(a * (v_scale - MIN_SCALE)), axis=-2)
         return z0 + tf.reduce_sum(a * v_mean, axis=-2), tf.sqrt(variance) + MIN_SCALE
-
-    def get_config(self):
-        return {**super().get_config(), "num_basis": self.num_basis, "basis_units": list(self.basis_units)}
 
 
 @keras.saving.register_keras_serializable(package="vae_tf")

@@ -15,11 +15,6 @@ class PlanarPosterior(FlowPosterior):
     """f = f_T o ... o f_1, each a planar step z + u_hat tanh(w.z + b) (`Planar`) whose u_t, w_t,
     b_t the encoder emits for each x (amortized)."""
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, context.hidden_units, context.activation, params.num_steps,
-                   architecture=context.architecture, name="posterior")
-
     @property
     def extra_outputs(self) -> int:
         return self.num_steps * (2 * self.latent_dim + 1)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import keras
-
 from vae_tf.config import PRIORS as PRIOR_PARAMS
-from vae_tf.registry import Registry
+from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
 PRIORS = Registry(PRIOR_PARAMS)
 
 
-class Prior(keras.layers.Layer):
+class Prior(Part):
     """p(z) over the latent space. A kind defines `distribution(posterior)`: a `tfd.Distribution`
     with event shape [L] (its `log_prob` and `sample` are the prior's), built on each call from the
     layer's variables, if it has any. It gets the model's posterior, for priors defined through
     the encoder (a VampPrior: p(z) = mean_c q(z|u_c)); others ignore it."""
 
     role = "generative"
+    context_fields = ("latent_dim",)
 
     @property
     def uses_posterior(self) -> bool:
@@ -39,6 +38,3 @@ class Prior(keras.layers.Layer):
         """p(z_j) for each latent dimension j: a distribution of scalars with batch shape [L] (the
         per-dimension KL of evaluation). By default that of a factorised `tfd.Independent` p."""
         return self.distribution(posterior).distribution
-
-    def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim}

@@ -27,14 +27,12 @@ class FlowPrior(Prior):
     step's log-determinant once, over the whole event). Each step starts as the identity (the
     MADE's output layer starts at zero), so p starts as N(0, I). A draw takes L passes per step."""
 
-    def __init__(self, latent_dim: int, num_steps: int, made_units: Sequence[int], activation: str, **kwargs):
+    context_fields = (*Prior.context_fields, "activation")
+
+    def __init__(self, latent_dim: int, activation: str, num_steps: int, made_units: Sequence[int], **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.num_steps, self.made_units, self.activation = num_steps, tuple(made_units), activation
         self.steps = [MaskedAutoregressive(made_units, activation, name=f"made_{t}") for t in range(num_steps)]
-
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_steps, params.made_units, context.activation, name="prior")
 
     def build(self, input_shape):
         for step in self.steps:
@@ -50,7 +48,3 @@ class FlowPrior(Prior):
         draws = self.distribution().sample(MARGINAL_DRAWS, seed=tf.constant(MARGINAL_SEED))  # [S, L]
         bandwidth = 1.06 * tf.math.reduce_std(draws, axis=0) * MARGINAL_DRAWS ** -0.2
         return mixture_marginals(tf.zeros([MARGINAL_DRAWS]), draws, tf.broadcast_to(bandwidth, tf.shape(draws)))
-
-    def get_config(self):
-        return {**super().get_config(), "num_steps": self.num_steps, "made_units": list(self.made_units),
-                "activation": self.activation}

@@ -28,10 +28,6 @@ class MixturePrior(Prior):
         self.raw_scales = self.add_weight(shape=(num_components, latent_dim),
                                           initializer=keras.initializers.Constant(UNIT_SCALE), name="raw_scales")
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_components, name="prior")
-
     def _scales(self):
         return tf.nn.softplus(self.raw_scales) + MIN_SCALE
 
@@ -41,9 +37,6 @@ class MixturePrior(Prior):
     def marginals(self, posterior=None) -> tfd.Distribution:
         """p(z_j) = sum_c pi_c N(z_j; m_cj, s_cj^2)."""
         return mixture_marginals(self.logits, self.locs, self._scales())
-
-    def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components}
 
 
 def gaussian_mixture(logits, locs, scales) -> tfd.Distribution:

@@ -26,16 +26,8 @@ class RingPrior(Prior):
         self.locs = np.pad(plane, [(0, 0), (0, latent_dim - plane.shape[1])]).astype("float32")
         self.scales = np.where(np.arange(latent_dim) < 2, scale, 1.0).astype("float32") + np.zeros_like(self.locs)
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_components, params.radius, params.scale, name="prior")
-
     def distribution(self, posterior=None) -> tfd.Distribution:
         return gaussian_mixture(tf.zeros([self.num_components]), self.locs, self.scales)
 
     def marginals(self, posterior=None) -> tfd.Distribution:
         return mixture_marginals(tf.zeros([self.num_components]), self.locs, self.scales)
-
-    def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components, "radius": self.radius,
-                "scale": self.scale}

@@ -18,9 +18,5 @@ def standard_normal(latent_dim: int) -> tfd.Distribution:
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I): no variables."""
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, name="prior")
-
     def distribution(self, posterior=None) -> tfd.Distribution:
         return standard_normal(self.latent_dim)

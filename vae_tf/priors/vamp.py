@@ -20,15 +20,13 @@ class VampPrior(Prior):
     encoder too: its gradients reach the pseudo-inputs and the encoder's weights (and DReG gives
     the encoder this explicit term besides its path term)."""
 
-    def __init__(self, latent_dim: int, num_components: int, input_dim: int, init: str = "data", **kwargs):
-        super().__init__(latent_dim, **kwargs)
-        self.num_components, self.input_dim, self.init = num_components, input_dim, init
-        self.pseudo_inputs = self.add_weight(shape=(num_components, input_dim), name="pseudo_inputs",
-                                             initializer=keras.initializers.RandomUniform(0.0, 1.0))
+    context_fields = (*Prior.context_fields, "data_dim")
 
-    @classmethod
-    def from_params(cls, params, context):
-        return cls(context.latent_dim, params.num_components, context.meta.dimension, params.init, name="prior")
+    def __init__(self, latent_dim: int, data_dim: int, num_components: int, init: str, **kwargs):
+        super().__init__(latent_dim, **kwargs)
+        self.num_components, self.data_dim, self.init = num_components, data_dim, init
+        self.pseudo_inputs = self.add_weight(shape=(num_components, data_dim), name="pseudo_inputs",
+                                             initializer=keras.initializers.RandomUniform(0.0, 1.0))
 
     def adapt(self, h, seed: int) -> None:
         """`init: data`: u_c = C distinct training images of h [N, D], drawn without replacement
@@ -49,7 +47,3 @@ class VampPrior(Prior):
         """Mixtures over c of the Gaussians with q(z_j|u_c)'s moments (exact for a Gaussian q)."""
         mean, scale = posterior.moments(tf.convert_to_tensor(self.pseudo_inputs), tf.constant([0, 0]))
         return mixture_marginals(tf.zeros([self.num_components]), mean, scale)
-
-    def get_config(self):
-        return {**super().get_config(), "num_components": self.num_components, "input_dim": self.input_dim,
-                "init": self.init}
