@@ -15,7 +15,8 @@ place of log q - log r, the validation `bound`), the same with the Jacobian's lo
 wherever g(x, .) is one-to-one, an upper bound on it otherwise), and the model's AIS estimate
 of log p(x): a "bound" above the log-likelihood is no bound. Also the singular values of dg/deps
 (how thin q is across some directions while its per-coordinate scale is not). Per test image,
-averaged; the moments from the same `--draws` draws. Asserts nothing.
+averaged; the moments from the same `--draws` draws. Writes the table to docs/results/avb_kl_gap.md;
+asserts nothing.
 
     dvc repro evaluate@avb && python benchmarks/avb_kl_gap.py --experiment avb
 """
@@ -26,7 +27,7 @@ import argparse
 import json
 import math
 import os
-import platform
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,6 +48,7 @@ def main() -> None:
     from vae_tf.networks import features
     from vae_tf.posteriors.fitted import sample_moments
     from vae_tf.posteriors.implicit import ImplicitPosterior
+    from vae_tf.provenance import write_result
     from vae_tf.tfp import Normal, tfd
 
     model = keras.models.load_model(Path("models") / args.experiment / "model.keras")
@@ -91,14 +93,16 @@ def main() -> None:
         singular.append(np.sort(values.numpy(), axis=-1))
     singular = np.concatenate(singular)
     means = {key: float(np.mean(np.concatenate([row[key] for row in rows]))) for key in rows[0]}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; experiment "
-          f"{args.experiment!r}, {len(x_all)} test images, {args.draws} draws of q(z|x) each")
-    for key in ("H(r)", "H(q) <=", "KL(q||r) >=", "E_q[T]", "-bound (T)", "-ELBO (Jacobian)"):
-        print(f"{key:>18} {means[key]:8.2f}")
-    print(f"{'NLL, AIS':>18} {ais['nll']:8.2f}  ({ais['estimator']})")
-    print("singular values of dg/deps, smallest first, median over draws:",
-          " ".join(f"{v:.3f}" for v in np.median(singular, axis=0)))
-    print(f"draws whose smallest singular value is below 1e-3: {np.mean(singular[:, 0] < 1e-3):.1%}")
+    lines = [f"Experiment `{args.experiment}`, its {len(x_all)} test images, {args.draws} draws of q(z|x) each; "
+             "per image, averaged (nats).", "", "| quantity | value |", "| --- | --- |",
+             *(f"| {key} | {means[key]:.2f} |"
+               for key in ("H(r)", "H(q) <=", "KL(q||r) >=", "E_q[T]", "-bound (T)", "-ELBO (Jacobian)")),
+             f"| NLL, AIS ({ais['estimator']}) | {ais['nll']:.2f} |", "",
+             "Singular values of dg/deps, smallest first, median over draws: "
+             + " ".join(f"{v:.3f}" for v in np.median(singular, axis=0)) + ".",
+             f"Draws whose smallest singular value is below 1e-3: {np.mean(singular[:, 0] < 1e-3):.1%}."]
+    print("\n".join(lines))
+    write_result("avb_kl_gap", " ".join(["python", "benchmarks/avb_kl_gap.py", *sys.argv[1:]]), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ of: test NLL by IS and by AIS, -ELBO (of the evaluation's proposal, the posterio
 an implicit one; a hierarchical posterior's with IWHVI's log q) and the gap log p(x) - ELBO =
 -ELBO - NLL (IS), the ELBO's KL term split into I(x; z) and KL(q(z) || p(z)) (the
 ELBO surgery), active units, seconds per epoch, and, where there is a discriminator, its
-validation accuracy. Asserts nothing.
+validation accuracy. Writes the summary to docs/results/<--name>.md; asserts nothing.
 
 A variant is NAME=JSON: overrides deep-merged onto params.yaml's base, as an experiment's are;
 the key "experiment" starts from that experiment instead. Each run is its own process.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -80,6 +79,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--params", default=str(Path("params.yaml").resolve()))
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument("--name", default="compare_digits", help="the table's file: docs/results/<name>.md")
     parser.add_argument("--one", nargs=3, metavar=("NAME", "JSON", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -87,10 +87,11 @@ def main() -> None:
         return
     import numpy as np
 
+    from vae_tf.provenance import write_result
+
     if not args.variants:
         parser.error("name at least one variant NAME=JSON")
     variants = [variant.partition("=")[::2] for variant in args.variants]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; seeds {args.seeds}")
     header = f"{'variant':<14} {'seed':>4} " + " ".join(f"{title:>{width}}" for _, title, width in COLUMNS)
     print(header + "  val. accuracy min-max (last)")
     rows = []
@@ -105,15 +106,18 @@ def main() -> None:
             print(f"{name:<14} {seed:>4} " + " ".join(f"{r[key]:{width}.2f}" if isinstance(r[key], float)
                                                      else f"{r[key]:>{width}}" for key, _, width in COLUMNS)
                   + accuracy, flush=True)
-    print("\nmean +- sd over seeds")
-    print(f"{'variant':<14} " + " ".join(f"{title:>{width + 7}}" for _, title, width in COLUMNS))
+    lines = [f"Mean +- sd over seeds {args.seeds}; variants: " + "; ".join(f"{n} `{o or '{}'}`" for n, o in variants),
+             "", "| variant | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "| --- |" + " --- |" * len(COLUMNS)]
     for name, _ in variants:
         mine = [r for r in rows if r["variant"] == name]
         cells = []
-        for key, _, width in COLUMNS:
+        for key, _, _ in COLUMNS:
             values = np.array([r[key] for r in mine], float)
-            cells.append(f"{values.mean():{width}.2f} +-{values.std(ddof=1) if len(values) > 1 else 0:4.2f}")
-        print(f"{name:<14} " + " ".join(cells))
+            cells.append(f"{values.mean():.2f} +- {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    write_result(args.name, " ".join(["python", "benchmarks/compare_digits.py", *sys.argv[1:]]), "\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -7,7 +7,8 @@ decoder, counted from the layers), the rate that achieves, its fraction of this 
 matrix-product rate (measured here: a 2048^2 float32 product under XLA), and the validation ELBO
 after the epochs run; each kind on one device and under MirroredStrategy on the first GPU (or
 the CPU) split into `--replicas` logical devices ("x2"), through the training stage's own code
-(`vae_tf.training.train`, validation and callbacks in the epoch's time). Asserts nothing.
+(`vae_tf.training.train`, validation and callbacks in the epoch's time). Writes the table to
+docs/results/conv_images.md; asserts nothing.
 
     python benchmarks/conv_images.py --images 10000 --size 28 --epochs 4
 """
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 from vae_tf.config import Params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
 from vae_tf.networks import ResidualBlock  # noqa: E402
+from vae_tf.provenance import write_result  # noqa: E402
 from vae_tf.training import train  # noqa: E402
 
 NETWORKS = {"mlp": {"kind": "mlp"}, "conv": {"kind": "conv", "filters": [32, 64]},
@@ -155,15 +156,18 @@ def main() -> None:
                           "image_shape": data.meta.image_shape}))
         return
     rate = matmul_gflops()
-    print(f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}; matrix products: {rate:.0f} GFLOP/s")
-    print(f"{'kind':9} {'images/s':>9} {'MFLOP/image':>12} {'GFLOP/s':>8} {'of matmul':>9} {'val ELBO':>9} {'params':>9}")
+    lines = ["| kind | images / s | MFLOP / image | GFLOP/s | of matmul | val. ELBO | parameters |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, replicas in [(name, n) for name in args.kinds for n in sorted({1, args.replicas})]:
         r = run_in_child(args, name, replicas)
         label = f"{name} x{replicas}" if replicas > 1 else name
-        print(f"{label:9} {r['images_per_second']:9.0f} {r['gflop_per_image'] * 1e3:12.2f} {r['gflops']:8.1f} "
-              f"{r['gflops'] / rate:9.1%} {r['val_elbo']:9.2f} {r['parameters']:9d}", flush=True)
-    print(f"data: {r['sizes']}, image shape {r['image_shape']}")
+        lines.append(f"| {label} | {r['images_per_second']:.0f} | {r['gflop_per_image'] * 1e3:.2f} | {r['gflops']:.1f} | "
+                     f"{r['gflops'] / rate:.1%} | {r['val_elbo']:.2f} | {r['parameters']} |")
+        print(lines[-1], flush=True)
+    lines = [f"TensorFlow {tf.__version__}, devices {[d.device_type for d in tf.config.list_physical_devices()]}; "
+             f"matrix products: {rate:.0f} GFLOP/s; data {r['sizes']}, image shape {r['image_shape']}, "
+             f"{args.epochs} epochs.", "", *lines]
+    write_result("conv_images", " ".join(["python", "benchmarks/conv_images.py", *sys.argv[1:]]), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Benchmark: the hot loops of the default pipeline, each against this machine's own float32
-matrix-product rate (a 2048^2 product under XLA, measured first), in one run. Asserts nothing.
+matrix-product rate (a 2048^2 product under XLA, measured first), in one run. Writes the table
+to docs/results/hot_loops.md; asserts nothing.
 
 - VAE epoch (the `vae` experiment: K = 1, batch 64, validation and callbacks counted), seconds;
 - IWAE epoch (the `iwae` experiment, K = 50): the decoder's forward and backward work over the
@@ -21,7 +22,6 @@ over epochs or calls after the first, which compiles.
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -38,6 +38,7 @@ from vae_tf.ais import ais_log_likelihood  # noqa: E402
 from vae_tf.config import Params, load_params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
 from vae_tf.evaluation import model_log_likelihood  # noqa: E402
+from vae_tf.provenance import write_result  # noqa: E402
 from vae_tf.training import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,15 +75,18 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def row(name: str, figure: str, gflops: float, rate: float, target: str) -> None:
-    print(f"{name:34} {figure:>22} {gflops:8.1f} {gflops / rate:7.0%}   {target}", flush=True)
+def row(name: str, figure: str, gflops: float, rate: float, target: str) -> str:
+    """A row of the table, printed as it is measured."""
+    line = f"| {name} | {figure} | {gflops:.1f} | {gflops / rate:.0%} | {target} |"
+    print(line, flush=True)
+    return line
 
 
 def main() -> None:
     rate = matmul_gflops()
-    print(f"{platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
-          f"devices {[d.device_type for d in tf.config.list_physical_devices()]}; matrix products: {rate:.0f} GFLOP/s")
-    print(f"{'loop':34} {'figure':>22} {'GFLOP/s':>8} {'of rate':>7}   issue 14's target")
+    lines = [f"TensorFlow {tf.__version__}, devices {[d.device_type for d in tf.config.list_physical_devices()]}; "
+             f"matrix products: {rate:.0f} GFLOP/s.", "",
+             "| loop | figure | GFLOP/s | of rate | issue 14's target |", "| --- | --- | --- | --- | --- |"]
     os.chdir(ROOT)
     params = load_params("params.yaml")
     vae_params, iwae_params = params.experiment("vae"), params.experiment("iwae")
@@ -91,13 +95,13 @@ def main() -> None:
 
     model, seconds = trained(vae_params, digits, epochs=15)
     encoder, decoder = step_flop(model, dimension)
-    row("VAE epoch (K=1, batch 64)", f"{seconds:.3f} s", 3 * (encoder + decoder) * n_train / seconds / 1e9, rate,
-        "<= 0.022 s")
+    lines.append(row("VAE epoch (K=1, batch 64)", f"{seconds:.3f} s", 3 * (encoder + decoder) * n_train / seconds / 1e9,
+                     rate, "<= 0.022 s"))
 
     k = iwae_params.objective.num_samples
     _, seconds = trained(iwae_params, digits, epochs=6)
-    row(f"IWAE epoch (K={k}), decoder", f"{seconds:.3f} s", 3 * decoder * n_train * k / seconds / 1e9, rate,
-        ">= 70 % of the rate")
+    lines.append(row(f"IWAE epoch (K={k}), decoder", f"{seconds:.3f} s", 3 * decoder * n_train * k / seconds / 1e9,
+                     rate, ">= 70 % of the rate"))
 
     e = params.evaluation
     x = np.concatenate([digits.test, np.zeros((-len(digits.test) % e.batch_size, dimension), np.float32)])
@@ -112,18 +116,19 @@ def main() -> None:
     middle = peak_mib()
     full = log_likelihood(e.num_samples)
     seconds = median_seconds(lambda: [full(xb).numpy() for xb in batches], repeats=1)
-    row(f"importance sampling, K={e.num_samples}", f"{seconds:.2f} s / {len(digits.test)} images",
-        decoder * len(digits.test) * e.num_samples / seconds / 1e9, rate, "<= 8 s, memory flat in K")
-    print(f"{'':34} peak memory grew {middle - start:.0f} MiB for K={e.num_samples // 10}, "
-          f"{peak_mib() - middle:.0f} MiB more for K={e.num_samples}")
+    lines.append(row(f"importance sampling, K={e.num_samples}", f"{seconds:.2f} s / {len(digits.test)} images",
+                     decoder * len(digits.test) * e.num_samples / seconds / 1e9, rate, "<= 8 s, memory flat in K"))
+    memory = (f"Importance sampling's peak memory grew {middle - start:.0f} MiB for K = {e.num_samples // 10}, "
+              f"{peak_mib() - middle:.0f} MiB more for K = {e.num_samples}.")
 
     ais = e.ais
     annealed = tf.function(lambda xb: ais_log_likelihood(
         xb, model.likelihood.distribution, model.prior_distribution(), ais.num_chains, ais.num_steps,
         ais.leapfrog_steps, ais.step_size, tf.constant([0, 2]))["log_likelihood"], jit_compile=True)
     seconds = median_seconds(lambda: annealed(batches[0]).numpy()) / ais.num_steps
-    row(f"AIS step ({e.batch_size} images x {ais.num_chains} chains)", f"{seconds * 1e3:.2f} ms",
-        2 * decoder * e.batch_size * ais.num_chains * ais.leapfrog_steps / seconds / 1e9, rate, "<= 4.23 ms (8.46 / 2)")
+    lines.append(row(f"AIS step ({e.batch_size} images x {ais.num_chains} chains)", f"{seconds * 1e3:.2f} ms",
+                     2 * decoder * e.batch_size * ais.num_chains * ais.leapfrog_steps / seconds / 1e9, rate,
+                     "<= 4.23 ms (8.46 / 2)"))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "images.npz"
@@ -136,8 +141,9 @@ def main() -> None:
         "training": {"batch_size": 100}})
     model, seconds = trained(big, data, epochs=3)
     encoder, decoder = step_flop(model, data.meta.dimension)
-    row(f"{len(data.train)} images, 784-200-200-50", f"{len(data.train) / seconds:.0f} images/s",
-        3 * (encoder + decoder) * len(data.train) / seconds / 1e9, rate, ">= 50 % of the rate")
+    lines.append(row(f"{len(data.train)} images, 784-200-200-50", f"{len(data.train) / seconds:.0f} images/s",
+                     3 * (encoder + decoder) * len(data.train) / seconds / 1e9, rate, ">= 50 % of the rate"))
+    write_result("hot_loops", "python benchmarks/hot_loops.py", "\n".join([*lines, "", memory]))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 For each K and seed, trains the `iwae` experiment of params.yaml with objective.num_samples = K
 for a fixed 50 epochs (no early stopping, as the reference), in a fresh process (so that its
 peak memory is its own), and estimates the test NLL by importance sampling with
-K = evaluation.num_samples. Prints figures; asserts nothing.
+K = evaluation.num_samples. Writes the table to docs/results/iwae_digits.md; asserts nothing.
 
     python benchmarks/iwae_digits.py --ks 1 5 50 --seeds 0 1 2
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+from vae_tf.provenance import write_result  # noqa: E402
 
 REFERENCE = {"nll": {1: 96.46, 5: 95.12, 50: 94.19}, "seconds_per_epoch_k50": 1.18, "k50_over_k1": (15, 17)}
 # The reference's count for one K = 50 epoch, and the time this machine's matrix units need for it.
@@ -96,24 +97,24 @@ def main() -> None:
     def mean(k, key):
         return float(np.mean([row[key] for row in rows if row["k"] == k]))
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"{args.epochs} epochs, seeds {args.seeds}")
-    print("K    test NLL (IS)    ref     s/epoch  x K=1   active  peak MiB  logits MiB/step")
+    lines = [f"{args.epochs} epochs, seeds {args.seeds}; test NLL by IS (mean +- sd over seeds) beside the reference.", "",
+             "| K | test NLL (IS) | reference | s / epoch | x K = 1 | active units | peak MiB | logits MiB / step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for k in args.ks:
         nll = [row["nll"] for row in rows if row["k"] == k]
-        ref = REFERENCE["nll"].get(k)
         ratio = mean(k, "epoch_mean") / mean(args.ks[0], "epoch_mean")
-        print(f"{k:<4} {np.mean(nll):7.2f} +- {np.std(nll, ddof=1) if len(nll) > 1 else 0:4.2f}  "
-              f"{ref if ref else '  -  ':>6}  {mean(k, 'epoch_mean'):7.3f}  {ratio:5.1f}   {mean(k, 'active_units'):5.1f}  "
-              f"{mean(k, 'peak_memory_mb'):8.0f}  {mean(k, 'decoder_logits_mb'):8.1f}")
+        lines.append(f"| {k} | {np.mean(nll):.2f} +- {np.std(nll, ddof=1) if len(nll) > 1 else 0:.2f} | "
+                     f"{REFERENCE['nll'].get(k, '-')} | {mean(k, 'epoch_mean'):.3f} | {ratio:.1f} | "
+                     f"{mean(k, 'active_units'):.1f} | {mean(k, 'peak_memory_mb'):.0f} | {mean(k, 'decoder_logits_mb'):.1f} |")
     if 50 in args.ks:
         epoch = mean(50, "epoch_mean")
-        print(f"K=50 epoch: {epoch:.3f} s = {epoch / REFERENCE['seconds_per_epoch_k50']:.2f} x reference "
-              f"{REFERENCE['seconds_per_epoch_k50']} s; the {K50_EPOCH_GFLOP:.0f} GFLOP limit of "
-              f"{K50_EPOCH_LIMIT_SECONDS} s is {K50_EPOCH_LIMIT_SECONDS / epoch:.0%} of it "
-              f"(decoder alone: {mean(50, 'decoder_gflop_per_epoch'):.0f} GFLOP, "
-              f"{mean(50, 'decoder_gflop_per_epoch') / epoch:.0f} GFLOP/s achieved)")
-
+        lines += ["", f"K = 50 epoch: {epoch:.3f} s = {epoch / REFERENCE['seconds_per_epoch_k50']:.2f} x reference "
+                  f"{REFERENCE['seconds_per_epoch_k50']} s; the {K50_EPOCH_GFLOP:.0f} GFLOP limit of "
+                  f"{K50_EPOCH_LIMIT_SECONDS} s is {K50_EPOCH_LIMIT_SECONDS / epoch:.0%} of it (decoder alone: "
+                  f"{mean(50, 'decoder_gflop_per_epoch'):.0f} GFLOP, "
+                  f"{mean(50, 'decoder_gflop_per_epoch') / epoch:.0f} GFLOP/s achieved)."]
+    print("\n".join(lines))
+    write_result("iwae_digits", " ".join(["python", "benchmarks/iwae_digits.py", *sys.argv[1:]]), "\n".join(lines))
 
 if __name__ == "__main__":
     main()

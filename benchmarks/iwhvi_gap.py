@@ -4,7 +4,8 @@ For each K_tau, on the test images of the pipeline's prepared data: the ELBO wit
 estimate of log q(z|x) (mean over `--draws` draws per image) and the importance-sampling
 estimate of log p(x) with that proposal (K = `--num-samples`), each beside the model's AIS
 estimate from `metrics/<experiment>.json`: the gap AIS - ELBO shrinks towards KL(q(z|x) ||
-p(z|x)) as K_tau grows (the part of it that is log q^ - log q goes). Asserts nothing.
+p(z|x)) as K_tau grows (the part of it that is log q^ - log q goes). Writes the table to
+docs/results/iwhvi_gap.md; asserts nothing.
 
     dvc repro evaluate@iwhvi && python benchmarks/iwhvi_gap.py --experiment iwhvi
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -36,15 +37,16 @@ def main() -> None:
     from vae_tf.models import VAE  # noqa: F401  (registers the model class for loading)
     from vae_tf.networks import features
     from vae_tf.posteriors.hierarchical import AuxiliaryProposal
+    from vae_tf.provenance import write_result
 
     model = keras.models.load_model(Path("models") / args.experiment / "model.keras")
     ais = json.loads((Path("metrics") / f"{args.experiment}.json").read_text())["ais"]
     x = tf.constant(load_prepared(Path("data/prepared")).test)
     h, prior = model.likelihood.network_input(x), model.prior_distribution()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; experiment "
-          f"{args.experiment!r} (trained with K_tau = {model.posterior.auxiliary_samples}), {len(x)} test images")
-    print(f"AIS: NLL {ais['nll']:.2f} ({ais['estimator']})")
-    print(f"{'K_tau':>6} {'-ELBO':>8} {'gap to AIS':>10} {'NLL IS':>8} {'seconds':>8}")
+    lines = [f"Experiment `{args.experiment}` (trained with K_tau = {model.posterior.auxiliary_samples}), its "
+             f"{len(x)} test images; -ELBO over {args.draws} draws an image, NLL by IS with K = {args.num_samples}. "
+             f"AIS: NLL {ais['nll']:.2f} ({ais['estimator']}).", "",
+             "| K_tau | -ELBO | gap to AIS | NLL, IS | seconds |", "| --- | --- | --- | --- | --- |"]
     for k_tau in args.auxiliary_samples:
         proposal = AuxiliaryProposal(model.posterior, features(model.posterior.trunk, h), k_tau)
         start = time.perf_counter()
@@ -52,8 +54,9 @@ def main() -> None:
                                    tf.constant([0, k_tau]))["elbo"].numpy().mean()
         nll = -importance_sampling(x, lambda _: proposal, model.likelihood.distribution, prior, args.num_samples,
                                    50, tf.constant([1, k_tau]))["log_likelihood"].numpy().mean()
-        print(f"{k_tau:>6} {-elbo:8.2f} {-elbo - ais['nll']:10.2f} {nll:8.2f} {time.perf_counter() - start:8.1f}",
-              flush=True)
+        lines.append(f"| {k_tau} | {-elbo:.2f} | {-elbo - ais['nll']:.2f} | {nll:.2f} | {time.perf_counter() - start:.1f} |")
+        print(lines[-1], flush=True)
+    write_result("iwhvi_gap", " ".join(["python", "benchmarks/iwhvi_gap.py", *sys.argv[1:]]), "\n".join(lines))
 
 
 if __name__ == "__main__":

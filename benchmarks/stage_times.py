@@ -1,7 +1,8 @@
 """Benchmark: where the time of `dvc repro` goes. Runs `dvc repro` (extra arguments are passed
 on, e.g. `--force`), shows its log as it comes, and notes when each "Running stage" line
 arrives; then prints each stage's wall time (to the next stage's start, the last to the end)
-and the totals per stage kind (train, evaluate, ...). Asserts nothing.
+and the totals per stage kind (train, evaluate, ...), into docs/results/stage_times.md.
+Asserts nothing.
 
     python benchmarks/stage_times.py            # on a fresh clone: the whole default pipeline
 """
@@ -13,6 +14,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+
+from vae_tf.provenance import write_result
 
 
 def main() -> None:
@@ -29,12 +32,14 @@ def main() -> None:
     if repro.returncode:
         raise SystemExit(f"dvc repro failed (exit {repro.returncode})")
     by_kind: dict[str, float] = defaultdict(float)
-    print(f"\n{'stage':20} {'seconds':>8}")
+    lines = ["| stage | seconds |", "| --- | --- |"]
     for (stage, begin), (_, after) in zip(starts, [*starts[1:], ("", end)]):
-        print(f"{stage:20} {after - begin:8.1f}")
+        lines.append(f"| {stage} | {after - begin:.1f} |")
         by_kind[stage.split("@")[0]] += after - begin
-    print("per kind: " + ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in by_kind.items()))
-    print(f"dvc repro: {end - start:.0f} s, {len(starts)} stages run")
+    lines += ["", "Per kind: " + ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in by_kind.items()) + ".",
+              f"dvc repro: {end - start:.0f} s, {len(starts)} stages run."]
+    print("\n".join(lines))
+    write_result("stage_times", " ".join(["python", "benchmarks/stage_times.py", *sys.argv[1:]]), "\n".join(lines))
 
 
 if __name__ == "__main__":

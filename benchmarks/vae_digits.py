@@ -1,7 +1,8 @@
 """Benchmark: the default VAE on digits against the reference PyTorch figures (issue #2).
 
 Trains the `vae` experiment of params.yaml for each seed, then estimates the test NLL by
-importance sampling with K = evaluation.num_samples. Prints figures; asserts nothing.
+importance sampling with K = evaluation.num_samples. Writes the figures to
+docs/results/vae_digits.md; asserts nothing.
 
     python benchmarks/vae_digits.py --seeds 0 1 2
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np  # noqa: E402
 from vae_tf.config import load_params  # noqa: E402
 from vae_tf.data import prepare  # noqa: E402
 from vae_tf.evaluation import evaluate_model  # noqa: E402
+from vae_tf.provenance import write_result  # noqa: E402
 from vae_tf.training import train  # noqa: E402
 
 REFERENCE = {"nll": 93.71, "nll_spread": 0.61, "seconds_per_epoch": 0.066, "eval_seconds": 21.5}
@@ -63,13 +65,17 @@ def main() -> None:
     nll = np.array([row["nll"] for row in rows])
     epoch = np.mean([row["epoch_mean"] for row in rows])
     evaluation = np.mean([row["eval_seconds"] for row in rows])
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"test NLL (IS, K={base.evaluation.num_samples}): {nll.mean():.2f} +- {nll.std(ddof=1) if len(nll) > 1 else 0:.2f} "
-          f"nats over seeds {args.seeds} (reference {REFERENCE['nll']} +- {REFERENCE['nll_spread']})")
-    print(f"seconds per epoch (mean after the first, compiling, epoch; validation and callbacks included): {epoch:.4f} "
-          f"= {epoch / REFERENCE['seconds_per_epoch']:.2f} x reference {REFERENCE['seconds_per_epoch']}")
-    print(f"evaluation, K={base.evaluation.num_samples} on {len(data.test)} test images (compile included): "
-          f"{evaluation:.1f} s = {evaluation / REFERENCE['eval_seconds']:.2f} x reference {REFERENCE['eval_seconds']}")
+    k, spread = base.evaluation.num_samples, nll.std(ddof=1) if len(nll) > 1 else 0.0
+    lines = [f"The `vae` experiment of params.yaml, seeds {args.seeds}, against the reference PyTorch figures.", "",
+             "| figure | vae-tf | reference | ratio |", "| --- | --- | --- | --- |",
+             f"| test NLL (IS, K = {k}), mean +- sd over seeds | {nll.mean():.2f} +- {spread:.2f} | "
+             f"{REFERENCE['nll']} +- {REFERENCE['nll_spread']} | |",
+             f"| seconds per epoch (mean after the first, compiling, epoch; validation and callbacks included) | "
+             f"{epoch:.4f} | {REFERENCE['seconds_per_epoch']} | {epoch / REFERENCE['seconds_per_epoch']:.2f} |",
+             f"| evaluation, K = {k} on {len(data.test)} test images, seconds (compile included) | {evaluation:.1f} | "
+             f"{REFERENCE['eval_seconds']} | {evaluation / REFERENCE['eval_seconds']:.2f} |"]
+    print("\n".join(lines))
+    write_result("vae_digits", " ".join(["python", "benchmarks/vae_digits.py", *sys.argv[1:]]), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -196,9 +196,17 @@ def main() -> None:
         mine = ours(experiment, settings)
         rows.append((name, model, mine, theirs))
         print(f"{name}: vae-tf {mine}, pythae {theirs}", file=sys.stderr, flush=True)
+        # the table so far, rewritten after each model: a long run that stops keeps its rows
+        write_result("pythae_fashion", " ".join(["python", "benchmarks/peers/pythae_fashion.py", *sys.argv[1:]]),
+                     table(rows, args))
+
+
+def table(rows: list, args: argparse.Namespace) -> str:
+    """The side-by-side, one row a model."""
     lines = [f"Fashion-MNIST (dynamic binarization), {args.epochs} epochs, batch 100, Adam 1e-3; test NLL by IS, "
              f"K = {args.num_samples}, first {args.test_images} test images; seed {args.seed}. pythae in its own "
-             "environment (benchmarks/peers/requirements.txt); both sides timed on the same machine in one run.", "",
+             "environment (benchmarks/peers/requirements.txt); both sides timed on the same machine in one run, "
+             "one after the other.", "",
              "| model | networks | NLL vae-tf | NLL pythae | s / epoch vae-tf | s / epoch pythae | speed-up | "
              "eval s vae-tf | eval s pythae |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -207,9 +215,7 @@ def main() -> None:
                      f"{theirs['nll']:.2f} | {mine['seconds_per_epoch']:.2f} | {theirs['seconds_per_epoch']:.2f} | "
                      f"{theirs['seconds_per_epoch'] / mine['seconds_per_epoch']:.1f}x | {mine['eval_seconds']:.0f} | "
                      f"{theirs['eval_seconds']:.0f} |")
-    print("\n".join(lines))
-    write_result("pythae_fashion", " ".join(["python", "benchmarks/peers/pythae_fashion.py", *sys.argv[1:]]),
-                 "\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
