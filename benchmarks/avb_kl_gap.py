@@ -95,7 +95,7 @@ def main() -> None:
     means = {key: float(np.mean(np.concatenate([row[key] for row in rows]))) for key in rows[0]}
     lines = [f"Experiment `{args.experiment}`, its {len(x_all)} test images, {args.draws} draws of q(z|x) each; "
              "per image, averaged (nats).", "", "| quantity | value |", "| --- | --- |",
-             *(f"| {key} | {means[key]:.2f} |"
+             *(f"| {key.replace('|', chr(92) + '|')} | {means[key]:.2f} |"  # a | in a cell is escaped
                for key in ("H(r)", "H(q) <=", "KL(q||r) >=", "E_q[T]", "-bound (T)", "-ELBO (Jacobian)")),
              f"| NLL, AIS ({ais['estimator']}) | {ais['nll']:.2f} |", "",
              "Singular values of dg/deps, smallest first, median over draws: "
