@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tf.config.parts import ELBOParams
 from vae_tf.objectives import ELBO
 from vae_tf.objectives.base import replica_loss, weighted_means
 from vae_tf.training import minibatches
@@ -43,7 +44,7 @@ def test_minibatches_use_every_example_once_per_epoch_with_padding_weighted_zero
 
 
 def test_padding_rows_do_not_change_the_loss_or_metrics():
-    objective = ELBO(kl_weight=0.5)
+    objective = ELBO(**ELBOParams(kl_weight=0.5).settings())
     reconstruction = tf.constant([-3.0, -5.0, -7.0, 123.0, 456.0])
     kl = tf.constant([1.0, 2.0, 3.0, 99.0, 99.0])
     weights = tf.constant([1.0, 1, 1, 0, 0])

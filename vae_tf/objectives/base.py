@@ -49,7 +49,7 @@ class Objective(Part):
     adversarial_roles = ("adversary",)  # the roles whose variables `model.adversary_optimizer` updates
     warmup_epochs = 0  # epochs whose bound is not comparable (early stopping starts after them)
 
-    def __init__(self, num_samples: int = 1, refinement: Optional[dict] = None, **kwargs):
+    def __init__(self, num_samples: int, refinement: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         self.num_samples, self.refinement = num_samples, refinement
 

@@ -15,7 +15,7 @@ class ELBO(Objective):
     beta = `kl_weight`, the `beta` variable ramped linearly from beta / N to beta over the first N =
     `kl_warmup_epochs` epochs (`KLWarmup`)."""
 
-    def __init__(self, num_samples: int = 1, kl_weight: float = 1.0, kl_warmup_epochs: int = 0, **kwargs):
+    def __init__(self, num_samples: int, kl_weight: float, kl_warmup_epochs: int, **kwargs):
         super().__init__(num_samples, **kwargs)  # kwargs: `refinement` (Objective) and the layer's
         self.kl_weight, self.kl_warmup_epochs = kl_weight, kl_warmup_epochs
         self.beta = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")

@@ -14,7 +14,7 @@ class IWAE(Objective):
     reparameterized; the gradient of L_K itself (`reparameterized`), or DReG (`dreg`, Tucker et
     al. 2018; see `update`)."""
 
-    def __init__(self, num_samples: int = 1, gradient: str = "dreg", **kwargs):
+    def __init__(self, num_samples: int, gradient: str, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.gradient = gradient
 
