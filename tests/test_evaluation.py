@@ -90,6 +90,14 @@ def test_elbo_surgery_numbers_do_not_depend_on_its_blocks(rng):
     assert whole == blocks
 
 
+def peak_growth_mib(script: str, *args) -> float:
+    """What `script` prints last (the peak memory its measured call added, MiB), run with `args`
+    in a process of its own from the repository root."""
+    out = subprocess.run([sys.executable, "-c", script, *map(str, args)], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1])
+    return float(out.stdout.split()[-1])
+
+
 SURGERY_PEAK = """
 import resource, sys
 import numpy as np, tensorflow as tf
@@ -111,9 +119,7 @@ def test_elbo_surgery_memory_does_not_grow_with_examples_or_prior_components():
     mixture prior's components add less than 150 MiB (measured: under 10 MiB; before the surgery
     took its blocks, they added 1.9 and 1.7 GiB: q's [512, N, L] and the prior's [S N, C, L])."""
     def peak(n, components):
-        out = subprocess.run([sys.executable, "-c", SURGERY_PEAK, str(n), str(components)], check=True,
-                             capture_output=True, text=True, cwd=Path(__file__).parents[1])
-        return float(out.stdout.split()[-1])
+        return peak_growth_mib(SURGERY_PEAK, n, components)
 
     small, more_examples, more_components = peak(500, 500), peak(4000, 500), peak(500, 4000)
     assert more_examples - small < 150 and more_components - small < 150, (small, more_examples, more_components)
@@ -165,11 +171,6 @@ def test_kl_per_dimension_and_the_surgery_posterior_hold_memory_bounded_in_their
     dimension, and 8x the images of the surgery's posterior (an implicit q, 1000 draws an image),
     add less than 100 MiB (measured: 3.5 and 0.1 MiB; before they were taken a draw, and a batch,
     at a time: 506 MiB and 2.5 GiB)."""
-    def peak(what, size):
-        out = subprocess.run([sys.executable, "-c", GROWTH_PEAK, what, str(size)], check=True,
-                             capture_output=True, text=True, cwd=Path(__file__).parents[1])
-        return float(out.stdout.split()[-1])
-
-    kl_growth = peak("kl", 1024) - peak("kl", 64)
-    surgery_growth = peak("surgery", 1024) - peak("surgery", 128)
+    kl_growth = peak_growth_mib(GROWTH_PEAK, "kl", 1024) - peak_growth_mib(GROWTH_PEAK, "kl", 64)
+    surgery_growth = peak_growth_mib(GROWTH_PEAK, "surgery", 1024) - peak_growth_mib(GROWTH_PEAK, "surgery", 128)
     assert kl_growth < 100 and surgery_growth < 100, (kl_growth, surgery_growth)
