@@ -5,7 +5,7 @@ of: test NLL by IS and by AIS, -ELBO (of the evaluation's proposal, the posterio
 an implicit one; a hierarchical posterior's with IWHVI's log q) and the gap log p(x) - ELBO =
 -ELBO - NLL (IS), the ELBO's KL term split into I(x; z) and KL(q(z) || p(z)) (the
 ELBO surgery), active units, seconds per epoch, and, where there is a discriminator, its
-validation accuracy. Writes the summary to docs/results/<--name>.md; asserts nothing.
+validation accuracy. Writes the summary and every run to docs/results/<--name>.md; asserts nothing.
 
 A variant is NAME=JSON: overrides deep-merged onto params.yaml's base, as an experiment's are;
 the key "experiment" starts from that experiment instead. Each run is its own process.
@@ -106,9 +106,9 @@ def main() -> None:
             print(f"{name:<14} {seed:>4} " + " ".join(f"{r[key]:{width}.2f}" if isinstance(r[key], float)
                                                      else f"{r[key]:>{width}}" for key, _, width in COLUMNS)
                   + accuracy, flush=True)
+    titles = " | ".join(title.replace("|", "\\|") for _, title, _ in COLUMNS)  # a pipe would end a cell
     lines = [f"Mean +- sd over seeds {args.seeds}; variants: " + "; ".join(f"{n} `{o or '{}'}`" for n, o in variants),
-             "", "| variant | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "| --- |" + " --- |" * len(COLUMNS)]
+             "", f"| variant | {titles} |", "| --- |" + " --- |" * len(COLUMNS)]
     for name, _ in variants:
         mine = [r for r in rows if r["variant"] == name]
         cells = []
@@ -116,6 +116,12 @@ def main() -> None:
             values = np.array([r[key] for r in mine], float)
             cells.append(f"{values.mean():.2f} +- {values.std(ddof=1) if len(values) > 1 else 0:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Every run (the discriminator's validation accuracy: min-max, last epoch):", "",
+              f"| variant | seed | {titles} | accuracy |", "| --- | --- |" + " --- |" * (len(COLUMNS) + 1)]
+    for r in rows:
+        cells = [f"{r[key]:.2f}" if isinstance(r[key], float) else str(r[key]) for key, _, _ in COLUMNS]
+        accuracy = "{:.2f}-{:.2f} ({:.2f})".format(*r["accuracy"]) if r["accuracy"] else ""
+        lines.append(f"| {r['variant']} | {r['seed']} | " + " | ".join(cells) + f" | {accuracy} |")
     print("\n".join(lines))
     write_result(args.name, " ".join(["python", "benchmarks/compare_digits.py", *sys.argv[1:]]), "\n".join(lines))
     if args.json:
