@@ -1,29 +1,30 @@
 """A new posterior kind and a new prior kind, written as a contributor would, to show what a kind
-takes: one params class (which declares what the kind offers the other parts: `config.PosteriorParams`),
-one layer class, both registered under the kind's name (here, in this one file; in the package, the
-params class goes to `vae_tf/config/parts.py` and the layer to its own module, imported by its
-part's `__init__`). The layer's constructor takes its params' fields by name and keeps each as an
-attribute of that name (`vae_tf.registry.Part` derives `from_params` and `get_config` from them;
-the shared settings, `latent_dim` and the like, come from the part's base class). Nothing else
-changes: the factory builds them from
-params, the contract tests (`test_contracts.py`) check them, and every objective and estimator
-uses them. Both have variables of their own besides any network, so `test_roles.py` uses them to
-check that every variable gets the gradient its estimator promises."""
+takes: one params class (which declares what the kind offers the other parts: `PosteriorParams`)
+and one layer class, both registered under the kind's name. Here both are in this one file; in the
+package, the params class goes to its part's `params` module (which must not import TensorFlow)
+and the layer to a module of its own beside it, named in the `kinds` of its part's `__init__`.
+The layer's constructor takes its params' fields by name and keeps each as an attribute of that
+name (`vae_tf.registry.Part` derives `from_params` and `get_config` from them; the shared
+settings, `latent_dim` and the like, come from the part's base class). Nothing else changes: the
+factory builds them from params, the contract tests (`test_contracts.py`) check them, and every
+objective and estimator uses them. Both have variables of their own besides any network, so
+`test_roles.py` uses them to check that every variable gets the gradient its estimator promises."""
 
 from typing import Literal
 
 import tensorflow as tf
 
-from vae_tf import config
 from vae_tf.posteriors import MIN_SCALE, POSTERIORS, Posterior
+from vae_tf.posteriors.params import KINDS as POSTERIOR_KINDS, PosteriorParams
 from vae_tf.posteriors.gaussian import gaussian_draw
 from vae_tf.networks import mlp
 from vae_tf.priors import PRIORS, Prior
+from vae_tf.priors.params import KINDS as PRIOR_KINDS, PriorParams
 from vae_tf.tfp import Normal, tfd
 
 
-@config.POSTERIORS.register
-class SharedScalePosteriorParams(config.PosteriorParams):
+@POSTERIOR_KINDS.register
+class SharedScalePosteriorParams(PosteriorParams):
     kind: Literal["shared_scale"] = "shared_scale"
 
 
@@ -48,8 +49,8 @@ class SharedScalePosterior(Posterior):
         return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
 
 
-@config.PRIORS.register
-class LearnedGaussianPriorParams(config.PriorParams):
+@PRIOR_KINDS.register
+class LearnedGaussianPriorParams(PriorParams):
     kind: Literal["learned_gaussian"] = "learned_gaussian"
 
 

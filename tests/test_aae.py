@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tf.config import Params
-from vae_tf.config.parts import AAEParams
+from vae_tf.objectives.params import AAEParams
 from vae_tf.evaluation import evaluate_model
 from vae_tf.likelihoods.gaussian import MIN_SCALE as LIKELIHOOD_MIN_SCALE, GaussianLikelihood
 from vae_tf.models import VAE

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from vae_tf.config import load_params
@@ -236,3 +240,22 @@ def test_k_study_runs_must_be_listed(tmp_path):
         params.run("k_study/k7")
     with pytest.raises(ParamsError, match="no experiment named 'k_study/x'"):
         params.run("k_study/x")
+
+
+def test_params_and_the_resolve_stage_read_without_tensorflow(request):
+    """Every part's params module, the schema and the stages' module load, and params.yaml
+    validates, without importing TensorFlow (so that `resolve` stays fast); the layers load when
+    a part's package is first asked for one, with every kind registered."""
+    script = """
+import sys
+import vae_tf.stages
+from vae_tf.config import load_params
+from vae_tf.posteriors import params
+load_params('params.yaml').experiment('iaf')
+assert not {'tensorflow', 'keras', 'tensorflow_probability'} & set(sys.modules), sorted(sys.modules)
+from vae_tf.posteriors import POSTERIORS
+assert 'tensorflow' in sys.modules
+assert sorted(POSTERIORS.classes) == sorted(params.KINDS.classes), (POSTERIORS.classes, params.KINDS.classes)
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=request.config.rootpath, check=True,
+                   env={**os.environ, "PYTHONPATH": str(request.config.rootpath)})

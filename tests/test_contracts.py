@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from vae_tf.evaluation import model_log_likelihood
 from vae_tf.export import ENCODE_SEED, export_model
-from vae_tf.config.parts import NETWORKS
+from vae_tf.config.networks import KINDS as NETWORKS
 from vae_tf.likelihoods import LIKELIHOODS
 from vae_tf.objectives import OBJECTIVES
 from vae_tf.posteriors import POSTERIORS

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tf.config.parts import ELBOParams
+from vae_tf.objectives.params import ELBOParams
 from vae_tf.objectives import ELBO
 from vae_tf.objectives.base import replica_loss, weighted_means
 from vae_tf.training import minibatches

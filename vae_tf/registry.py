@@ -1,6 +1,6 @@
 """The registry of each part (posterior, prior, likelihood, objective): kind -> Keras layer.
 
-A part's layer registers under the kind name of its params class (`vae_tf.config.parts`), so
+A part's layer registers under the kind name of its params class (its folder's `params`), so
 that `Registry.build(params, context)` makes the part params describe. Every part carries a
 `role`, the role of its trainable variables:
 
@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Optional
 
 import keras
 
-from vae_tf.config.parts import Kinds, PartParams
+from vae_tf.sections import Kinds, PartParams
 from vae_tf.data import Meta
 from vae_tf.errors import ParamsError
 
@@ -57,7 +57,7 @@ def plain(value: Any) -> Any:
 
 class Part(keras.layers.Layer):
     """What every part's layer is. Its constructor takes, by name, the `Context` values it lists in
-    `context_fields` and the fields of its kind's params class (`vae_tf.config.parts`), and keeps
+    `context_fields` and the fields of its kind's params class (its folder's `params`), and keeps
     each as an attribute of the same name. `from_params` and `get_config` are derived from those
     two lists, so a new field of a kind is one edit of its params class (and the code that uses it).
     The registry sets `kind`, `params_class` and `part` (the name the model gives the layer)."""
@@ -89,8 +89,8 @@ class Registry:
 
         def decorate(cls):
             if kind not in self.kinds.classes:
-                raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one "
-                                "in vae_tf.config.parts")
+                raise TypeError(f"{self.kinds.path} kind {kind!r} has no params class; register one with "
+                                "its part's KINDS (in the part's params module)")
             if not issubclass(cls, Part):
                 raise TypeError(f"{cls.__name__}: a part's layer derives from vae_tf.registry.Part")
             if cls.role not in ROLES:

@@ -48,7 +48,6 @@ def load(prepared: Path):
 
 
 def pythae_side(model_name: str, settings: dict) -> dict:
-    import numpy as np
     import torch
     from torch import nn
     from pythae.data.datasets import BaseDataset, DatasetOutput

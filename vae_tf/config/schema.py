@@ -11,10 +11,18 @@ import pydantic
 from ruamel.yaml import YAML, YAMLError
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from vae_tf.config.parts import (
-    OBJECTIVES, CategoricalLikelihoodParams, ELBOParams, GaussianPosteriorParams, Ints, LikelihoodField, MLPNetworkParams,
-    NetworkField, ObjectiveField, PosteriorField, PriorField, RefinementParams, Section, StandardNormalPriorParams, Units, describe_errors)
+from vae_tf.config import networks
 from vae_tf.errors import ParamsError
+from vae_tf.likelihoods import params as likelihoods
+from vae_tf.objectives import params as objectives
+from vae_tf.posteriors import params as posteriors
+from vae_tf.priors import params as priors
+from vae_tf.sections import Ints, Section, Units, describe_errors, part
+
+
+# A part's section: a kind's name, or {kind: <name>, <its fields>}, validated by that kind's class.
+NetworkField, PosteriorField, PriorField = part(networks.KINDS), part(posteriors.KINDS), part(priors.KINDS)
+LikelihoodField, ObjectiveField = part(likelihoods.KINDS), part(objectives.KINDS)
 
 
 class DataParams(Section):
@@ -38,10 +46,10 @@ class ModelParams(Section):
     latent_dim: int = Field(16, ge=1, le=4096)
     hidden_units: Units = Field((256, 256), min_length=1)
     activation: Literal["leaky_relu", "relu", "elu", "tanh", "softplus"] = "leaky_relu"
-    network: NetworkField = MLPNetworkParams()
-    posterior: PosteriorField = GaussianPosteriorParams()
-    prior: PriorField = StandardNormalPriorParams()
-    likelihood: LikelihoodField = CategoricalLikelihoodParams()
+    network: NetworkField = networks.MLPNetworkParams()
+    posterior: PosteriorField = posteriors.GaussianPosteriorParams()
+    prior: PriorField = priors.StandardNormalPriorParams()
+    likelihood: LikelihoodField = likelihoods.CategoricalLikelihoodParams()
 
 
 # Every integer has an upper bound: counts reach TensorFlow as 32-bit integers (an importance-sample
@@ -114,7 +122,7 @@ class EvaluationParams(Section):
     proposal_samples: int = Field(1000, ge=2, le=10**6)
     proposal_scale: float = Field(2.0, ge=1.0, le=100.0)
     ais: Optional[AISParams] = AISParams()
-    refinement: Optional[RefinementParams] = None
+    refinement: Optional[objectives.RefinementParams] = None
     active_unit_threshold: float = Field(0.01, gt=0.0)
     surgery_samples: int = Field(16, ge=1, le=10**4)  # draws per image for the ELBO surgery (aggregated posterior)
     surgery_examples: int = Field(1000, ge=2, le=10**6)  # images whose aggregated posterior it takes (a subset past this)
@@ -136,7 +144,7 @@ class Params(Section):
     seed: int = Field(0, ge=0, lt=2**31)
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
-    objective: ObjectiveField = ELBOParams()
+    objective: ObjectiveField = objectives.ELBOParams()
     training: TrainingParams = TrainingParams()
     evaluation: EvaluationParams = EvaluationParams()
     export: ExportParams = ExportParams()
@@ -145,7 +153,7 @@ class Params(Section):
     def _parts_fit(self) -> "Params":
         posterior, prior, objective = self.model.posterior, self.model.prior, self.objective
         if objective.needs_density and posterior.density is None:
-            without = sorted(kind for kind, cls in OBJECTIVES.classes.items() if not cls.needs_density)
+            without = sorted(kind for kind, cls in objectives.KINDS.classes.items() if not cls.needs_density)
             raise ValueError(f"model.posterior / objective.kind: the {posterior.kind!r} posterior has no density, "
                              f"which objective {objective.kind!r} needs (log q(z|x)); train it with an objective "
                              f"that needs none: {without}")

@@ -1,9 +1,13 @@
-"""Likelihoods p(x|z) (decoders), one module per kind, registered in `LIKELIHOODS` (see `base`)."""
+"""Likelihoods p(x|z) (decoders): a params class per kind in `params`, a layer per kind in a module of its own.
 
-from vae_tf.likelihoods.base import LIKELIHOODS, Likelihood
-from vae_tf.likelihoods.bernoulli import BernoulliLikelihood
-from vae_tf.likelihoods.categorical import CategoricalLikelihood, PixelCategorical
-from vae_tf.likelihoods.gaussian import GaussianLikelihood
+The layers register in `LIKELIHOODS` (see `base`) and load when one of the names below is first
+asked for (`vae_tf.lazy`), so that `params` is read without TensorFlow."""
+
+from vae_tf.lazy import layers_on_demand
 
 __all__ = ["LIKELIHOODS", "Likelihood", "BernoulliLikelihood", "CategoricalLikelihood", "GaussianLikelihood",
            "PixelCategorical"]
+__getattr__ = layers_on_demand(__name__, {"LIKELIHOODS": "base", "Likelihood": "base", "BernoulliLikelihood": "bernoulli",
+                                          "CategoricalLikelihood": "categorical", "PixelCategorical": "categorical",
+                                          "GaussianLikelihood": "gaussian"},
+                               kinds=("bernoulli", "categorical", "gaussian"))

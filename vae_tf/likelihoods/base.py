@@ -8,13 +8,13 @@ from typing import Optional
 
 import tensorflow as tf
 
-from vae_tf.config import LIKELIHOODS as LIKELIHOOD_PARAMS
 from vae_tf.errors import ParamsError
+from vae_tf.likelihoods.params import KINDS
 from vae_tf.networks import apply_to_leading, decoder, sees_images
 from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
-LIKELIHOODS = Registry(LIKELIHOOD_PARAMS)
+LIKELIHOODS = Registry(KINDS)
 # The most weights of a dense layer next to the data (1 GiB; 4 with gradients and Adam's moments):
 # 28 x 28 pixels of 256 levels allow 1337 units there.
 MAX_DATA_WEIGHTS = 2**28
@@ -49,7 +49,7 @@ class Likelihood(Part):
     def from_params(cls, params, context):
         """Refuses data it is not a density for, naming the setting that would give the right data,
         and dense layers next to the data of over `MAX_DATA_WEIGHTS` weights (the decoder's last,
-        D x k outputs, and the encoder's first; `vae_tf.config.parts.MAX_UNITS` bounds the others)."""
+        D x k outputs, and the encoder's first; `vae_tf.sections.MAX_UNITS` bounds the others)."""
         meta = context.meta
         if meta.representation not in cls.accepts:
             raise ParamsError(

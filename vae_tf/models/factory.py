@@ -7,7 +7,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from vae_tf.config import Params, PartParams
+from vae_tf.config import Params
 from vae_tf.data import Meta
 from vae_tf.errors import ParamsError
 from vae_tf.likelihoods import LIKELIHOODS
@@ -17,6 +17,7 @@ from vae_tf.objectives import OBJECTIVES
 from vae_tf.posteriors import POSTERIORS
 from vae_tf.priors import PRIORS
 from vae_tf.registry import Context
+from vae_tf.sections import PartParams
 
 OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}

@@ -9,10 +9,10 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.config import OBJECTIVES as OBJECTIVE_PARAMS
+from vae_tf.objectives.params import KINDS
 from vae_tf.registry import Part, Registry
 
-OBJECTIVES = Registry(OBJECTIVE_PARAMS)
+OBJECTIVES = Registry(KINDS)
 
 
 def weighted_means(terms: dict[str, tf.Tensor], weights: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:

@@ -12,11 +12,11 @@ from typing import NamedTuple, Optional
 
 import tensorflow as tf
 
-from vae_tf.config import POSTERIORS as POSTERIOR_PARAMS
+from vae_tf.posteriors.params import KINDS
 from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
-POSTERIORS = Registry(POSTERIOR_PARAMS)
+POSTERIORS = Registry(KINDS)
 MIN_SCALE = 1e-5
 
 
@@ -66,7 +66,7 @@ class Posterior(Part):
     overrides it only to do it faster or with more to say. What its draws know of log q(z|x)
     (`density`: "exact", "bound", an estimate whose expectation bounds it from above so that the
     ELBO and L_K built on it stay lower bounds, or None, samples only) and its other offers (DReG,
-    refinement) are declared by its params class (`params_class`, `vae_tf.config.parts.PosteriorParams`)."""
+    refinement) are declared by its params class (`params_class`, `vae_tf.posteriors.params.PosteriorParams`)."""
 
     role = "inference"
     context_fields = ("latent_dim", "hidden_units", "activation", "architecture")

@@ -11,7 +11,6 @@ from vae_tf import replicas
 from vae_tf.networks import dense_layers, encoder, features, features_width, trunk
 from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
-from vae_tf.tfp import tfd
 
 
 class Sampler(Posterior):

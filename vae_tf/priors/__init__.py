@@ -1,7 +1,11 @@
-"""Priors p(z), one module per kind, registered in `PRIORS` (see `base`)."""
+"""Priors p(z): a params class per kind in `params`, a layer per kind in a module of its own.
 
-from vae_tf.priors import flow, mixture, ring, vamp  # noqa: F401  (registers the kinds)
-from vae_tf.priors.base import PRIORS, Prior
-from vae_tf.priors.standard_normal import StandardNormalPrior, standard_normal
+The layers register in `PRIORS` (see `base`) and load when one of the names below is first
+asked for (`vae_tf.lazy`), so that `params` is read without TensorFlow."""
+
+from vae_tf.lazy import layers_on_demand
 
 __all__ = ["PRIORS", "Prior", "StandardNormalPrior", "standard_normal"]
+__getattr__ = layers_on_demand(__name__, {"PRIORS": "base", "Prior": "base", "StandardNormalPrior": "standard_normal",
+                                          "standard_normal": "standard_normal"},
+                               kinds=("flow", "mixture", "ring", "standard_normal", "vamp"))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from vae_tf.config import PRIORS as PRIOR_PARAMS
+from vae_tf.priors.params import KINDS
 from vae_tf.registry import Part, Registry
 from vae_tf.tfp import tfd
 
-PRIORS = Registry(PRIOR_PARAMS)
+PRIORS = Registry(KINDS)
 
 
 class Prior(Part):

@@ -1,0 +1,27 @@
+"""Loading a part's layers on first use (PEP 562), so that its params are read without TensorFlow.
+
+A part's package (`vae_tf.posteriors`, ...) offers its layers by name; its `params` module, which
+`resolve` reads, must not pull TensorFlow in with them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+
+def layers_on_demand(package: str, names: dict[str, str], kinds: tuple[str, ...]) -> Callable[[str], object]:
+    """The package's `__getattr__`. `names` maps each name it offers to the module of `package`
+    that holds it. The first one asked for imports the kinds' modules (`kinds`, each of which
+    registers its layer, so that the registry is whole) and is then kept on the package."""
+
+    def __getattr__(name: str) -> object:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        for kind in kinds:
+            importlib.import_module(f"{package}.{kind}")
+        value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
