@@ -12,7 +12,7 @@ from vae_tf.config import Params
 from vae_tf.objectives import Discriminator
 from vae_tf.posteriors import fitted_gaussian, sample_moments
 from vae_tf.posteriors.implicit import NoiseBasisPosterior
-from vae_tf.priors import standard_normal
+from vae_tf.priors.standard_normal import standard_normal
 from vae_tf.tfp import tfd
 
 from tests.conftest import TINY, model_of

@@ -11,7 +11,7 @@ from vae_tf.networks import MaskedAutoregressive
 from vae_tf.config import Params
 from vae_tf.evaluation import importance_sampling
 from vae_tf.models import build_model
-from vae_tf.priors import standard_normal
+from vae_tf.priors.standard_normal import standard_normal
 from vae_tf.tfp import tfb, tfd
 from tests.conftest import TINY, LinearGaussian
 

@@ -10,7 +10,7 @@ from vae_tf.config import Params
 from vae_tf.evaluation import evaluate_model, importance_sampling
 from vae_tf.posteriors import MIN_SCALE
 from vae_tf.posteriors.hierarchical import HierarchicalPosterior
-from vae_tf.priors import standard_normal
+from vae_tf.priors.standard_normal import standard_normal
 from vae_tf.tfp import tfd
 
 from tests.conftest import TINY, LinearGaussian, model_of

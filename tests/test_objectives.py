@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from vae_tf.objectives import bounds
 from vae_tf.evaluation import importance_sampling
-from vae_tf.priors import standard_normal
+from vae_tf.priors.standard_normal import standard_normal
 from vae_tf.tfp import tfd
 
 from tests.conftest import LinearGaussian

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from vae_tf.config import Params
 from vae_tf.evaluation import evaluate_model, importance_sampling
-from vae_tf.priors import standard_normal
+from vae_tf.priors.standard_normal import standard_normal
 from vae_tf.refinement import refine
 from vae_tf.tfp import Normal, tfd
 

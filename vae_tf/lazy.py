@@ -13,7 +13,12 @@ from collections.abc import Callable
 def layers_on_demand(package: str, names: dict[str, str], kinds: tuple[str, ...]) -> Callable[[str], object]:
     """The package's `__getattr__`. `names` maps each name it offers to the module of `package`
     that holds it. The first one asked for imports the kinds' modules (`kinds`, each of which
-    registers its layer, so that the registry is whole) and is then kept on the package."""
+    registers its layer, so that the registry is whole) and is then kept on the package. A name
+    may not be that of a module of the package: importing the module would set the package's
+    attribute to the module, and the name would never be asked for."""
+    modules = {*kinds, *names.values()}
+    if clashes := sorted(modules & set(names)):
+        raise ValueError(f"{package}: {clashes} name both a module and a name it offers; import them from the module")
 
     def __getattr__(name: str) -> object:
         if name not in names:
