@@ -340,16 +340,20 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     params["model"].update(TINY["model"])
     params["training"].update(epochs=2)
     params["evaluation"] = {**TINY["evaluation"], "ais": {**TINY["evaluation"]["ais"], "num_examples": 4}}
-    params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {"model": {"hidden_units": [8]}, "objective": {"kind": "iwae", "num_samples": 2}}}
+    params["experiments"] = {"vae": {}, "iwae5": params["experiments"]["iwae5"], "mine": {"model": {"hidden_units": [8]}, "objective": {"kind": "iwae", "num_samples": 2}},
+                             "iwae5_seed1": {**params["experiments"]["iwae5"], "seed": 1}, "vae_seed1": {"seed": 1}}
+    params["k_study"] = {"experiment": "iwae5", "num_samples": [2]}
     (study / "params.yaml").write_text(yaml.safe_dump(params))
     before = run(["dvc", "status", "--json"], repo).stdout
     ran = ran_stages(repro(study))
-    assert sorted(ran) == sorted(["prepare", "resolve", "study"] + [f"{stage}@{run}" for run in ("vae", "iwae5", "mine")
-                                                                    for stage in ("train", "evaluate")])
+    runs = ("vae", "iwae5", "mine", "iwae5_seed1", "vae_seed1")
+    assert sorted(ran) == sorted(["prepare", "resolve", "study", "train_k@2", "evaluate_k@2", "k_study"] +
+                                 [f"{stage}@{run}" for run in runs for stage in ("train", "evaluate")])
     assert not (repo / "models").exists() and (study / "models/iwae5/model.keras").exists()
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in (study / "results.md").read_text().splitlines()
+    lines = (study / "results.md").read_text().split("Seeds:")[0].splitlines()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines
             if line.startswith("| ") and not line.startswith("| run") and not line.startswith("| ---")}
-    assert sorted(rows) == ["iwae5", "mine", "vae"]
+    assert sorted(rows) == sorted(runs)
     metrics = json.loads((study / "metrics/iwae5.json").read_text())
     assert rows["iwae5"][3] == f"{metrics['nll']:.2f} ± {metrics['nll_stderr']:.2f}"
     assert rows["iwae5"][6] == f"{-metrics['elbo']:.2f}" and rows["iwae5"][12].startswith("85.54 [")
@@ -362,5 +366,16 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     difference = per_image["vae"]["importance_sampling"] - per_image["iwae5"]["importance_sampling"]
     assert rows["iwae5"][5] == f"{difference.mean():+.2f} ± {difference.std(ddof=1) / np.sqrt(10):.2f} (vae)"
     assert rows["vae"][5] == "(the reference)" and rows["mine"][5] == "–"
+    assert rows["vae_seed1"][5] == "(the reference)" and rows["iwae5_seed1"][5].endswith("(vae_seed1)")
+    # the seeds' part: iwae5 beside iwae5_seed1, each against the VAE of its own seed
+    seeds = {line.split(" | ")[0][2:]: line.split(" | ") for line in (study / "results.md").read_text()
+             .split("Seeds:")[1].splitlines() if line.startswith("| ") and not line.startswith(("| runs", "| ---"))}
+    assert sorted(seeds) == ["iwae5, iwae5_seed1", "vae, vae_seed1"] and seeds["vae, vae_seed1"][1] == "0, 1"
+    nll = [json.loads((study / f"metrics/{run}.json").read_text())["nll"] for run in ("iwae5", "iwae5_seed1")]
+    assert seeds["iwae5, iwae5_seed1"][2] == f"{np.mean(nll):.2f} ± {np.std(nll, ddof=1):.2f}"
+    assert seeds["iwae5, iwae5_seed1"][3].split(", ")[0] == rows["iwae5"][5].split(" (")[0]
+    assert seeds["vae, vae_seed1"][3] == "–, –" and seeds["vae, vae_seed1"][4] == "–"
+    k_study = json.loads((study / "k_study/k_study.json").read_text())
+    assert sorted(k_study) == ["k2", "k5"] and k_study["k5"]["nll"] == pytest.approx(metrics["nll"])
     assert (study / "reports/bound.png").exists() and (study / "reports/samples.png").exists()
     assert ran_stages(repro(study)) == [] and run(["dvc", "status", "--json"], repo).stdout == before

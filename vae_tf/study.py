@@ -8,6 +8,7 @@ so the table can be written while a long study is still running.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import matplotlib
@@ -28,16 +29,27 @@ def setting(params) -> str:
 
 
 def reference(name: str, runs: dict[str, dict]) -> str | None:
-    """The plain VAE of run `name`'s setting: the first run with the same networks and latent
-    size, a Gaussian q, a standard normal p and the ELBO without refinement."""
-    model = runs[name]["params"].model
+    """The plain VAE of run `name`'s setting: the first run with the same networks, latent size
+    and seed, a Gaussian q, a standard normal p and the ELBO without refinement."""
+    params = runs[name]["params"]
+    model = params.model
     for other, run in runs.items():
         p = run["params"]
-        if (p.model.hidden_units, p.model.latent_dim) == (model.hidden_units, model.latent_dim) and \
-                (p.model.posterior.kind, p.model.prior.kind, p.objective.kind) == ("gaussian", "standard_normal", "elbo") \
+        if (p.model.hidden_units, p.model.latent_dim, p.seed) == (model.hidden_units, model.latent_dim, params.seed) \
+                and (p.model.posterior.kind, p.model.prior.kind, p.objective.kind) == ("gaussian", "standard_normal",
+                                                                                       "elbo") \
                 and p.objective.refinement is None:
             return other
     return None
+
+
+def versus_reference(name: str, runs: dict[str, dict]) -> tuple[str, tuple[float, float] | None]:
+    """Run `name`'s reference (`reference`) and NLL(run) - NLL(reference) with its standard error,
+    paired over the test images; None where the run is its own reference or either is not evaluated."""
+    baseline = reference(name, runs)
+    if baseline in (None, name) or "test" not in runs[baseline] or "test" not in runs[name]:
+        return baseline, None
+    return baseline, paired_difference(runs[name]["log_likelihoods"], runs[baseline]["log_likelihoods"])
 
 
 def paired_difference(run: Path, baseline: Path) -> tuple[float, float]:
@@ -75,14 +87,9 @@ def table(runs: dict[str, dict], published: dict[str, dict], command: str) -> st
         if "test" not in run:
             lines.append(f"{described} not run yet | | | | | | | | | {cited} |")
             continue
-        baseline = reference(name, runs)
-        if baseline == name:
-            versus = "(the reference)"
-        elif baseline is None or "test" not in runs[baseline]:
-            versus = "–"
-        else:
-            delta, stderr = paired_difference(run["log_likelihoods"], runs[baseline]["log_likelihoods"])
-            versus = f"{delta:+.2f} ± {stderr:.2f} ({baseline})"
+        baseline, difference = versus_reference(name, runs)
+        versus = "(the reference)" if baseline == name else \
+            "–" if difference is None else f"{difference[0]:+.2f} ± {difference[1]:.2f} ({baseline})"
         r = run_row(name, run)
         lines.append(
             f"{described} {nll_text(r['nll'], r['nll_stderr'])} | {nll_text(r['ais_nll'], r['ais_nll_stderr'])} | "
@@ -99,7 +106,40 @@ def table(runs: dict[str, dict], published: dict[str, dict], command: str) -> st
                       "log p(x) - ELBO (IS). KL(q(z) || p(z)): the ELBO surgery's hole, "
                       f"{test['elbo_surgery']['estimator']}. s / epoch: median wall time of an epoch, validation "
                       "included."]
-    return "\n".join(lines + ["", *notes]) + "\n"
+    return "\n".join(lines + ["", *notes, *seeds_table(runs)]) + "\n"
+
+
+def seeds_table(runs: dict[str, dict]) -> list[str]:
+    """The runs that differ only in their seed (same data, networks, parts and objective), once
+    two or more of them are evaluated: their NLL's mean and standard deviation over seeds, and
+    each seed's paired difference from the VAE of its setting and seed, with how many of those
+    lie more than three standard errors below zero (the targets' test)."""
+    groups: dict[str, list[str]] = {}
+    for name, run in runs.items():
+        if "test" in run:
+            p = run["params"]
+            groups.setdefault(json.dumps([p.data.source, p.data.preprocessing, p.model.model_dump(mode="json"),
+                                          p.objective.model_dump(mode="json")]), []).append(name)
+    groups = {key: names for key, names in groups.items() if len(names) > 1}
+    if not groups:
+        return []
+    lines = ["", "Seeds: the runs above that differ only in their seed.", "",
+             "| runs | seeds | NLL, IS: mean ± sd over seeds | vs the VAE of its setting and seed, each seed "
+             "| more than 3 se below | gap: mean ± sd | active units | s / epoch: mean |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for names in groups.values():
+        rows = [run_row(name, runs[name]) for name in names]
+        nll, gap = (np.array([r["nll"] for r in rows]), np.array([-r["nll"] - r["elbo"] for r in rows]))
+        differences = [versus_reference(name, runs)[1] for name in names]
+        measured = [d for d in differences if d is not None]
+        each = ", ".join("–" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f}" for d in differences)
+        below = f"{sum(delta < -3 * stderr for delta, stderr in measured)} of {len(measured)}" if measured else "–"
+        lines.append(
+            f"| {', '.join(names)} | {', '.join(str(runs[name]['params'].seed) for name in names)} | "
+            f"{nll.mean():.2f} ± {nll.std(ddof=1):.2f} | {each} | {below} | {gap.mean():.2f} ± {gap.std(ddof=1):.2f} | "
+            f"{', '.join(str(r['active_units']) for r in rows)} | "
+            f"{np.mean([r['seconds_per_epoch'] for r in rows]):.2f} |")
+    return lines
 
 
 def figures(runs: dict[str, dict], directory: Path) -> None:
