@@ -142,12 +142,17 @@ def seeds_table(runs: dict[str, dict]) -> list[str]:
     return lines
 
 
-def figures(runs: dict[str, dict], directory: Path) -> None:
+def figures(runs: dict[str, dict], directory: Path) -> list[str]:
     """`bound.png`: every run's validation bound against epochs and against training seconds,
-    overlaid; `samples.png`: each run's decoded prior draws (its `plots/<run>/samples.png`)."""
+    overlaid; `samples.png`: each run's decoded prior draws (its `plots/<run>/samples.png`).
+    Returns the runs left out of `bound.png`: those whose objective bounds no log-likelihood
+    (the AAE's), named in its title."""
     done = {name: run for name, run in runs.items() if "test" in run}
+    unbounded = [name for name, run in done.items() if not (run["curves"] / "eval" / "bound.tsv").exists()]
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for name, run in done.items():
+        if name in unbounded:
+            continue
         epochs, bound = read_curve(run["curves"] / "eval" / "bound.tsv")
         _, seconds = read_curve(run["curves"] / "train" / "epoch_seconds.tsv")
         elapsed = np.cumsum(seconds)
@@ -156,6 +161,8 @@ def figures(runs: dict[str, dict], directory: Path) -> None:
     by_epoch.set(xlabel="epoch", ylabel="validation bound (nats)", title="Validation bound against epochs")
     by_time.set(xlabel="training seconds", xscale="log", title="... and against training time")
     by_time.legend(fontsize=7, ncol=2)
+    if unbounded:
+        fig.suptitle(f"Not shown (no bound on log p(x) in training): {', '.join(unbounded)}", fontsize=8)
     fig.savefig(directory / "bound.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     if done:
@@ -166,3 +173,4 @@ def figures(runs: dict[str, dict], directory: Path) -> None:
             ax.set_title(name, fontsize=8)
         fig.savefig(directory / "samples.png", dpi=100, bbox_inches="tight")
         plt.close(fig)
+    return unbounded
