@@ -125,9 +125,15 @@ def test_log_weights_below_minus_ten_thousand_beside_ordinary_ones_give_finite_u
     assert all(np.all(np.isfinite(m)) for m in moved) and all(np.any(m != 0) for m in moved)
 
 
-def test_philox_normal_samples_the_same_distribution_as_tfp_normal():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_normal_names_its_algorithm_and_samples_the_same_distribution_as_tfp_normal(jit_compile):
+    """Under XLA the draws are ThreeFry's, elsewhere Philox's (`random_algorithm`); either way
+    N(loc, scale^2), reparameterized, with TFP's KL."""
     loc, scale = tf.constant([1.0, -2.0]), tf.constant([0.5, 3.0])
-    z = Normal(loc, scale).sample(200_000, seed=[1, 2]).numpy()
+    z = tf.function(lambda: Normal(loc, scale).sample(200_000, seed=[1, 2]), jit_compile=jit_compile)().numpy()
+    eps = tf.function(lambda: tf.random.stateless_normal([200_000, 2], [1, 2], alg="threefry" if jit_compile else "philox"),
+                      jit_compile=jit_compile)()
+    np.testing.assert_allclose(z, loc + scale * eps, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(z.mean(0), [1.0, -2.0], atol=4 * 3.0 / np.sqrt(len(z)))
     np.testing.assert_allclose(z.std(0), [0.5, 3.0], rtol=0.01)
     with tf.GradientTape() as tape:

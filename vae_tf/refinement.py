@@ -9,7 +9,7 @@ import math
 
 import tensorflow as tf
 
-from vae_tf.tfp import Normal, tfd
+from vae_tf.tfp import Normal, random_algorithm, tfd
 
 
 GRADIENTS = ("through_steps", "straight_through", "stopped")
@@ -38,7 +38,8 @@ def refine(q: tfd.Distribution, x, likelihood, prior: tfd.Distribution, seed, st
     latent = loc.shape[-1]
 
     def elbo(loc, log_scale, step_seed):
-        eps = tf.random.stateless_normal(tf.concat([[num_draws], tf.shape(loc)], 0), step_seed, alg="philox")
+        eps = tf.random.stateless_normal(tf.concat([[num_draws], tf.shape(loc)], 0), step_seed,
+                                          alg=random_algorithm())
         z = loc + tf.exp(log_scale) * eps
         joint = tf.reduce_mean(likelihood(z).log_prob(x) + prior.log_prob(z), axis=0)
         return joint + tf.reduce_sum(log_scale, axis=-1) + 0.5 * latent * math.log(2 * math.pi * math.e)

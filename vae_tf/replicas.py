@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from vae_tf.tfp import random_algorithm
+
 
 def replica_rows(draw: Callable[[int], tf.Tensor], batch_size, axis: int = 1) -> tf.Tensor:
     """`draw(n)` gives draws for n examples along `axis`; returns this replica's `batch_size`
@@ -38,11 +40,11 @@ def global_sum(value: tf.Tensor) -> tf.Tensor:
 
 def noise(sampler, shape: list, seed, batch_axis: int = 1) -> tf.Tensor:
     """Draws of `shape` (a list; the examples on `batch_axis`) from a stateless sampler,
-    `tf.random.stateless_normal` or `stateless_uniform`, with Philox (see `vae_tf.tfp`)."""
+    `tf.random.stateless_normal` or `stateless_uniform`, with `vae_tf.tfp.random_algorithm`."""
 
     def draw(n):
         full = list(shape)
         full[batch_axis] = n
-        return sampler(full, seed=seed, alg="philox")
+        return sampler(full, seed=seed, alg=random_algorithm())
 
     return replica_rows(draw, shape[batch_axis], batch_axis)

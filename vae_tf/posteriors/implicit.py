@@ -11,6 +11,7 @@ from vae_tf import replicas
 from vae_tf.networks import dense_layers, encoder, features, features_width, trunk
 from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
+from vae_tf.tfp import random_algorithm
 
 
 class Sampler(Posterior):
@@ -111,7 +112,8 @@ class NoiseBasisPosterior(Sampler):
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """From the basis' moments (class docstring); `seed` draws their `moment_samples` noises."""
         z0, a = self(h)
-        eps = tf.random.stateless_normal([self.moment_samples, self.num_basis, self.noise_dim], seed, alg="philox")
+        eps = tf.random.stateless_normal([self.moment_samples, self.num_basis, self.noise_dim], seed,
+                                         alg=random_algorithm())
         v_mean, v_scale = sample_moments(self.basis(eps)[:, None])  # [1, num_basis, L] each
         variance = tf.reduce_sum(tf.square(a * (v_scale - MIN_SCALE)), axis=-2)
         return z0 + tf.reduce_sum(a * v_mean, axis=-2), tf.sqrt(variance) + MIN_SCALE
