@@ -16,7 +16,8 @@ to docs/results/hot_loops.md; asserts nothing.
   timed), the decoder's forward work over its time, against 1.3 x the time at the measured rate;
 - each of the last two beside the same work written as a bare `tf.function` loop under XLA
   (`bare_epoch`, `bare_importance_sampling`): what this machine and TensorFlow give for these
-  shapes, so that the distance to the rate splits into vae-tf's share and the kernels'.
+  shapes, so that the distance to the rate splits into vae-tf's share and the kernels';
+- a uniform random draw under XLA with each algorithm (`vae_tf.tfp.random_algorithm`).
 
 Work is counted from the dense and convolutional layers (2 x multiply-adds); seconds are medians
 over epochs or calls after the first, which compiles.
@@ -149,6 +150,18 @@ def bare_importance_sampling(x: np.ndarray, num_samples: int, chunk: int, latent
     return median_seconds(lambda: estimate().numpy(), repeats=1)
 
 
+def uniform_draw_ns(alg: str, steps: int = 500, shape=(100, 784)) -> float:
+    """Nanoseconds a uniform draw under XLA with `alg` (`steps` draws of `shape` in one loop:
+    dynamic binarization's draws over a 50,000-image 28x28 epoch)."""
+    @tf.function(jit_compile=True)
+    def draws():
+        def body(i, total):
+            return i + 1, total + tf.reduce_sum(tf.random.stateless_uniform(shape, [i, 0], alg=alg))
+        return tf.while_loop(lambda i, _: i < steps, body, (0, 0.0))[1]
+
+    return median_seconds(lambda: draws().numpy()) / (steps * np.prod(shape)) * 1e9
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -230,6 +243,10 @@ def main() -> None:
     bare = 100 * bare_importance_sampling(data.test[:100], study.num_samples, study.chunk_size, 50, [200, 200])
     lines.append(row("... its decoder work as a bare XLA loop", f"{bare:.0f} s / 10000 images (100 timed; vae-tf takes "
                      f"{seconds / bare:.2f} x its time)", work / bare / 1e9, rate, "reference"))
+    draw = {alg: uniform_draw_ns(alg) for alg in ("threefry", "philox", "auto_select")}
+    lines.append(f"| a uniform draw under XLA, ThreeFry (vae-tf's) | {draw['threefry']:.1f} ns (Philox "
+                 f"{draw['philox']:.1f}, auto_select {draw['auto_select']:.1f}) | | | reference |")
+    print(lines[-1], flush=True)
     write_result("hot_loops", "python benchmarks/hot_loops.py", "\n".join([*lines, "", memory]))
 
 
