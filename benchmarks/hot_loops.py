@@ -17,7 +17,10 @@ to docs/results/hot_loops.md; asserts nothing.
 - each of the last two beside the same work written as a bare `tf.function` loop under XLA
   (`bare_epoch`, `bare_importance_sampling`): what this machine and TensorFlow give for these
   shapes, so that the distance to the rate splits into vae-tf's share and the kernels';
-- a uniform random draw under XLA with each algorithm (`vae_tf.tfp.random_algorithm`).
+- a uniform random draw under XLA with each algorithm (`vae_tf.tfp.random_algorithm`);
+- a 500-component mixture prior's log-density (the study's `vp_mixture`, L = 40) at 10,000
+  draws (one chunk of the study's importance sampling) under XLA: `GaussianMixture`'s matrix
+  products against TFP's `MixtureSameFamily`.
 
 Work is counted from the dense and convolutional layers (2 x multiply-adds); seconds are medians
 over epochs or calls after the first, which compiles.
@@ -44,6 +47,7 @@ from vae_tf.ais import ais_log_likelihood  # noqa: E402
 from vae_tf.config import Params, load_params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
 from vae_tf.evaluation import model_log_likelihood  # noqa: E402
+from vae_tf.priors.mixture import GaussianMixture  # noqa: E402
 from vae_tf.provenance import write_result  # noqa: E402
 from vae_tf.tfp import tfd  # noqa: E402
 from vae_tf.training import train  # noqa: E402
@@ -162,6 +166,17 @@ def uniform_draw_ns(alg: str, steps: int = 500, shape=(100, 784)) -> float:
     return median_seconds(lambda: draws().numpy()) / (steps * np.prod(shape)) * 1e9
 
 
+def mixture_density_ms(mixture: type, draws: int = 10000, components: int = 500, latent: int = 40) -> float:
+    """Milliseconds of log p(z) under XLA at `draws` z under a mixture (the class `mixture`, built
+    as TFP's `MixtureSameFamily`) of `components` diagonal Gaussians in `latent` dimensions."""
+    rng = np.random.default_rng(0)
+    prior = mixture(tfd.Categorical(logits=tf.zeros(components)), tfd.Independent(tfd.Normal(
+        rng.normal(size=(components, latent)).astype("float32"), np.ones((components, latent), "float32")), 1))
+    z = tf.constant(rng.normal(size=(draws, latent)), tf.float32)
+    density = tf.function(prior.log_prob, jit_compile=True)
+    return median_seconds(lambda: density(z).numpy(), repeats=5) * 1e3
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -247,6 +262,9 @@ def main() -> None:
     lines.append(f"| a uniform draw under XLA, ThreeFry (vae-tf's) | {draw['threefry']:.1f} ns (Philox "
                  f"{draw['philox']:.1f}, auto_select {draw['auto_select']:.1f}) | | | reference |")
     print(lines[-1], flush=True)
+    ours, tfps = mixture_density_ms(GaussianMixture), mixture_density_ms(tfd.MixtureSameFamily)
+    lines.append(row("log p(z), 500-component mixture, 10000 draws, L=40", f"{ours:.1f} ms (TFP's MixtureSameFamily "
+                     f"{tfps:.1f} ms: {tfps / ours:.1f} x)", 4 * 10000 * 500 * 40 / ours / 1e6, rate, "reference"))
     write_result("hot_loops", "python benchmarks/hot_loops.py", "\n".join([*lines, "", memory]))
 
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from vae_tf.errors import ParamsError
 from vae_tf.priors.base import PRIORS, Prior
-from vae_tf.priors.mixture import mixture_marginals
+from vae_tf.priors.mixture import GaussianMixture, mixture_marginals
 from vae_tf.tfp import tfd
 
 
@@ -18,7 +18,8 @@ class VampPrior(Prior):
     encoder's input space), at the start C training images drawn without replacement (`init:
     data`, by `adapt`) or uniform draws in [0, 1] (`init: random`). p(z) is a function of the
     encoder too: its gradients reach the pseudo-inputs and the encoder's weights (and DReG gives
-    the encoder this explicit term besides its path term)."""
+    the encoder this explicit term besides its path term). For a Gaussian q its log-density takes
+    matrix products (`GaussianMixture`)."""
 
     context_fields = (*Prior.context_fields, "data_dim")
 
@@ -41,7 +42,7 @@ class VampPrior(Prior):
 
     def distribution(self, posterior) -> tfd.Distribution:
         components = posterior.distribution(tf.convert_to_tensor(self.pseudo_inputs))  # batch [C], event [L]
-        return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([self.num_components])), components)
+        return GaussianMixture(tfd.Categorical(logits=tf.zeros([self.num_components])), components)
 
     def marginals(self, posterior) -> tfd.Distribution:
         """Mixtures over c of the Gaussians with q(z_j|u_c)'s moments (exact for a Gaussian q)."""
