@@ -108,8 +108,7 @@ KL_DRAWS = 256
 
 
 SURGERY_FLOATS = 2**24  # floats (64 MiB) in one [draws, N, L] block of the ELBO surgery's aggregate posterior
-PRIOR_CHUNK = 256  # draws per call of the prior's log_prob in the surgery (a mixture of other than
-#                   diagonal Gaussians, such as a VampPrior of an IAF q, holds [chunk, C, L])
+PRIOR_CHUNK = 256  # draws per call of the prior's log_prob in the surgery (see elbo_surgery)
 
 
 def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed,
@@ -125,9 +124,10 @@ def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, s
     Memory: the draws [S, N, L], and blocks of `chunk_size` draws against the N examples
     [chunk, N, L] (by default as many as fit in `SURGERY_FLOATS`), so it grows as S N L, not
     S N^2 L; the prior's log-density is taken `PRIOR_CHUNK` draws at a time (a mixture of Gaussians
-    holds [chunk, C], of other components [chunk, C, L]). Time grows as S N^2. The blocks run as a graph (`tf.function`): eagerly, an
-    IAF's log q (L passes of its networks per step, TFP's while loop) held 36 KB a point (15 GB a
-    block at 1000 images, L = 40) and ran 7x slower; in a graph, under 3 KB a point."""
+    holds [chunk, C]; of other components, such as a VampPrior of an IAF q, [chunk, C, L]). Time
+    grows as S N^2. The blocks run as a graph (`tf.function`): eagerly, an IAF's log q (L passes
+    of its networks per step, TFP's while loop) held 36 KB a point (15 GB a block at 1000 images,
+    L = 40) and ran 7x slower; in a graph, under 3 KB a point."""
     z = q.sample(num_draws, seed=seed)  # [S, N, L]
     n, latent = int(z.shape[1]), int(z.shape[-1])
     chunk_size = chunk_size or max(1, SURGERY_FLOATS // (n * latent))

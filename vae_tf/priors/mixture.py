@@ -68,8 +68,8 @@ class GaussianMixture(tfd.MixtureSameFamily):
                      + tf.reduce_sum(locs ** 2 * precisions, axis=-1))  # [..., C]
         log_components = -0.5 * quadratic - tf.reduce_sum(tf.math.log(scales), axis=-1)
         log_weights = tf.math.log_softmax(self.mixture_distribution.logits_parameter())
-        log_two_pi = tf.cast(shape[-1], tf.float32) * math.log(2 * math.pi)
-        return tf.reduce_logsumexp(tf.cast(log_components, self.dtype) + log_weights, axis=-1) - 0.5 * log_two_pi
+        half_l_log_two_pi = 0.5 * tf.cast(shape[-1], self.dtype) * math.log(2 * math.pi)
+        return tf.reduce_logsumexp(tf.cast(log_components, self.dtype) + log_weights, axis=-1) - half_l_log_two_pi
 
 
 def gaussian_mixture(logits, locs, scales) -> tfd.Distribution:
