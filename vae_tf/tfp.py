@@ -18,8 +18,9 @@ def random_algorithm() -> str:
 
     Every stateless draw of vae-tf names its algorithm, never `auto_select`. Measured under XLA
     on CPU (TF 2.21, 2 cores; `benchmarks/hot_loops.py`): 2.3 ns a uniform draw with ThreeFry,
-    14 with Philox, 84 with `auto_select`; dynamic binarization of a 28x28 epoch draws 39 million. TensorFlow's own CPU kernels have no ThreeFry, so outside XLA it is Philox. The
-    two give different (equally valid) streams: a run with XLA and the same run without draw
+    14 with Philox, 84 with `auto_select`; dynamic binarization of a 28x28 epoch draws 39
+    million. TensorFlow's own CPU kernels have no ThreeFry, so outside XLA it is Philox. The two
+    give different (equally valid) streams: a run with XLA and the same run without draw
     different noise. Which one is read from TensorFlow's XLA context (its only record of it).
     """
     return "threefry" if GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()) else "philox"
