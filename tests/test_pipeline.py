@@ -1,6 +1,7 @@
 """The pipeline for real: `dvc repro` on tiny params in a temporary copy of the repository."""
 
 import csv
+import datetime
 import json
 import os
 import shutil
@@ -350,9 +351,7 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert sorted(ran) == sorted(["prepare", "resolve", "study", "train_k@2", "evaluate_k@2", "k_study"] +
                                  [f"{stage}@{run}" for run in runs for stage in ("train", "evaluate")])
     assert not (repo / "models").exists() and (study / "models/iwae5/model.keras").exists()
-    lines = (study / "results.md").read_text().split("Seeds:")[0].splitlines()
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines
-            if line.startswith("| ") and not line.startswith("| run") and not line.startswith("| ---")}
+    rows = table_rows(study / "results.md")
     assert sorted(rows) == sorted(runs)
     metrics = json.loads((study / "metrics/iwae5.json").read_text())
     assert rows["iwae5"][3] == f"{metrics['nll']:.2f} ± {metrics['nll_stderr']:.2f}"
@@ -379,3 +378,25 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert sorted(k_study) == ["k2", "k5"] and k_study["k5"]["nll"] == pytest.approx(metrics["nll"])
     assert (study / "reports/bound.png").exists() and (study / "reports/samples.png").exists()
     assert ran_stages(repro(study)) == [] and run(["dvc", "status", "--json"], repo).stdout == before
+    # A study outlives its workspace: with mine's outputs gone, its row is kept from results.json
+    # (as measured), until its settings change
+    kept = json.loads((study / "results.json").read_text())
+    assert sorted(kept) == sorted(runs) and kept["iwae5"]["nll"] == metrics["nll"]
+    shutil.rmtree(study / "plots/mine")
+    (study / "metrics/mine.json").unlink()
+    assert ran_stages(repro(study, "-s", "study")) == ["study"]
+    again = table_rows(study / "results.md")
+    assert again[f"mine (kept, {datetime.date.today().isoformat()})"][3:] == rows["mine"][3:]
+    assert json.loads((study / "results.json").read_text()) == kept
+    params["experiments"]["mine"]["model"]["hidden_units"] = [6]
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+    assert ran_stages(repro(study, "-s", "resolve", "study")) == ["resolve", "study"]
+    assert table_rows(study / "results.md")["mine"][3] == "not run yet"
+    assert "mine" not in json.loads((study / "results.json").read_text())
+
+
+def table_rows(results: Path) -> dict[str, list[str]]:
+    """A study's results.md, its first table: each row's cells by its first (the run)."""
+    lines = results.read_text().split("Seeds:")[0].splitlines()
+    return {line.split(" | ")[0][2:]: line.split(" | ") for line in lines
+            if line.startswith("| ") and not line.startswith("| run") and not line.startswith("| ---")}

@@ -256,20 +256,37 @@ def k_study(resolved: str, metrics: str, live: str, reports: str, params_path: s
     study(settings.experiment, runs, Path(reports), settings.sweep)
 
 
-def study(resolved: str, metrics: str, live: str, plots: str, published: str, reports: str, results: str) -> None:
+def study(resolved: str, metrics: str, live: str, plots: str, published: str, reports: str, results: str,
+          kept: str) -> None:
     """A study's table (`results`, every experiment evaluated so far beside its `published`
-    figure) and figures (`reports`: the bound against epochs and seconds, samples of every model)."""
+    figure), its rows as numbers (`kept`, results.json: read first, so that rows measured in an
+    earlier workspace with the same settings stay in the table) and figures (`reports`: the bound
+    against epochs and seconds, samples of every model evaluated here)."""
+    import hashlib
+
     from ruamel.yaml import YAML
 
-    from vae_tf.study import figures, table
+    from vae_tf.errors import DataError
+    from vae_tf.study import figures, rows, table
 
     outputs = RunOutputs(Path(metrics), Path(live), Path(plots))
+    experiments = _experiments(Path(resolved))
     runs = {name: {"params": params, **outputs.files(name), **outputs.summary(name, required=False)}
-            for name, params in _experiments(Path(resolved)).items()}
+            for name, params in experiments.items()}
+    fingerprints = {name: hashlib.sha256(b"".join((Path(resolved) / name / f"{stage}.json").read_bytes()
+                                                  for stage in ("train", "evaluate"))).hexdigest()[:16]
+                    for name in experiments}
+    try:
+        archive = json.loads(Path(kept).read_text()) if Path(kept).exists() else {}
+    except json.JSONDecodeError as error:
+        raise DataError(f"{kept}: not JSON ({error}); `git checkout {kept}` restores the kept rows") from None
+    found = rows(runs, fingerprints, archive)
     papers = YAML(typ="safe").load(Path(published).read_text()) or {}
     # a study is a DVC project of its own: run from its folder, named from the repository's root
     root = next((folder for folder in Path.cwd().parents if (folder / ".git").exists()), None)
-    text = table(runs, papers, f"cd {Path.cwd().relative_to(root)} && dvc repro" if root else "dvc repro")
+    text = table(runs, found, papers, f"cd {Path.cwd().relative_to(root)} && dvc repro" if root else "dvc repro")
     with staged_directory(Path(reports)) as staging:
         figures(runs, staging)
+    kept_text = json_text({name: r for name, r in found.items() if r is not None}, kept)
+    atomic_write(Path(kept), lambda tmp: tmp.write_text(kept_text))
     atomic_write(Path(results), lambda tmp: tmp.write_text(text))

@@ -2,12 +2,16 @@
 
 Reads what train (dvclive) and evaluate (metrics) wrote, like `vae_tf.report`, and a mapping of
 published figures (run -> {nll, where, data, budget}); runs not evaluated yet are listed as such,
-so the table can be written while a long study is still running.
+so the table can be written while a long study is still running. Each row is also kept as numbers
+(results.json, in git): a study outlives the workspace that trained its models, so a row measured
+earlier with the same settings stays in the table, marked as kept, until its run is evaluated again.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import json
 from pathlib import Path
 
@@ -43,16 +47,17 @@ def reference(name: str, runs: dict[str, dict]) -> str | None:
     return None
 
 
-def versus_reference(name: str, runs: dict[str, dict]) -> tuple[str, tuple[float, float] | None]:
+def versus_reference(name: str, runs: dict[str, dict]) -> tuple[str, list[float] | None]:
     """Run `name`'s reference (`reference`) and NLL(run) - NLL(reference) with its standard error,
-    paired over the test images; None where the run is its own reference or either is not evaluated."""
+    paired over the test images; None where the run is its own reference or either is not evaluated
+    here (a reference known only from an earlier table has no per-image figures left to pair)."""
     baseline = reference(name, runs)
     if baseline in (None, name) or "test" not in runs[baseline] or "test" not in runs[name]:
         return baseline, None
     return baseline, paired_difference(runs[name]["log_likelihoods"], runs[baseline]["log_likelihoods"])
 
 
-def paired_difference(run: Path, baseline: Path) -> tuple[float, float]:
+def paired_difference(run: Path, baseline: Path) -> list[float]:
     """NLL(run) - NLL(baseline) over the same test images and its standard error, from the
     per-image log p(x) by importance sampling (`plots/<run>/log_likelihood.csv`)."""
     def read(path):
@@ -60,14 +65,50 @@ def paired_difference(run: Path, baseline: Path) -> tuple[float, float]:
             return np.array([float(row["importance_sampling"]) for row in csv.DictReader(f)])
 
     difference = read(baseline) - read(run)
-    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return [float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference)))]
 
 
-def table(runs: dict[str, dict], published: dict[str, dict], command: str) -> str:
-    """The study as Markdown: one row per run (`runs[name]`: its `params`, its `log_likelihoods`
-    file and, once evaluated, its `test` metrics and `training` summary), with its NLL against
-    the plain VAE of its setting (`reference`) paired over the test images, and the published
-    figure beside it."""
+FIGURES = ("nll", "nll_stderr", "ais_nll", "ais_nll_stderr", "elbo", "active_units", "latent_dim", "kl_aggregate",
+           "epochs_run", "seconds_per_epoch")  # a row's numbers, from `run_row`
+
+
+def seeds_group(params) -> str:
+    """What runs share when they differ only in their seed (data, networks, parts, objective), as a
+    short hash."""
+    return hashlib.sha256(json.dumps([params.data.source, params.data.preprocessing, params.model.model_dump(
+        mode="json"), params.objective.model_dump(mode="json")]).encode()).hexdigest()[:16]
+
+
+def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
+    """Run `name`'s row as numbers, from the outputs its stages wrote (None if not evaluated yet),
+    stamped with `fingerprint` (its resolved settings) and today's date."""
+    run = runs[name]
+    if "test" not in run:
+        return None
+    figures, test = run_row(name, run), run["test"]
+    baseline, difference = versus_reference(name, runs)
+    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(), "seed": run["params"].seed,
+            "group": seeds_group(run["params"]), **{key: figures[key] for key in FIGURES},
+            "reference": baseline, "versus": difference,
+            "estimators": {"num_samples": test["num_samples"], "num_examples": test["num_examples"],
+                           "ais": (test.get("ais") or {}).get("estimator", "not run"),
+                           "surgery": test["elbo_surgery"]["estimator"]}}
+
+
+def rows(runs: dict[str, dict], fingerprints: dict[str, str], archive: dict[str, dict]) -> dict[str, dict | None]:
+    """Every run's row: from its outputs here where it is evaluated; else from `archive` (the rows
+    an earlier table kept, results.json) where that row was measured with the same resolved
+    settings (`fingerprints`); else None. A study spans sessions: its models and per-image figures
+    live in a workspace, its rows in git."""
+    here = {name: row(name, runs, fingerprints[name]) for name in runs}
+    return {name: here[name] or (archive[name] if archive.get(name, {}).get("params") == fingerprints[name] else None)
+            for name in runs}
+
+
+def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[str, dict], command: str) -> str:
+    """The study as Markdown: one row per run (`runs[name]`: its `params`, and `test` once evaluated
+    here; `found[name]`: its `row`, here or kept from an earlier table), with its NLL against the
+    plain VAE of its setting paired over the test images, and the published figure beside it."""
     data = next(iter(runs.values()))["params"].data
     lines = [
         f"{provenance(command)} Data: `{data.source}`, "
@@ -83,43 +124,44 @@ def table(runs: dict[str, dict], published: dict[str, dict], command: str) -> st
         cited = f"{paper['nll']:.2f} [{len(notes) + 1}]" if paper else ""
         if paper:
             notes.append(f"[{len(notes) + 1}] {paper['where']}; {paper['data']}; {paper['budget']}.")
-        described = f"| {name} | {setting(run['params'])} | {run['params'].objective.describe()} |"
-        if "test" not in run:
+        r = found[name]
+        kept = "" if r is None or "test" in run else f" (kept, {r['evaluated']})"
+        described = f"| {name}{kept} | {setting(run['params'])} | {run['params'].objective.describe()} |"
+        if r is None:
             lines.append(f"{described} not run yet | | | | | | | | | {cited} |")
             continue
-        baseline, difference = versus_reference(name, runs)
-        versus = "(the reference)" if baseline == name else \
-            "–" if difference is None else f"{difference[0]:+.2f} ± {difference[1]:.2f} ({baseline})"
-        r = run_row(name, run)
+        versus = "(the reference)" if r["reference"] == name else \
+            "–" if r["versus"] is None else f"{r['versus'][0]:+.2f} ± {r['versus'][1]:.2f} ({r['reference']})"
         lines.append(
             f"{described} {nll_text(r['nll'], r['nll_stderr'])} | {nll_text(r['ais_nll'], r['ais_nll_stderr'])} | "
             f"{versus} | {-r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | {r['active_units']} / {r['latent_dim']} | "
             f"{r['kl_aggregate']:.2f} | {r['epochs_run']} | {r['seconds_per_epoch']:.2f} | {cited} |")
-    evaluated = [run for run in runs.values() if "test" in run]
-    if evaluated:
-        test = evaluated[0]["test"]
+    measured = [r for r in found.values() if r is not None]
+    if measured:
+        estimators = measured[0]["estimators"]
         lines += ["", f"NLL in nats per test image ± one standard error over images: IS with K = "
-                      f"{test['num_samples']} over all {test['num_examples']} test images; AIS: "
-                      f"{(test.get('ais') or {}).get('estimator', 'not run')}. vs the VAE of its setting: NLL minus "
+                      f"{estimators['num_samples']} over all {estimators['num_examples']} test images; AIS: "
+                      f"{estimators['ais']}. vs the VAE of its setting: NLL minus "
                       "that of the run with the same networks, a Gaussian q, a standard normal p and the ELBO, "
-                      "paired over the test images (IS), ± its standard error. -ELBO of the IS proposal; gap = "
+                      "paired over the test images (IS), ± its standard error (– where the two were not both "
+                      "evaluated in one workspace). -ELBO of the IS proposal; gap = "
                       "log p(x) - ELBO (IS). KL(q(z) || p(z)): the ELBO surgery's hole, "
-                      f"{test['elbo_surgery']['estimator']}. s / epoch: median wall time of an epoch, validation "
-                      "included."]
-    return "\n".join(lines + ["", *notes, *seeds_table(runs)]) + "\n"
+                      f"{estimators['surgery']}. s / epoch: median wall time of an epoch, validation "
+                      "included. (kept, date): a row measured with these same settings in an earlier workspace "
+                      "and kept in results.json, its outputs not here (`dvc repro evaluate@<run>` measures "
+                      "it again)."]
+    return "\n".join(lines + ["", *notes, *seeds_table(runs, found)]) + "\n"
 
 
-def seeds_table(runs: dict[str, dict]) -> list[str]:
+def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
     """The runs that differ only in their seed (same data, networks, parts and objective), once
-    two or more of them are evaluated: their NLL's mean and standard deviation over seeds, and
+    two or more of them have rows: their NLL's mean and standard deviation over seeds, and
     each seed's paired difference from the VAE of its setting and seed, with how many of those
     lie more than three standard errors below zero (the targets' test)."""
     groups: dict[str, list[str]] = {}
-    for name, run in runs.items():
-        if "test" in run:
-            p = run["params"]
-            groups.setdefault(json.dumps([p.data.source, p.data.preprocessing, p.model.model_dump(mode="json"),
-                                          p.objective.model_dump(mode="json")]), []).append(name)
+    for name, r in found.items():
+        if r is not None:
+            groups.setdefault(r["group"], []).append(name)
     groups = {key: names for key, names in groups.items() if len(names) > 1}
     if not groups:
         return []
@@ -128,17 +170,17 @@ def seeds_table(runs: dict[str, dict]) -> list[str]:
              "| more than 3 se below | gap: mean ± sd | active units | s / epoch: mean |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for names in groups.values():
-        rows = [run_row(name, runs[name]) for name in names]
-        nll, gap = (np.array([r["nll"] for r in rows]), np.array([-r["nll"] - r["elbo"] for r in rows]))
-        differences = [versus_reference(name, runs)[1] for name in names]
+        group = [found[name] for name in names]
+        nll, gap = (np.array([r["nll"] for r in group]), np.array([-r["nll"] - r["elbo"] for r in group]))
+        differences = [r["versus"] for r in group]
         measured = [d for d in differences if d is not None]
         each = ", ".join("–" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f}" for d in differences)
         below = f"{sum(delta < -3 * stderr for delta, stderr in measured)} of {len(measured)}" if measured else "–"
         lines.append(
-            f"| {', '.join(names)} | {', '.join(str(runs[name]['params'].seed) for name in names)} | "
+            f"| {', '.join(names)} | {', '.join(str(r['seed']) for r in group)} | "
             f"{nll.mean():.2f} ± {nll.std(ddof=1):.2f} | {each} | {below} | {gap.mean():.2f} ± {gap.std(ddof=1):.2f} | "
-            f"{', '.join(str(r['active_units']) for r in rows)} | "
-            f"{np.mean([r['seconds_per_epoch'] for r in rows]):.2f} |")
+            f"{', '.join(str(r['active_units']) for r in group)} | "
+            f"{np.mean([r['seconds_per_epoch'] for r in group]):.2f} |")
     return lines
 
 
