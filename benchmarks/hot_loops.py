@@ -20,7 +20,10 @@ to docs/results/hot_loops.md; asserts nothing.
 - a uniform random draw under XLA with each algorithm (`vae_tf.tfp.random_algorithm`);
 - a 500-component mixture prior's log-density (the study's `vp_mixture`, L = 40) at 10,000
   draws (one chunk of the study's importance sampling) under XLA: `GaussianMixture`'s matrix
-  products against TFP's `MixtureSameFamily`.
+  products against TFP's `MixtureSameFamily`;
+- a hierarchical posterior's q(z|x, psi) at K_tau = 8 auxiliary values for one chunk of the
+  study's importance sampling (`vp_iwhvi`) under XLA: `apply_beside`, x's part of the first
+  layer once per image, against x copied beside every psi.
 
 Work is counted from the dense and convolutional layers (2 x multiply-adds); seconds are medians
 over epochs or calls after the first, which compiles.
@@ -47,6 +50,7 @@ from vae_tf.ais import ais_log_likelihood  # noqa: E402
 from vae_tf.config import Params, load_params  # noqa: E402
 from vae_tf.data import DataParams, prepare  # noqa: E402
 from vae_tf.evaluation import model_log_likelihood  # noqa: E402
+from vae_tf.networks import apply_beside, apply_to_leading, mlp  # noqa: E402
 from vae_tf.priors.mixture import GaussianMixture  # noqa: E402
 from vae_tf.provenance import write_result  # noqa: E402
 from vae_tf.tfp import tfd  # noqa: E402
@@ -177,6 +181,19 @@ def mixture_density_ms(mixture: type, draws: int, components: int, latent: int) 
     return median_seconds(lambda: density(z).numpy(), repeats=5) * 1e3
 
 
+def beside_ms(split: bool, draws: int, batch: int, data: int, drawn: int, hidden: list[int], outputs: int) -> float:
+    """Milliseconds under XLA of an MLP on [x, v] for `draws` v [draws, batch, drawn] per image x
+    [batch, data]: `apply_beside` (`split`) or the network on x copied beside every draw."""
+    rng = np.random.default_rng(0)
+    network = mlp(hidden, outputs, "tanh", "network")
+    network.build((None, data + drawn))
+    x = tf.constant(rng.random((batch, data)), tf.float32)
+    v = tf.constant(rng.normal(size=(draws, batch, drawn)), tf.float32)
+    copied = lambda: apply_to_leading(network, tf.concat([tf.broadcast_to(x, [draws, batch, data]), v], axis=-1))
+    call = tf.function(lambda: apply_beside(network.layers, x, v) if split else copied(), jit_compile=True)
+    return median_seconds(lambda: call().numpy(), repeats=5) * 1e3
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -267,6 +284,14 @@ def main() -> None:
     lines.append(row("log p(z), {components}-component mixture, {draws} draws, L={latent}".format(**size),
                      f"{ours:.1f} ms (TFP's MixtureSameFamily {tfps:.1f} ms: {tfps / ours:.1f} x)",
                      4 * np.prod(list(size.values())) / ours / 1e6, rate, "reference"))  # two products, 2 N C L each
+    # the study's vp_iwhvi, one chunk of its IS: q(z|x, psi) at K_tau = 8 auxiliary values for 100 draws of
+    # 100 images (784 pixels, A = 16, 300-300, a Gaussian over L = 40)
+    size = {"draws": 800, "batch": 100, "data": 784, "drawn": 16, "hidden": [300, 300], "outputs": 80}
+    split, copied = beside_ms(True, **size), beside_ms(False, **size)
+    work = 2 * size["draws"] * size["batch"] * (16 * 300 + 300 * 300 + 300 * 80)  # what the split leaves
+    lines.append(row("q(z|x, psi), 300-300 on [x, psi], {draws} x {batch} psi".format(**size),
+                     f"{split:.1f} ms (x copied beside each psi: {copied:.1f} ms, {copied / split:.1f} x)",
+                     work / split / 1e6, rate, "reference"))
     write_result("hot_loops", "python benchmarks/hot_loops.py", "\n".join([*lines, "", memory]))
 
 

@@ -1,11 +1,12 @@
 """The image networks of `model.network`: the decoder's layout is the one the likelihoods read,
-and image networks are refused for data that are not images."""
+and image networks are refused for data that are not images; dense layers beside x's features."""
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from vae_tf.errors import ParamsError
-from vae_tf.networks import decoder
+from vae_tf.networks import apply_beside, apply_to_leading, decoder, mlp
 
 from tests.conftest import meta_for, model_of
 
@@ -50,3 +51,21 @@ def test_xla_by_default_but_for_image_networks_without_a_gpu():
     gpu = bool(tf.config.list_physical_devices("GPU"))
     assert xla("mlp") and xla("conv") == gpu and xla("resnet") == gpu
     assert xla("conv", True) and not xla("mlp", False)
+
+
+def test_apply_beside_is_the_network_on_x_broadcast_beside_each_draw():
+    """apply_beside splits the first layer's product (W_f f once per example): the same as the
+    network on [f, v] with f copied under v's every leading index, to float32 rounding, values and
+    gradients alike."""
+    network = mlp([7, 5], 3, "tanh", "net")
+    network.build((None, 6 + 4))
+    f = tf.random.stateless_normal([2, 6], [0, 1])
+    v = tf.random.stateless_normal([3, 5, 2, 4], [0, 2])  # leading [3, 5] over the batch of 2
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([f, v])
+        beside = apply_beside(network.layers, f, v)
+        copied = apply_to_leading(network, tf.concat([tf.broadcast_to(f, [3, 5, 2, 6]), v], axis=-1))
+    assert beside.shape == (3, 5, 2, 3) and len(network.layers) == 3
+    np.testing.assert_allclose(beside.numpy(), copied.numpy(), atol=1e-6)
+    for of in (f, v, network.layers[0].kernel):
+        np.testing.assert_allclose(tape.gradient(beside, of).numpy(), tape.gradient(copied, of).numpy(), atol=1e-5)

@@ -132,6 +132,21 @@ def decoder(architecture: Optional[dict], hidden_units: Sequence[int], data_dim:
     return keras.Sequential(layers, name=name)
 
 
+def apply_beside(layers: Sequence[keras.layers.Layer], f: tf.Tensor, v: tf.Tensor) -> tf.Tensor:
+    """Dense `layers` on [f, v] side by side, f [batch, F] the same under every leading index of
+    v [..., batch, n] (x's features beside each of its draws): [..., batch, output units]. The
+    first layer's product splits, W [f; v] + b = (W_f f + b) + W_v v, so W_f f is taken once per
+    example rather than once per draw; for an MLP part f is x itself (784 values against a draw's
+    few dozen), most of that layer's work."""
+    first, width, leading = layers[0], f.shape[-1], tf.shape(v)[:-1]
+    drawn = tf.reshape(tf.matmul(tf.reshape(v, [-1, v.shape[-1]]), first.kernel[width:]),
+                       tf.concat([leading, [first.units]], 0))
+    flat = tf.reshape(first.activation(drawn + (tf.matmul(f, first.kernel[:width]) + first.bias)), [-1, first.units])
+    for layer in layers[1:]:
+        flat = layer(flat)
+    return tf.reshape(flat, tf.concat([leading, tf.shape(flat)[-1:]], 0))
+
+
 def apply_to_leading(network, inputs: tf.Tensor) -> tf.Tensor:
     """`network` (built for [batch, D]) on inputs of any leading shape [..., D] (e.g. [K, batch, D]),
     flattened into its batch and reshaped after: [..., output units]."""

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import dense_layers, features, features_width, trunk
+from vae_tf.networks import apply_beside, dense_layers, features, features_width, trunk
 from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
 from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
 from vae_tf.tfp import Normal, tfd
@@ -41,10 +41,7 @@ class Discriminator(keras.layers.Layer):
 
     def logits(self, f, z):
         """T from the trunk's features f [batch, F] of x (x itself for an MLP): [..., batch]."""
-        h = tf.concat([tf.broadcast_to(f, tf.concat([tf.shape(z)[:-1], tf.shape(f)[-1:]], 0)), z], axis=-1)
-        for layer in self.layers_:
-            h = layer(h)
-        return h[..., 0]
+        return apply_beside(self.layers_, f, z)[..., 0]
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "activation": self.activation,

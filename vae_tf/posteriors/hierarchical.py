@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vae_tf.networks import apply_to_leading, features, features_width, mlp, trunk
+from vae_tf.networks import apply_beside, features, features_width, mlp, trunk
 from vae_tf.objectives.bounds import iwae_bound
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import MOMENT_SAMPLES, fitted_gaussian, sample_moments
@@ -57,11 +57,11 @@ class HierarchicalPosterior(Posterior):
 
     def conditional(self, f, psi) -> tfd.Distribution:
         """q(z|x, psi) for psi [..., batch, A], f = trunk(h): batch shape [..., batch]."""
-        return diagonal_gaussian(apply_to_leading(self.network, with_input(f, psi)))
+        return diagonal_gaussian(apply_beside(self.network.layers, f, psi))
 
     def reverse_model(self, f, z) -> tfd.Distribution:
         """tau(psi|z, x) for z [..., batch, L], f = trunk(h): batch shape [..., batch]."""
-        return diagonal_gaussian(apply_to_leading(self.reverse, with_input(f, z)))
+        return diagonal_gaussian(apply_beside(self.reverse.layers, f, z))
 
     def joint_draw(self, f, num_samples: int, seed):
         """K draws (psi, z) ~ q(psi|x) q(z|x, psi), f = trunk(h): z [K, batch, L], psi [K, batch, A],
@@ -128,11 +128,6 @@ class HierarchicalPosterior(Posterior):
         return Proposal(AuxiliaryProposal(self, features(self.trunk, h), self.auxiliary_samples),
                         f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},",
                         lambda moment_seed: self.moments(h, moment_seed), stand_in)
-
-def with_input(h, v) -> tf.Tensor:
-    """[h, v] for v [..., batch, n]: h [batch, D] broadcast over v's leading axes."""
-    return tf.concat([tf.broadcast_to(h, tf.concat([tf.shape(v)[:-1], tf.shape(h)[-1:]], 0)), v], axis=-1)
-
 
 class AuxiliaryProposal(tfd.Distribution):
     """A hierarchical q(z|x) as an importance-sampling proposal: `experimental_sample_and_log_prob`
