@@ -148,8 +148,8 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
                       "log p(x) - ELBO (IS). KL(q(z) || p(z)): the ELBO surgery's hole, "
                       f"{estimators['surgery']}. s / epoch: median wall time of an epoch, validation "
                       "included. (kept, date): a row measured with these same settings in an earlier workspace "
-                      "and kept in results.json, its outputs not here (`dvc repro evaluate@<run>` measures "
-                      "it again)."]
+                      "and kept in results.json, its outputs not here, its difference against its reference "
+                      "as evaluated then (`dvc repro evaluate@<run>` measures it again)."]
     return "\n".join(lines + ["", *notes, *seeds_table(runs, found)]) + "\n"
 
 
