@@ -150,10 +150,10 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
                       "included. (kept, date): a row measured with these same settings in an earlier workspace "
                       "and kept in results.json, its outputs not here, its difference against its reference "
                       "as evaluated then (`dvc repro evaluate@<run>` measures it again)."]
-    return "\n".join(lines + ["", *notes, *seeds_table(runs, found)]) + "\n"
+    return "\n".join(lines + ["", *notes, *seeds_table(found)]) + "\n"
 
 
-def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
+def seeds_table(found: dict[str, dict | None]) -> list[str]:
     """The runs that differ only in their seed (same data, networks, parts and objective), once
     two or more of them have rows: their NLL's mean and standard deviation over seeds, and
     each seed's paired difference from the VAE of its setting and seed, with how many of those
