@@ -393,6 +393,12 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert ran_stages(repro(study, "-s", "resolve", "study")) == ["resolve", "study"]
     assert table_rows(study / "results.md")["mine"][3] == "not run yet"
     assert "mine" not in json.loads((study / "results.json").read_text())
+    # a damaged results.json is named, and neither file is rewritten
+    table = (study / "results.md").read_text()
+    (study / "results.json").write_text("{")
+    failed = run(["dvc", "repro", "-s", "-f", "study"], study, check=False)
+    assert failed.returncode != 0 and "results.json: not JSON" in failed.stdout + failed.stderr
+    assert (study / "results.md").read_text() == table and (study / "results.json").read_text() == "{"
 
 
 def table_rows(results: Path) -> dict[str, list[str]]:
