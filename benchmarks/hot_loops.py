@@ -289,7 +289,7 @@ def main() -> None:
     size = {"draws": 800, "batch": 100, "data": 784, "drawn": 16, "hidden": [300, 300], "outputs": 80}
     split, copied = beside_ms(True, **size), beside_ms(False, **size)
     work = 2 * size["draws"] * size["batch"] * (16 * 300 + 300 * 300 + 300 * 80)  # what the split leaves
-    lines.append(row("q(z|x, psi), 300-300 on [x, psi], {draws} x {batch} psi".format(**size),
+    lines.append(row("q(z\\|x, psi), 300-300 on [x, psi], {draws} x {batch} psi".format(**size),
                      f"{split:.1f} ms (x copied beside each psi: {copied:.1f} ms, {copied / split:.1f} x)",
                      work / split / 1e6, rate, "reference"))
     write_result("hot_loops", "python benchmarks/hot_loops.py", "\n".join([*lines, "", memory]))
