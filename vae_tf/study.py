@@ -87,8 +87,7 @@ def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
         return None
     figures, test = run_row(name, run), run["test"]
     baseline, difference = versus_reference(name, runs)
-    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(), "seed": run["params"].seed,
-            "group": seeds_group(run["params"]), **{key: figures[key] for key in FIGURES},
+    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(), **{key: figures[key] for key in FIGURES},
             "reference": baseline, "versus": difference,
             "estimators": {"num_samples": test["num_samples"], "num_examples": test["num_examples"],
                            "ais": (test.get("ais") or {}).get("estimator", "not run"),
@@ -150,10 +149,10 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
                       "included. (kept, date): a row measured with these same settings in an earlier workspace "
                       "and kept in results.json, its outputs not here, its difference against its reference "
                       "as evaluated then (`dvc repro evaluate@<run>` measures it again)."]
-    return "\n".join(lines + ["", *notes, *seeds_table(found)]) + "\n"
+    return "\n".join(lines + ["", *notes, *seeds_table(runs, found)]) + "\n"
 
 
-def seeds_table(found: dict[str, dict | None]) -> list[str]:
+def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
     """The runs that differ only in their seed (same data, networks, parts and objective), once
     two or more of them have rows: their NLL's mean and standard deviation over seeds, and
     each seed's paired difference from the VAE of its setting and seed, with how many of those
@@ -161,7 +160,7 @@ def seeds_table(found: dict[str, dict | None]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for name, r in found.items():
         if r is not None:
-            groups.setdefault(r["group"], []).append(name)
+            groups.setdefault(seeds_group(runs[name]["params"]), []).append(name)
     groups = {key: names for key, names in groups.items() if len(names) > 1}
     if not groups:
         return []
@@ -177,7 +176,7 @@ def seeds_table(found: dict[str, dict | None]) -> list[str]:
         each = ", ".join("–" if d is None else f"{d[0]:+.2f} ± {d[1]:.2f}" for d in differences)
         below = f"{sum(delta < -3 * stderr for delta, stderr in measured)} of {len(measured)}" if measured else "–"
         lines.append(
-            f"| {', '.join(names)} | {', '.join(str(r['seed']) for r in group)} | "
+            f"| {', '.join(names)} | {', '.join(str(runs[name]['params'].seed) for name in names)} | "
             f"{nll.mean():.2f} ± {nll.std(ddof=1):.2f} | {each} | {below} | {gap.mean():.2f} ± {gap.std(ddof=1):.2f} | "
             f"{', '.join(str(r['active_units']) for r in group)} | "
             f"{np.mean([r['seconds_per_epoch'] for r in group]):.2f} |")
