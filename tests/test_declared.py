@@ -42,7 +42,7 @@ def test_every_declared_setting_round_trips_through_its_resolved_file(resolved):
 
 @pytest.mark.parametrize(("stage", "key"), [("evaluate", "objective"), ("evaluate", "training.epochs"),
                                             ("evaluate", "model.posterior"), ("export", "seed"),
-                                            ("train", "evaluation"), ("report", "data.validation_size")])
+                                            ("train", "evaluation"), ("report", "evaluation")])
 def test_a_setting_a_stage_does_not_declare_cannot_be_read(resolved, stage, key):
     folder, _ = resolved
     declared = load_declared(folder / "vae" / f"{stage}.json", stage)

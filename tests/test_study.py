@@ -33,3 +33,28 @@ def test_a_run_without_a_bound_is_named_not_plotted(tmp_path):
     assert figures(runs, out) == ["aae"]
     assert plt.imread(out / "bound.png").shape[0] > 100
     assert plt.imread(out / "samples.png").shape[0] > 2 * plt.imread(samples).shape[0]  # two panels
+
+
+def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():
+    """`reference` and `seeds_group` read all a run trained with but its parts (resp. its seed),
+    through the report's declared settings: a 50-epoch run is set against the 50-epoch VAE, never
+    the 10-epoch one, and grouped only with its other seeds."""
+    from vae_tf.config import Params
+    from vae_tf.config.declared import STAGE_SETTINGS, DeclaredParams
+    from vae_tf.study import reference, seeds_group
+
+    def run(seed=0, epochs=10, **sections):
+        params = Params.model_validate({"seed": seed, "training": {"epochs": epochs}, **sections})
+        return {"params": DeclaredParams(params, STAGE_SETTINGS["report"], "report.json")}
+
+    mixture = {"model": {"prior": {"kind": "mixture", "num_components": 5}}}
+    runs = {"vae": run(), "vae_long": run(epochs=50), "mixture": run(**mixture),
+            "mixture_long": run(epochs=50, **mixture), "sa_vae": run(objective={"refinement": {"steps": 5}}),
+            "vae_long_seed1": run(seed=1, epochs=50), "mixture_long_seed1": run(seed=1, epochs=50, **mixture),
+            "other_data": run(data={"validation_size": 7}, **mixture)}
+    assert {name: reference(name, runs) for name in runs} == {
+        "vae": "vae", "vae_long": "vae_long", "mixture": "vae", "mixture_long": "vae_long", "sa_vae": "vae",
+        "vae_long_seed1": "vae_long_seed1", "mixture_long_seed1": "vae_long_seed1", "other_data": None}
+    groups = {name: seeds_group(r["params"]) for name, r in runs.items()}
+    assert groups["mixture_long"] == groups["mixture_long_seed1"] and groups["vae_long"] == groups["vae_long_seed1"]
+    assert len({groups[name] for name in ("vae", "vae_long", "mixture", "mixture_long", "sa_vae", "other_data")}) == 6

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vae_tf.config import Params  # noqa: E402
 from vae_tf.provenance import provenance  # noqa: E402
 from vae_tf.report import nll_text, read_curve, run_row  # noqa: E402
 
@@ -32,19 +33,27 @@ def setting(params) -> str:
             f"{m.prior.kind} p")
 
 
+def trained_with(params, plain: bool = False) -> dict:
+    """All a run trained with but its seed, as JSON: data, networks, parts, objective and training.
+    `plain`: with its parts made the plain VAE's (the defaults: a Gaussian q, a standard normal p,
+    the ELBO without refinement)."""
+    settings = {section: getattr(params, section).model_dump(mode="json")
+                for section in ("data", "model", "objective", "training")}
+    if plain:
+        defaults = Params()
+        settings["model"].update(posterior=defaults.model.posterior.model_dump(mode="json"),
+                                 prior=defaults.model.prior.model_dump(mode="json"))
+        settings["objective"] = defaults.objective.model_dump(mode="json")
+    return settings
+
+
 def reference(name: str, runs: dict[str, dict]) -> str | None:
-    """The plain VAE of run `name`'s setting: the first run with the same networks, latent size
-    and seed, a Gaussian q, a standard normal p and the ELBO without refinement."""
+    """The plain VAE of run `name`'s setting: the first run with its seed whose settings are its
+    own with the parts made plain (`trained_with`): the same data, networks and training budget."""
     params = runs[name]["params"]
-    model = params.model
-    for other, run in runs.items():
-        p = run["params"]
-        if (p.model.hidden_units, p.model.latent_dim, p.seed) == (model.hidden_units, model.latent_dim, params.seed) \
-                and (p.model.posterior.kind, p.model.prior.kind, p.objective.kind) == ("gaussian", "standard_normal",
-                                                                                       "elbo") \
-                and p.objective.refinement is None:
-            return other
-    return None
+    plain = trained_with(params, plain=True)
+    return next((other for other, run in runs.items()
+                 if run["params"].seed == params.seed and trained_with(run["params"]) == plain), None)
 
 
 def versus_reference(name: str, runs: dict[str, dict]) -> tuple[str, list[float] | None]:
@@ -73,10 +82,8 @@ FIGURES = ("nll", "nll_stderr", "ais_nll", "ais_nll_stderr", "elbo", "active_uni
 
 
 def seeds_group(params) -> str:
-    """What runs share when they differ only in their seed (data, networks, parts, objective), as a
-    short hash."""
-    return hashlib.sha256(json.dumps([params.data.source, params.data.preprocessing, params.model.model_dump(
-        mode="json"), params.objective.model_dump(mode="json")]).encode()).hexdigest()[:16]
+    """What runs share when they differ only in their seed (`trained_with`), as a short hash."""
+    return hashlib.sha256(json.dumps(trained_with(params)).encode()).hexdigest()[:16]
 
 
 def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
@@ -141,7 +148,8 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
         lines += ["", f"NLL in nats per test image ± one standard error over images: IS with K = "
                       f"{estimators['num_samples']} over all {estimators['num_examples']} test images; AIS: "
                       f"{estimators['ais']}. vs the VAE of its setting: NLL minus "
-                      "that of the run with the same networks, a Gaussian q, a standard normal p and the ELBO, "
+                      "that of the run with the same data, networks, training and seed, a Gaussian q, a standard normal p "
+                      "and the ELBO, "
                       "paired over the test images (IS), ± its standard error (– where the two were not both "
                       "evaluated in one workspace). -ELBO of the IS proposal; gap = "
                       "log p(x) - ELBO (IS). KL(q(z) || p(z)): the ELBO surgery's hole, "
@@ -153,8 +161,7 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
 
 
 def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
-    """The runs that differ only in their seed (same data, networks, parts and objective), once
-    two or more of them have rows: their NLL's mean and standard deviation over seeds, and
+    """The runs that differ only in their seed (`seeds_group`), once two or more of them have rows: their NLL's mean and standard deviation over seeds, and
     each seed's paired difference from the VAE of its setting and seed, with how many of those
     lie more than three standard errors below zero (the targets' test)."""
     groups: dict[str, list[str]] = {}

@@ -17,11 +17,12 @@ from vae_tf.errors import ParamsError
 
 # Sections, or keys as section.key. evaluate builds the model's step under XLA or not as training
 # did (`vae_tf.models.uses_xla`: training.jit_compile, training.distribute, model.network); report
-# (and a study's table) describe each experiment by its data, networks, parts, objective and seed.
+# (and a study's table) describe each experiment by all it trained with: its data, networks, parts,
+# objective, training budget and seed (a study pairs each run with the plain VAE of the same).
 STAGE_SETTINGS = {"train": ("seed", "model", "objective", "training"),
                   "evaluate": ("seed", "model.network", "training.jit_compile", "training.distribute", "evaluation"),
                   "export": ("evaluation.proposal_samples", "evaluation.proposal_scale", "export"),
-                  "report": ("seed", "data.source", "data.preprocessing", "model", "objective")}
+                  "report": ("seed", "data", "model", "objective", "training")}
 
 
 class UndeclaredSetting(LookupError):
