@@ -148,9 +148,9 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
         lines += ["", f"NLL in nats per test image ± one standard error over images: IS with K = "
                       f"{estimators['num_samples']} over all {estimators['num_examples']} test images; AIS: "
                       f"{estimators['ais']}. vs the VAE of its setting: NLL minus "
-                      "that of the run with the same data, networks, training and seed, a Gaussian q, a standard normal p "
-                      "and the ELBO, "
-                      "paired over the test images (IS), ± its standard error (– where the two were not both "
+                      "that of the run with the same data, networks, training and seed, a Gaussian q, a "
+                      "standard normal p and the ELBO, paired over the test images (IS), ± its standard error "
+                      "(– where the two were not both "
                       "evaluated in one workspace). -ELBO of the IS proposal; gap = "
                       "log p(x) - ELBO (IS). KL(q(z) || p(z)): the ELBO surgery's hole, "
                       f"{estimators['surgery']}. s / epoch: median wall time of an epoch, validation "
@@ -161,9 +161,10 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
 
 
 def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
-    """The runs that differ only in their seed (`seeds_group`), once two or more of them have rows: their NLL's mean and standard deviation over seeds, and
-    each seed's paired difference from the VAE of its setting and seed, with how many of those
-    lie more than three standard errors below zero (the targets' test)."""
+    """The runs that differ only in their seed (`seeds_group`), once two or more of them have
+    rows: their NLL's mean and standard deviation over seeds, and each seed's paired difference
+    from the VAE of its setting and seed, with how many of those lie more than three standard
+    errors below zero (the targets' test)."""
     groups: dict[str, list[str]] = {}
     for name, r in found.items():
         if r is not None:
