@@ -94,8 +94,8 @@ def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
         return None
     figures, test = run_row(name, run), run["test"]
     baseline, difference = versus_reference(name, runs)
-    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(), **{key: figures[key] for key in FIGURES},
-            "reference": baseline, "versus": difference,
+    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(),
+            **{key: figures[key] for key in FIGURES}, "reference": baseline, "versus": difference,
             "estimators": {"num_samples": test["num_samples"], "num_examples": test["num_examples"],
                            "ais": (test.get("ais") or {}).get("estimator", "not run"),
                            "surgery": test["elbo_surgery"]["estimator"]}}
