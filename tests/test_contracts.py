@@ -2,7 +2,7 @@
 posterior, prior and likelihood kind (the example kinds of `example_parts.py` too) is checked
 for its shapes, a density consistent with its samples (where it has one), a `.keras` round trip
 and agreement of the exported signatures with the model, with every network kind
-(`model.network`); every objective trains every variable with every network kind. A new kind
+(`model.network`, plain and gated dense layers); every objective trains every variable with every network kind. A new kind
 gets them by registering."""
 
 import itertools
@@ -30,9 +30,10 @@ LATENT, BATCH, K = 2, 5, 3
 DATA = {"levels": (2, 3), "binary": (2, 2), "continuous": (2, None)}
 # Each network kind, and the shape its D = 2 values have: rows for mlp, images (one of 1 x 2
 # grey pixels, one of a 1 x 1 pixel with two channels) for those that see images.
-NETWORK_DATA = {"mlp": ({"kind": "mlp"}, (2,)), "conv": ({"kind": "conv", "filters": [3, 4]}, (1, 2, 1)),
+NETWORK_DATA = {"mlp": ({"kind": "mlp"}, (2,)), "gated": ({"kind": "mlp", "gated": True}, (2,)),
+                "conv": ({"kind": "conv", "filters": [3, 4]}, (1, 2, 1)),
                 "resnet": ({"kind": "resnet", "filters": [3], "blocks": 1}, (1, 1, 2))}
-assert set(NETWORK_DATA) == set(NETWORKS.classes)
+assert {architecture["kind"] for architecture, _ in NETWORK_DATA.values()} == set(NETWORKS.classes)
 # Priors see no network but those made of the posterior (the VampPrior): those meet every kind.
 PRIOR_CASES = [(kind, network) for kind, cls in sorted(PRIORS.classes.items())
                for network in (sorted(NETWORK_DATA) if cls.params_class.uses_posterior else ["mlp"])]

@@ -25,6 +25,7 @@ def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
     np.testing.assert_allclose(values, curves["elbo"], rtol=1e-6)  # the elbo objective's bound is the ELBO
     assert summary["epochs_run"] == 3 and summary["best_val_bound"] == pytest.approx(max(values), abs=1e-4)
     assert summary["peak_memory_mb"] > 100
+    assert summary["stopped_by"] == "cap" and summary["posterior_collapse"] == "" and summary["active_units"] >= 1
     assert not (root / "backup").exists()  # a finished run leaves no checkpoint to resume
 
 
@@ -212,3 +213,48 @@ def test_saved_models_are_byte_identical_for_identical_weights(tmp_path, trained
     save_model(loaded, tmp_path / "c.keras")  # its config names other objects at other addresses
     with zipfile.ZipFile(tmp_path / "a.keras") as a, zipfile.ZipFile(tmp_path / "c.keras") as c:
         assert a.read("config.json") == c.read("config.json")
+
+
+def _train_tiny(tmp_path, digits, monkeypatch, **sections):
+    """A tiny model of TINY with `sections` merged over it, trained; its dvclive summary."""
+    from vae_tf.config.schema import deep_merge
+
+    monkeypatch.chdir(tmp_path)
+    params = Params.model_validate(deep_merge(TINY, sections))
+    train(params, digits, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
+    return json.loads((tmp_path / "live" / "metrics.json").read_text())
+
+
+def test_why_training_stopped_is_kept_patience_or_cap(tmp_path, digits, monkeypatch, capsys):
+    """A model that cannot improve (SGD at 1e-9: the same validation bound every epoch) stops by
+    patience after one epoch of it, keeping epoch 1; the `trained` run of 3 epochs ran to the cap."""
+    summary = _train_tiny(tmp_path, digits, monkeypatch, training={
+        "epochs": 10, "optimizer": "sgd", "learning_rate": 1e-9, "early_stopping_patience": 1})
+    assert (summary["epochs_run"], summary["stopped_by"], summary["best_epoch"]) == (2, "patience", 1)
+    assert "training ended at epoch 2/10 by early stopping (no better validation bound in 1 epochs)" in \
+        capsys.readouterr().out
+
+
+def test_a_run_within_its_kl_warmup_keeps_its_last_weights(tmp_path, digits, monkeypatch, capsys):
+    """Early stopping watches from the end of the warm-up on: 3 epochs of a 10-epoch warm-up end
+    by the cap, keeping epoch 3 (whose validation bound the summary gives)."""
+    summary = _train_tiny(tmp_path, digits, monkeypatch, objective={"kind": "elbo", "kl_warmup_epochs": 10})
+    bounds = [float(line.split("\t")[-1]) for line in
+              (tmp_path / "live" / "plots" / "metrics" / "eval" / "bound.tsv").read_text().splitlines()[1:]]
+    assert (summary["epochs_run"], summary["stopped_by"], summary["best_epoch"]) == (3, "cap", 3)
+    assert summary["best_val_bound"] == pytest.approx(bounds[-1], abs=1e-4)
+
+
+def test_a_posterior_collapse_is_said_on_the_epoch_lines_the_last_line_and_the_summary(
+        tmp_path, digits, monkeypatch, capsys):
+    """With the KL weighted 100 times, the best q(z|x) is p(z) whatever x: within a few epochs no
+    unit is active and the KL is about zero; from the third such epoch the epoch line says so, as
+    do the last line and dvclive's summary (a healthy run's says nothing: the `trained` test)."""
+    summary = _train_tiny(tmp_path, digits, monkeypatch, objective={"kind": "elbo", "kl_weight": 100.0},
+                          training={"epochs": 8, "learning_rate": 0.01})
+    lines = capsys.readouterr().out.splitlines()
+    assert summary["active_units"] == 0 and summary["posterior_collapse"].startswith(
+        "posterior collapse: 0 of 2 units active, validation KL 0.0")
+    assert any(line.startswith("epoch ") and "; posterior collapse: 0 of 2 units active" in line and
+               "for 3 epochs (the decoder ignores z)" in line for line in lines)
+    assert lines[-1].endswith(summary["posterior_collapse"])

@@ -8,7 +8,7 @@ as a dict, its `architecture` = `{kind, filters, kernel_size, blocks, image_shap
 - `conv`: the row as the image, then per entry of `filters` a convolution of stride 2
   (`kernel_size`, "same" padding), flattened, then the dense layers;
 - `resnet`: as `conv`, each convolution followed by `blocks` residual blocks.
-A decoder mirrors this: dense layers, a dense projection to the smallest feature map,
+With `gated` true (any kind) every hidden dense layer is a `GatedDense`. A decoder mirrors this: dense layers, a dense projection to the smallest feature map,
 transposed convolutions of stride 2 back to the image's size, and its values per pixel laid
 out value-major, [k, D] flattened (what the likelihoods read)."""
 
@@ -25,18 +25,50 @@ import tensorflow as tf
 IMAGE_KINDS = ("conv", "resnet")
 
 
-def dense_layers(hidden_units: Sequence[int], activation: str) -> list[keras.layers.Layer]:
-    """Dense layers of `hidden_units` with `activation`."""
-    return [keras.layers.Dense(units, activation=activation) for units in hidden_units]
+@keras.saving.register_keras_serializable(package="vae_tf")
+class GatedDense(keras.layers.Layer):
+    """h = (W x + b) * sigmoid(V x + c) [..., units] (Dauphin et al. 2017; the MLPs of the
+    VampPrior and Sylvester-flow papers), [W V] one kernel [in, 2 units]: Keras' `glu` of one
+    product. `kernel`, `bias` and `activation` as a `Dense` has them, for `apply_beside`."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units, self.activation = units, keras.activations.glu
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], 2 * self.units), initializer="glorot_uniform",
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(2 * self.units,), initializer="zeros", name="bias")
+
+    def call(self, x):
+        return self.activation(keras.ops.matmul(x, self.kernel) + self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
 
 
-def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str) -> keras.Sequential:
-    """Dense layers `hidden_units` with `activation`, then a linear layer of `output_units`."""
-    return keras.Sequential([*dense_layers(hidden_units, activation), keras.layers.Dense(output_units)], name=name)
+def dense_layers(hidden_units: Sequence[int], activation: str, gated: bool = False) -> list[keras.layers.Layer]:
+    """Hidden layers of `hidden_units`: `GatedDense` if `gated`, else dense with `activation`."""
+    return [GatedDense(units) if gated else keras.layers.Dense(units, activation=activation) for units in hidden_units]
+
+
+def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str,
+        gated: bool = False) -> keras.Sequential:
+    """`dense_layers`, then a linear layer of `output_units`."""
+    return keras.Sequential([*dense_layers(hidden_units, activation, gated), keras.layers.Dense(output_units)],
+                            name=name)
 
 
 def sees_images(architecture: Optional[dict]) -> bool:
     return architecture is not None and architecture["kind"] in IMAGE_KINDS
+
+
+def gated(architecture: Optional[dict]) -> bool:
+    """Whether `model.network` asks for gated dense layers (None: a plain MLP)."""
+    return architecture is not None and architecture.get("gated", False)
 
 
 @keras.saving.register_keras_serializable(package="vae_tf")
@@ -83,7 +115,8 @@ def image_features(architecture: Optional[dict], activation: str) -> list[keras.
 def encoder(architecture: Optional[dict], hidden_units: Sequence[int], output_units: int, activation: str,
             name: str) -> keras.Sequential:
     """x [batch, D] -> [batch, output_units]: the image features (if any), then `mlp`'s layers."""
-    return keras.Sequential([*image_features(architecture, activation), *dense_layers(hidden_units, activation),
+    return keras.Sequential([*image_features(architecture, activation),
+                             *dense_layers(hidden_units, activation, gated(architecture)),
                              keras.layers.Dense(output_units)], name=name)
 
 
@@ -112,14 +145,14 @@ def decoder(architecture: Optional[dict], hidden_units: Sequence[int], data_dim:
     """z [batch, L] -> [batch, k * D], k = `values_per_pixel`, value-major (value j of pixel d at
     j * D + d)."""
     if not sees_images(architecture):
-        return mlp(hidden_units, values_per_pixel * data_dim, activation, name)
+        return mlp(hidden_units, values_per_pixel * data_dim, activation, name, gated(architecture))
     height, width, channels = architecture["image_shape"]
     filters, size = list(architecture["filters"]), architecture["kernel_size"]
     smallest = [(height, width)]
     for _ in filters:
         smallest.append(tuple(math.ceil(side / 2) for side in smallest[-1]))
     (h, w), top = smallest[-1], filters[-1]
-    layers = [*dense_layers(hidden_units, activation), keras.layers.Dense(h * w * top, activation=activation),
+    layers = [*dense_layers(hidden_units, activation, gated(architecture)), keras.layers.Dense(h * w * top, activation=activation),
               keras.layers.Reshape((h, w, top))]
     for out in reversed(filters[:-1]):
         layers += [keras.layers.Conv2DTranspose(out, size, strides=2, padding="same", activation=activation),
@@ -140,7 +173,7 @@ def apply_beside(layers: Sequence[keras.layers.Layer], f: tf.Tensor, v: tf.Tenso
     few dozen), most of that layer's work."""
     first, width, leading = layers[0], f.shape[-1], tf.shape(v)[:-1]
     drawn = tf.reshape(tf.matmul(tf.reshape(v, [-1, v.shape[-1]]), first.kernel[width:]),
-                       tf.concat([leading, [first.units]], 0))
+                       tf.concat([leading, first.kernel.shape[-1:]], 0))
     flat = tf.reshape(first.activation(drawn + (tf.matmul(f, first.kernel[:width]) + first.bias)), [-1, first.units])
     for layer in layers[1:]:
         flat = layer(flat)

@@ -20,6 +20,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
 from vae_tf import workers
+from vae_tf.collapse import CollapseWatch
 from vae_tf.config import Params, TrainingParams
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
@@ -136,7 +137,7 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         self.model.save_weights(folder / "weights.weights.h5")
         if es.best_weights is not None:
             np.savez(folder / "early_stopping_best.npz", *es.best_weights)
-        state = {"wait": es.wait, "best": float(es.best), "best_epoch": es.best_epoch,
+        state = {"wait": es.wait, "best": None if es.best is None else float(es.best), "best_epoch": es.best_epoch,
                  "has_best_weights": es.best_weights is not None}
         (folder / "early_stopping.json").write_text(json.dumps(state))
         metadata = {"epoch": self._current_epoch, "batch": 0}
@@ -153,12 +154,13 @@ def peak_memory_mb() -> float:
 
 class Progress(keras.callbacks.Callback):
     """One line per epoch on stdout (what `dvc repro` shows of a stage), at most one every
-    `every_seconds` but always the first and the last: the epoch, the validation value of what
-    early stopping watches (`monitor`: the bound) and the time per epoch. List it after `EpochTime`."""
+    `every_seconds` but always the first, the last and the first of a collapse: the epoch, the
+    validation value of what early stopping watches (`monitor`: the bound), the time per epoch and
+    `watch`'s note of a posterior collapse. List it after `EpochTime` and `watch`."""
 
-    def __init__(self, epochs: int, monitor: str, every_seconds: float = 10.0):
+    def __init__(self, epochs: int, monitor: str, watch: CollapseWatch, every_seconds: float = 10.0):
         super().__init__()
-        self.epochs, self.monitor, self.every_seconds = epochs, monitor, every_seconds
+        self.epochs, self.monitor, self.watch, self.every_seconds = epochs, monitor, watch, every_seconds
 
     def on_train_begin(self, logs=None):
         self.last_print = -math.inf
@@ -166,10 +168,12 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         now, last = time.perf_counter(), epoch + 1 == self.epochs or self.model.stop_training
-        if last or now - self.last_print >= self.every_seconds:
+        collapse_begins = self.watch.collapsed_epochs == self.watch.patience
+        if last or collapse_begins or now - self.last_print >= self.every_seconds:
             value = logs.get(f"val_{self.monitor}", math.nan)
             print(f"epoch {epoch + 1}/{self.epochs}: validation {self.monitor} {value:.2f}, "
-                  f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch", flush=True)
+                  f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch"
+                  f"{'; ' + self.watch.note if self.watch.note else ''}", flush=True)
             self.last_print = now
 
 
@@ -259,8 +263,13 @@ def _visible(devices: tuple[str, ...]) -> tuple[str, ...]:
     return devices
 
 
-def _report_end(history, early_stopping, t: TrainingParams, monitor: str) -> None:
-    """A `TrainingError` if the loss became NaN, else the line saying why training ended."""
+def _ending(history, early_stopping, watch: CollapseWatch, t: TrainingParams, monitor: str) -> dict:
+    """Why and where training ended, as dvclive's summary keeps it: `epochs_run`, `stopped_by`
+    ("patience": no better validation bound in `early_stopping_patience` epochs; "cap": the epoch
+    budget), `best_epoch` and `best_val_<monitor>`, the epoch whose weights are kept (a run that
+    ends before early stopping starts watching, within the KL warm-up, keeps its last weights),
+    and `watch`'s last `active_units` and `posterior_collapse` (its note, "" if none).
+    Raises `TrainingError` if the loss became NaN."""
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise TrainingError(
@@ -268,18 +277,27 @@ def _report_end(history, early_stopping, t: TrainingParams, monitor: str) -> Non
             f"(training.learning_rate={t.learning_rate}); lower the learning rate or check the data. "
             "No model was saved."
         )
-    ended, best = history.epoch[-1] + 1, early_stopping.best_epoch + 1
-    why = "the epoch budget" if ended == t.epochs else \
+    ended = history.epoch[-1] + 1
+    watched = early_stopping.best is not None
+    return {"epochs_run": ended, "stopped_by": "patience" if early_stopping.stopped_epoch else "cap",
+            "best_epoch": early_stopping.best_epoch + 1 if watched else ended,
+            f"best_val_{monitor}": float(early_stopping.best if watched else history.history[f"val_{monitor}"][-1]),
+            "active_units": history.history["active_units"][-1], "posterior_collapse": watch.note}
+
+
+def _report_end(ending: dict, t: TrainingParams, monitor: str) -> None:
+    """The line saying why training ended."""
+    why = "the epoch budget" if ending["stopped_by"] == "cap" else \
         f"early stopping (no better validation {monitor} in {t.early_stopping_patience} epochs)"
-    print(f"training ended at epoch {ended}/{t.epochs} by {why}; kept the weights of epoch {best}, "
-          f"validation {monitor} {float(early_stopping.best):.2f}", flush=True)
+    collapse = f"; {ending['posterior_collapse']}" if ending["posterior_collapse"] else ""
+    print(f"training ended at epoch {ending['epochs_run']}/{t.epochs} by {why}; kept the weights of epoch "
+          f"{ending['best_epoch']}, validation {monitor} {ending[f'best_val_{monitor}']:.2f}{collapse}", flush=True)
 
 
-def _summarize(live: Live, history, early_stopping, resume_epoch: int, monitor: str) -> None:
-    """dvclive's summary of the run (`dvclive/<run>/metrics.json`)."""
-    live.summary["best_epoch"] = early_stopping.best_epoch + 1
-    live.summary[f"best_val_{monitor}"] = float(early_stopping.best)  # bound: ELBO, or L_K for iwae
-    live.summary["epochs_run"] = history.epoch[-1] + 1
+def _summarize(live: Live, history, ending: dict, resume_epoch: int) -> None:
+    """dvclive's summary of the run (`dvclive/<run>/metrics.json`): `_ending`'s figures (the bound
+    is the ELBO, or L_K for iwae), and the run's resumption, time and memory."""
+    live.summary.update(ending)
     live.summary["resumed_from_epoch"] = resume_epoch  # 0: one uninterrupted process
     live.summary["seconds_per_epoch_median"] = float(np.median(history.history["epoch_seconds"]))
     live.summary["peak_memory_mb"] = peak_memory_mb()
@@ -325,7 +343,8 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) if chief else \
             contextlib.nullcontext() as live:
         # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
-        callbacks += [EpochTime(), Progress(t.epochs, model.objective.monitor)]
+        watch = CollapseWatch(data.val, params.evaluation.active_unit_threshold)
+        callbacks += [EpochTime(), watch, Progress(t.epochs, model.objective.monitor, watch)]
         if chief:
             live.step = resume_epoch  # dvclive step = Keras epoch
             callbacks.append(DVCLiveCallback(live=live))
@@ -336,9 +355,10 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         else:
             history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
                                 epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
-        _report_end(history, early_stopping, t, model.objective.monitor)
+        ending = _ending(history, early_stopping, watch, t, model.objective.monitor)
+        _report_end(ending, t, model.objective.monitor)
         if chief:
-            _summarize(live, history, early_stopping, resume_epoch, model.objective.monitor)
+            _summarize(live, history, ending, resume_epoch)
     if chief:
         save_model(model, Path(model_path))
     return history

@@ -24,10 +24,10 @@ OPTIMIZERS = {"adamax": keras.optimizers.Adamax, "adam": keras.optimizers.Adam,
 
 
 def architecture(network: PartParams, meta: Meta) -> Optional[dict]:
-    """`model.network` as the parts take it (`vae_tf.networks`): None for an MLP; else its fields
-    and the image shape, which must be (H, W, C)."""
+    """`model.network` as the parts take it (`vae_tf.networks`): None for a plain MLP; a gated
+    MLP's fields; else its fields and the image shape, which must be (H, W, C)."""
     if network.kind not in IMAGE_KINDS:
-        return None
+        return network.model_dump(mode="json") if network.gated else None
     if len(meta.image_shape) != 3:
         raise ParamsError(f"model.network: {network.kind!r} needs images (height, width, channels), but "
                           f"data.source {meta.source!r} gives rows of {meta.dimension} values; use kind mlp")

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import apply_beside, dense_layers, features, features_width, trunk
+from vae_tf.networks import apply_beside, dense_layers, features, features_width, gated, trunk
 from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
 from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
 from vae_tf.tfp import Normal, tfd
@@ -26,7 +26,7 @@ class Discriminator(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_units, self.activation, self.architecture = tuple(hidden_units), activation, architecture
         self.trunk = trunk(architecture, activation)
-        self.layers_ = [*dense_layers(hidden_units, activation), keras.layers.Dense(1)]
+        self.layers_ = [*dense_layers(hidden_units, activation, gated(architecture)), keras.layers.Dense(1)]
 
     def build(self, input_shape):
         """input_shape: that of [x, z], (None, D + L)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from vae_tf.networks import apply_beside, features, features_width, mlp, trunk
+from vae_tf.networks import apply_beside, features, features_width, gated, mlp, trunk
 from vae_tf.objectives.bounds import iwae_bound
 from vae_tf.posteriors.base import POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import MOMENT_SAMPLES, fitted_gaussian, sample_moments
@@ -43,11 +43,11 @@ class HierarchicalPosterior(Posterior):
     def __init__(self, auxiliary_dim: int, auxiliary_samples: int, **kwargs):
         super().__init__(**kwargs)
         self.auxiliary_dim, self.auxiliary_samples = auxiliary_dim, auxiliary_samples
-        units, activation = self.hidden_units, self.activation
+        units, activation, gate = self.hidden_units, self.activation, gated(self.architecture)
         self.trunk = trunk(self.architecture, activation)
-        self.auxiliary = mlp(units, 2 * auxiliary_dim, activation, name="auxiliary_mlp")  # h -> q(psi|x)
-        self.network = mlp(units, 2 * self.latent_dim, activation, name="encoder_mlp")  # [h, psi] -> q(z|x,psi)
-        self.reverse = mlp(units, 2 * auxiliary_dim, activation, name="reverse_mlp")  # [h, z] -> tau(psi|z,x)
+        self.auxiliary = mlp(units, 2 * auxiliary_dim, activation, "auxiliary_mlp", gate)  # h -> q(psi|x)
+        self.network = mlp(units, 2 * self.latent_dim, activation, "encoder_mlp", gate)  # [h, psi] -> q(z|x,psi)
+        self.reverse = mlp(units, 2 * auxiliary_dim, activation, "reverse_mlp", gate)  # [h, z] -> tau(psi|z,x)
 
     def build(self, input_shape):
         width = features_width(self.trunk, input_shape)

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from vae_tf import replicas
-from vae_tf.networks import dense_layers, encoder, features, features_width, trunk
+from vae_tf.networks import dense_layers, encoder, features, features_width, gated, trunk
 from vae_tf.posteriors.base import MIN_SCALE, POSTERIORS, Draw, Posterior, Proposal
 from vae_tf.posteriors.fitted import fitted_gaussian, sample_moments
 from vae_tf.tfp import random_algorithm
@@ -48,7 +48,7 @@ class ImplicitPosterior(Sampler):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.trunk = trunk(self.architecture, self.activation)
-        self.hidden = dense_layers(self.hidden_units, self.activation)
+        self.hidden = dense_layers(self.hidden_units, self.activation, gated(self.architecture))
         self.output_layer = keras.layers.Dense(self.latent_dim)
 
     def build(self, input_shape):
