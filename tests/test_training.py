@@ -1,4 +1,5 @@
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -148,8 +149,11 @@ def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_previous_one(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parts", [{}, TINY_AVB], ids=["vae", "avb"])
-def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, digits, monkeypatch, parts):
+@pytest.mark.parametrize(("parts", "clone"), [({}, False), (TINY_AVB, False), ({}, True)],
+                         ids=["vae", "avb", "vae-fresh-clone"])
+def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, digits, monkeypatch, parts, clone):
+    """Resumed where it was killed, or (`clone`) elsewhere from its checkpoint folder alone, as a
+    fresh clone of a repository that carries it has it: no dvclive folder, no model."""
     monkeypatch.chdir(tmp_path)
     params = Params.model_validate({**TINY, **parts, "training": {"epochs": 12, "checkpoint_every_epochs": 2}})
 
@@ -162,6 +166,10 @@ def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, 
     assert not (tmp_path / "killed" / "model.keras").exists()
     assert json.loads((tmp_path / "killed" / "backup" / "training_metadata.json").read_text())["epoch"] == 6
     (tmp_path / "killed" / "live" / "metrics.json").write_text("")  # killed while dvclive wrote it (seen in CI)
+    if clone:
+        shutil.move(tmp_path / "killed", tmp_path / "machine")
+        (tmp_path / "killed").mkdir()
+        shutil.move(tmp_path / "machine" / "backup", tmp_path / "killed" / "backup")
     resumed = run(tmp_path / "killed")
     assert resumed.epoch == list(range(6, 12))  # resumed from the last checkpoint
     # the same minibatches, noise, optimizer and early-stopping state: the same numbers, epoch by epoch

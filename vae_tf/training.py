@@ -102,12 +102,17 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
     truncated one cannot be read back). So each checkpoint is written whole into its own folder,
     `epoch-<N>/`, and only then named by `training_metadata.json` (replaced atomically): the
     metadata always names a complete checkpoint, and older or unfinished folders are removed.
-    With `write` False (a worker that is not the chief) it only restores."""
+    With `write` False (a worker that is not the chief) it only restores.
+
+    A checkpoint also holds dvclive's folder `live_dir` as it was at its epoch (`live/`: the curves
+    so far), so that the folder alone resumes the run, on a fresh clone of the repository too
+    (`restore_live`). List it after the `DVCLiveCallback`, so that its epoch is in the copy."""
 
     def __init__(self, backup_dir: Path, every_epochs: int, early_stopping: keras.callbacks.EarlyStopping,
-                 write: bool = True):
+                 live_dir: Path, write: bool = True):
         super().__init__(str(backup_dir), delete_checkpoint=write)
         self.every_epochs, self.early_stopping, self.write = every_epochs, early_stopping, write
+        self.live_dir = Path(live_dir)
 
     def _folder(self, epoch: int) -> Path:
         return Path(self.backup_dir) / f"epoch-{epoch}"
@@ -140,6 +145,8 @@ class Checkpoint(keras.callbacks.BackupAndRestore):
         state = {"wait": es.wait, "best": None if es.best is None else float(es.best), "best_epoch": es.best_epoch,
                  "has_best_weights": es.best_weights is not None}
         (folder / "early_stopping.json").write_text(json.dumps(state))
+        if self.live_dir.exists():
+            shutil.copytree(self.live_dir, folder / "live")
         metadata = {"epoch": self._current_epoch, "batch": 0}
         atomic_write(Path(self._training_metadata_path), lambda path: path.write_text(json.dumps(metadata)))
         for old in Path(self.backup_dir).glob("epoch-*"):
@@ -212,24 +219,14 @@ def _prepare_backup(backup_dir: Path, fingerprint: dict, write: bool = True) -> 
     return json.loads(metadata.read_text())["epoch"] if resumable and metadata.exists() else 0
 
 
-def _rewind_live(live_dir: Path, epoch: int) -> None:
-    """Drop dvclive's curve points from `epoch` on: the resumed run logs those epochs again. A
-    kill can land while dvclive writes its summary (metrics.json, not written atomically): an
-    unreadable one is replaced by the step dvclive resumes from, as it would have read it."""
-    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        lines = tsv.read_text().splitlines()
-        if not lines:  # created, not yet written: dvclive writes it again, header first
-            tsv.unlink()
-            continue
-        kept = [row for row in lines[1:] if row.split("\t")[0].isdigit() and int(row.split("\t")[0]) < epoch]
-        tsv.write_text("\n".join([lines[0], *kept]) + "\n")
-    summary = Path(live_dir) / "metrics.json"
-    try:
-        json.loads(summary.read_text())
-    except FileNotFoundError:
-        pass
-    except ValueError:  # cut short by the kill
-        summary.write_text(json.dumps({"step": epoch - 1}))
+def restore_live(backup_dir: Path, epoch: int, live_dir: Path) -> None:
+    """dvclive's folder as the checkpoint of `epoch` in `backup_dir` holds it (`Checkpoint`):
+    the curves of the epochs before it, from which the resumed run logs on. What was there is
+    replaced: points of epochs past the checkpoint, or a summary a kill cut short."""
+    saved = Path(backup_dir) / f"epoch-{epoch}" / "live"
+    shutil.rmtree(live_dir, ignore_errors=True)
+    if saved.exists():
+        shutil.copytree(saved, live_dir)
 
 
 def strategy_of(params: Params) -> tf.distribute.Strategy:
@@ -322,7 +319,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     fused = None if t.distribute else t.steps_per_execution
     resume_epoch = _prepare_backup(Path(backup_dir), _fingerprint(params, data.meta), write=chief)
     if resume_epoch and chief:
-        _rewind_live(live_dir, resume_epoch)
+        restore_live(Path(backup_dir), resume_epoch, Path(live_dir))
     val_batch = math.ceil(min(len(data.val), 1024) / replicas) * replicas  # padded to a share per replica
     train_set, train_steps = minibatches(data.train, t.batch_size, fused, seed=params.seed, first_epoch=resume_epoch)
     val_set, _ = minibatches(data.val, val_batch, fused, seed=None)
@@ -334,7 +331,6 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         keras.callbacks.TerminateOnNaN(),
         *([keras.callbacks.LearningRateScheduler(burda_rate(t.learning_rate))] if t.schedule == "burda" else []),
         early_stopping,
-        Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, write=chief),
         *extra_callbacks,
     ]
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -348,6 +344,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         if chief:
             live.step = resume_epoch  # dvclive step = Keras epoch
             callbacks.append(DVCLiveCallback(live=live))
+        callbacks.append(Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, live_dir, write=chief))
         if multi_worker:
             history = workers.fit_on_workers(
                 model, strategy, workers.by_replica(train_set, strategy, t.batch_size), train_steps,
