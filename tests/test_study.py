@@ -17,22 +17,42 @@ def curves(folder, **splits):
 
 
 def test_a_run_without_a_bound_is_named_not_plotted(tmp_path):
-    """The AAE trains on no bound of log p(x) (its dvclive has no bound.tsv): bound.png leaves it
-    out and says so, samples.png still shows it, and a run not yet evaluated is in neither."""
+    """The AAE trains on no bound of log p(x) (its dvclive has no bound.tsv): the bound's figure
+    leaves it out and says so, samples.png still shows it, and a run not yet evaluated is in
+    neither. Runs trained until early stopping have bound.png, short-budget runs a figure apart."""
+    from vae_tf.config import Params
+
+    short, long = (Params.model_validate({"training": {"epochs": 10, "early_stopping_patience": patience}})
+                   for patience in (10, 5))
     samples = tmp_path / "samples.png"
     plt.imsave(samples, np.zeros((8, 16)))
     runs = {
-        "vae": {"test": {}, "samples": samples, "curves": curves(
+        "vae": {"params": short, "test": {}, "samples": samples, "curves": curves(
             tmp_path / "vae", eval={"bound": [-250.0, -245.0]}, train={"epoch_seconds": [2.0, 1.0]})},
-        "aae": {"test": {}, "samples": samples, "curves": curves(
+        "aae": {"params": short, "test": {}, "samples": samples, "curves": curves(
             tmp_path / "aae", eval={"reconstruction": [-240.0, -230.0]}, train={"epoch_seconds": [2.0, 1.0]})},
-        "iwae": {"curves": tmp_path / "iwae"},  # not evaluated yet
+        "iwae": {"params": long, "curves": tmp_path / "iwae"},  # not evaluated yet
     }
     out = tmp_path / "reports"
     out.mkdir()
     assert figures(runs, out) == ["aae"]
-    assert plt.imread(out / "bound.png").shape[0] > 100
+    assert plt.imread(out / "bound_short_budget.png").shape[0] > 100 and not (out / "bound.png").exists()
     assert plt.imread(out / "samples.png").shape[0] > 2 * plt.imread(samples).shape[0]  # two panels
+    runs["iwae"].update(test={}, samples=samples, curves=curves(
+        tmp_path / "iwae", eval={"bound": [-240.0]}, train={"epoch_seconds": [3.0]}))
+    figures(runs, out)
+    assert plt.imread(out / "bound.png").shape[0] > 100
+
+
+def test_an_ais_figure_far_above_is_is_flagged_with_its_figures():
+    """AIS bounds log p(x) from below, so its NLL lies above the true one: more than 1 nat above
+    IS's, it did not converge, and the table says so instead of giving it as a result."""
+    from vae_tf.study import ais_text
+
+    assert ais_text({"nll": 236.7, "ais_nll": 267.3, "ais_nll_stderr": 3.0}) == \
+        "not converged: 267.30, 30.6 above IS"
+    assert ais_text({"nll": 243.37, "ais_nll": 244.04, "ais_nll_stderr": 3.41}) == "244.04 ± 3.41"
+    assert ais_text({"nll": 243.0, "ais_nll": None, "ais_nll_stderr": None}) == "–"
 
 
 def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():

@@ -15,8 +15,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tf.config import EvaluationParams
 from vae_tf.evaluation import active_units
 
+# Training reads no evaluation settings (its stage would rerun when one changes): the default threshold.
+ACTIVE_UNIT_THRESHOLD = EvaluationParams.model_fields["active_unit_threshold"].default
 KL_ABOUT_ZERO = 0.1  # nats per example: below it the code carries almost nothing of x
 WATCHED_IMAGES = 1000  # validation images whose posterior means give the active units
 
@@ -26,7 +29,7 @@ class CollapseWatch(keras.callbacks.Callback):
     is below `KL_ABOUT_ZERO` or whose active units (of the first `WATCHED_IMAGES` of `x_val`,
     variance `threshold`) are none. List it before `Progress`, which prints its `note`."""
 
-    def __init__(self, x_val: np.ndarray, threshold: float, patience: int = 3):
+    def __init__(self, x_val: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD, patience: int = 3):
         super().__init__()
         self.x_val, self.threshold, self.patience = tf.constant(x_val[:WATCHED_IMAGES]), threshold, patience
 

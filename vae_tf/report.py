@@ -31,6 +31,8 @@ def run_row(name: str, run: dict) -> dict:
         "mutual_information": test["elbo_surgery"]["mutual_information"],
         "kl_aggregate": test["elbo_surgery"]["kl_aggregate_posterior_prior"],
         "seconds_per_epoch": training["seconds_per_epoch_median"], "epochs_run": training["epochs_run"],
+        "best_epoch": training.get("best_epoch"), "stopped_by": training.get("stopped_by"),
+        "posterior_collapse": training.get("posterior_collapse"),
         "best_val_bound": training.get("best_val_bound"), "peak_memory_mb": training["peak_memory_mb"],
         "val_discriminator_accuracy": training.get("eval", {}).get("discriminator_accuracy"),
     }

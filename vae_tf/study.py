@@ -27,9 +27,11 @@ from vae_tf.report import nll_text, read_curve, run_row  # noqa: E402
 
 
 def setting(params) -> str:
-    """The model's networks and parts in a few words: `200-200 tanh, L=50, gaussian q, standard_normal p`."""
+    """The model's networks and parts in a few words: `200-200 tanh, L=50, gaussian q, standard_normal p`
+    (`300-300 gated, ...` for gated dense layers)."""
     m = params.model
-    return (f"{'-'.join(map(str, m.hidden_units))} {m.activation}, L={m.latent_dim}, {m.posterior.kind} q, "
+    layers = "gated" if getattr(m.network, "gated", False) else m.activation
+    return (f"{'-'.join(map(str, m.hidden_units))} {layers}, L={m.latent_dim}, {m.posterior.kind} q, "
             f"{m.prior.kind} p")
 
 
@@ -78,7 +80,26 @@ def paired_difference(run: Path, baseline: Path) -> list[float]:
 
 
 FIGURES = ("nll", "nll_stderr", "ais_nll", "ais_nll_stderr", "elbo", "active_units", "latent_dim", "kl_aggregate",
-           "epochs_run", "seconds_per_epoch")  # a row's numbers, from `run_row`
+           "epochs_run", "best_epoch", "stopped_by", "posterior_collapse",
+           "seconds_per_epoch")  # a row's figures, from `run_row`
+AIS_ABOVE_IS = 1.0  # nats: an AIS NLL further above IS's did not converge (AIS bounds log p(x) from below)
+
+
+def converged(params) -> bool:
+    """Whether a run trains until early stopping (its patience shorter than its epoch cap), rather
+    than for a fixed budget (the short-budget view)."""
+    return params.training.early_stopping_patience < params.training.epochs
+
+
+def ais_text(r: dict) -> str:
+    """The AIS column: the figure, or where it lies more than `AIS_ABOVE_IS` above IS (an upper
+    bound on the NLL that failed to converge) the flag with the figures that say so."""
+    if r["ais_nll"] is None:
+        return "–"
+    above = r["ais_nll"] - r["nll"]
+    if above > AIS_ABOVE_IS:
+        return f"not converged: {r['ais_nll']:.2f}, {above:.1f} above IS"
+    return nll_text(r["ais_nll"], r["ais_nll_stderr"])
 
 
 def seeds_group(params) -> str:
@@ -111,43 +132,30 @@ def rows(runs: dict[str, dict], fingerprints: dict[str, str], archive: dict[str,
             for name in runs}
 
 
+TABLES = ((True, "Trained until early stopping (the papers' protocol): the verdicts."),
+          (False, "The short budget (a fixed number of epochs): a view, not a verdict."))
+
+
 def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[str, dict], command: str) -> str:
-    """The study as Markdown: one row per run (`runs[name]`: its `params`, and `test` once evaluated
-    here; `found[name]`: its `row`, here or kept from an earlier table), with its NLL against the
-    plain VAE of its setting paired over the test images, and the published figure beside it."""
+    """The study as Markdown: the runs trained until early stopping, then the short-budget runs
+    (`converged`), one row per run (`runs[name]`: its `params`, and `test` once evaluated here;
+    `found[name]`: its `row`, here or kept from an earlier table), with its NLL against the plain
+    VAE of its setting paired over the test images; the published figures apart, with their data."""
     data = next(iter(runs.values()))["params"].data
-    lines = [
-        f"{provenance(command)} Data: `{data.source}`, "
-        f"{data.preprocessing}.",
-        "",
-        "| run | setting | objective | NLL, IS | NLL, AIS | vs the VAE of its setting | -ELBO | gap | active units "
-        "| KL(q(z) \\|\\| p(z)) | epochs | s / epoch | published NLL |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    notes = []
-    for name, run in runs.items():
-        paper = published.get(name)
-        cited = f"{paper['nll']:.2f} [{len(notes) + 1}]" if paper else ""
-        if paper:
-            notes.append(f"[{len(notes) + 1}] {paper['where']}; {paper['data']}; {paper['budget']}.")
-        r = found[name]
-        kept = "" if r is None or "test" in run else f" (kept, {r['evaluated']})"
-        described = f"| {name}{kept} | {setting(run['params'])} | {run['params'].objective.describe()} |"
-        if r is None:
-            lines.append(f"{described} not run yet | | | | | | | | | {cited} |")
-            continue
-        versus = "(the reference)" if r["reference"] == name else \
-            "–" if r["versus"] is None else f"{r['versus'][0]:+.2f} ± {r['versus'][1]:.2f} ({r['reference']})"
-        lines.append(
-            f"{described} {nll_text(r['nll'], r['nll_stderr'])} | {nll_text(r['ais_nll'], r['ais_nll_stderr'])} | "
-            f"{versus} | {-r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | {r['active_units']} / {r['latent_dim']} | "
-            f"{r['kl_aggregate']:.2f} | {r['epochs_run']} | {r['seconds_per_epoch']:.2f} | {cited} |")
+    lines = [f"{provenance(command)} Data: `{data.source}`, {data.preprocessing}."]
+    for to_convergence, title in TABLES:
+        names = [name for name, run in runs.items() if converged(run["params"]) == to_convergence]
+        if names:
+            lines += ["", title, "", *runs_table({name: runs[name] for name in names}, found)]
     measured = [r for r in found.values() if r is not None]
     if measured:
         estimators = measured[0]["estimators"]
         lines += ["", f"NLL in nats per test image ± one standard error over images: IS with K = "
                       f"{estimators['num_samples']} over all {estimators['num_examples']} test images; AIS: "
-                      f"{estimators['ais']}. vs the VAE of its setting: NLL minus "
+                      f"{estimators['ais']}; an AIS figure more than {AIS_ABOVE_IS:g} nat above IS's is flagged, "
+                      "not given as a result (AIS bounds log p(x) from below: it did not converge). Epochs run, "
+                      "the best epoch (whose weights are kept) and what stopped training: patience (no better "
+                      "validation bound in the patience) or the cap on epochs. vs the VAE of its setting: NLL minus "
                       "that of the run with the same data, networks, training and seed, a Gaussian q, a "
                       "standard normal p and the ELBO, paired over the test images (IS), ± its standard error "
                       "(– where the two were not both "
@@ -156,8 +164,37 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
                       f"{estimators['surgery']}. s / epoch: median wall time of an epoch, validation "
                       "included. (kept, date): a row measured with these same settings in an earlier workspace "
                       "and kept in results.json, its outputs not here, its difference against its reference "
-                      "as evaluated then (`dvc repro evaluate@<run>` measures it again)."]
-    return "\n".join(lines + ["", *notes, *seeds_table(runs, found)]) + "\n"
+                      "as evaluated then (`dvc repro evaluate@<run>` measures it again). A run marked posterior "
+                      "collapse ended with no active unit or a validation KL about zero (its decoder ignores z)."]
+    if published:
+        lines += ["", "Published figures, on the data each names: a scale for the figures above, not a "
+                      "comparison with them unless the data are the same.", ""]
+        lines += [f"- {name}: {paper['nll']:.2f} ({paper['data']}); {paper['where']}; {paper['budget']}."
+                  for name, paper in published.items()]
+    return "\n".join(lines + seeds_table(runs, found)) + "\n"
+
+
+def runs_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
+    """One table's lines: a row per run of `runs`, its figures from `found`."""
+    lines = ["| run | setting | objective | epochs run | best epoch | stopped by | NLL, IS | vs the VAE of its "
+             "setting | -ELBO | gap | active units | NLL, AIS | KL(q(z) \\|\\| p(z)) | s / epoch |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, run in runs.items():
+        r = found[name]
+        kept = "" if r is None or "test" in run else f" (kept, {r['evaluated']})"
+        collapsed = ", posterior collapse" if r is not None and r.get("posterior_collapse") else ""
+        described = f"| {name}{kept}{collapsed} | {setting(run['params'])} | {run['params'].objective.describe()} |"
+        if r is None:
+            lines.append(f"{described} not run yet | | | | | | | | | | |")
+            continue
+        versus = "(the reference)" if r["reference"] == name else \
+            "–" if r["versus"] is None else f"{r['versus'][0]:+.2f} ± {r['versus'][1]:.2f} ({r['reference']})"
+        lines.append(
+            f"{described} {r['epochs_run']} | {r.get('best_epoch') or '–'} | {r.get('stopped_by') or '–'} | "
+            f"{nll_text(r['nll'], r['nll_stderr'])} | {versus} | {-r['elbo']:.2f} | {-r['nll'] - r['elbo']:.2f} | "
+            f"{r['active_units']} / {r['latent_dim']} | {ais_text(r)} | {r['kl_aggregate']:.2f} | "
+            f"{r['seconds_per_epoch']:.2f} |")
+    return lines
 
 
 def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[str]:
@@ -191,15 +228,37 @@ def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[st
     return lines
 
 
+BOUND_FIGURES = {True: "bound.png", False: "bound_short_budget.png"}  # by `converged`
+
+
 def figures(runs: dict[str, dict], directory: Path) -> list[str]:
-    """`bound.png`: every run's validation bound against epochs and against training seconds,
-    overlaid; `samples.png`: each run's decoded prior draws (its `plots/<run>/samples.png`).
-    Returns the runs left out of `bound.png`: those whose objective bounds no log-likelihood
-    (the AAE's), named in its title."""
+    """`bound.png`: the validation bound of every run trained until early stopping against epochs
+    and against training seconds (equal time), overlaid; `bound_short_budget.png`: the same for
+    the short-budget runs; `samples.png`: each run's decoded prior draws (its
+    `plots/<run>/samples.png`). Returns the runs left out of the bound's figures: those whose
+    objective bounds no log-likelihood (the AAE's), named in its title."""
     done = {name: run for name, run in runs.items() if "test" in run}
     unbounded = [name for name, run in done.items() if not (run["curves"] / "eval" / "bound.tsv").exists()]
+    for to_convergence, filename in BOUND_FIGURES.items():
+        group = {name: run for name, run in done.items() if converged(run["params"]) == to_convergence}
+        if group:
+            bound_figure(group, [name for name in unbounded if name in group], directory / filename)
+    if done:
+        fig, axes = plt.subplots(len(done), 1, figsize=(8, 1.6 * len(done)), squeeze=False)
+        for ax, (name, run) in zip(axes[:, 0], done.items()):
+            ax.imshow(plt.imread(run["samples"]))
+            ax.set_axis_off()
+            ax.set_title(name, fontsize=8)
+        fig.savefig(directory / "samples.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+    return unbounded
+
+
+def bound_figure(runs: dict[str, dict], unbounded: list[str], path: Path) -> None:
+    """The validation bound of `runs` against epochs and against training seconds, those of
+    `unbounded` named in the title instead."""
     fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for name, run in done.items():
+    for name, run in runs.items():
         if name in unbounded:
             continue
         epochs, bound = read_curve(run["curves"] / "eval" / "bound.tsv")
@@ -212,14 +271,5 @@ def figures(runs: dict[str, dict], directory: Path) -> list[str]:
     by_time.legend(fontsize=7, ncol=2)
     if unbounded:
         fig.suptitle(f"Not shown (no bound on log p(x) in training): {', '.join(unbounded)}", fontsize=8)
-    fig.savefig(directory / "bound.png", dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    if done:
-        fig, axes = plt.subplots(len(done), 1, figsize=(8, 1.6 * len(done)), squeeze=False)
-        for ax, (name, run) in zip(axes[:, 0], done.items()):
-            ax.imshow(plt.imread(run["samples"]))
-            ax.set_axis_off()
-            ax.set_title(name, fontsize=8)
-        fig.savefig(directory / "samples.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
-    return unbounded

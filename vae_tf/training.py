@@ -339,7 +339,7 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
     with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) if chief else \
             contextlib.nullcontext() as live:
         # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
-        watch = CollapseWatch(data.val, params.evaluation.active_unit_threshold)
+        watch = CollapseWatch(data.val)
         callbacks += [EpochTime(), watch, Progress(t.epochs, model.objective.monitor, watch)]
         if chief:
             live.step = resume_epoch  # dvclive step = Keras epoch
