@@ -157,7 +157,8 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("model: {posterior: hierarchical}\nk_study: {experiment: vae, num_samples: [8], "
          "sweep: model.posterior.auxiliary_samples}", "k_study.num_samples: 8 is experiment 'vae''s own value"),
         ("evaluation: {ais: {num_step: 10}}", "evaluation.ais.num_step: unknown key; allowed keys here: "
-                                              "['num_chains', 'num_steps', 'leapfrog_steps', 'step_size', 'num_examples']"),
+                                              "['start', 'num_chains', 'num_steps', 'leapfrog_steps', 'step_size', "
+                                              "'num_examples']"),
         # every float must be finite: an infinite AIS step size used to run with acceptance 0
         ("evaluation: {ais: {step_size: .inf}}", "evaluation.ais.step_size: Input should be a finite number"),
         ("training: {learning_rate: .nan}", "training.learning_rate: Input should be a finite number"),

@@ -1,10 +1,13 @@
 """Annealed importance sampling (AIS; Neal 2001) of log p(x) for a decoder p(x|z) and a prior
-p(z). It needs no posterior, so it measures models with and without a density for q(z|x) alike
-(Wu et al. 2017 use it to evaluate decoder-based models)."""
+p(z), from the prior or from an approximate posterior. From the prior it needs no posterior, so
+it measures models with and without a density for q(z|x) alike (Wu et al. 2017 use it to
+evaluate decoder-based models); from q(z|x) it starts near p(z|x), which a multimodal prior
+(500 VampPrior or mixture components) keeps chains from reaching in a few hundred steps."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Optional
 
 import tensorflow as tf
 
@@ -20,12 +23,14 @@ def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> tf.Tensor:
 
 def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], prior: tfd.Distribution,
                        num_chains: int, num_steps: int, leapfrog_steps: int, step_size: float,
-                       seed) -> dict[str, tf.Tensor]:
-    """log p(x) by AIS from p(z) to p(z|x), `num_chains` independent chains per example.
+                       seed, start: Optional[tfd.Distribution] = None) -> dict[str, tf.Tensor]:
+    """log p(x) by AIS from r(z) to p(z|x), `num_chains` independent chains per example; r is
+    `start` (batch shape [batch], event [L]: q(z|x)) or, if None, the prior p(z).
 
-    Intermediate targets pi_t(z) ~ p(z) p(x|z)^beta_t (geometric path, `sigmoid_schedule`).
-    Each chain starts at z_0 ~ p(z); at step t it adds (beta_t - beta_{t-1}) log p(x|z_{t-1}) to
-    its log-weight and moves z by one HMC transition that leaves pi_t invariant. Then
+    Intermediate targets pi_t(z) ~ r(z) exp(beta_t l(z)), l(z) = log p(x, z) - log r(z)
+    (geometric path, `sigmoid_schedule`; from the prior l(z) = log p(x|z)). Each chain starts at
+    z_0 ~ r(z); at step t it adds (beta_t - beta_{t-1}) l(z_{t-1}) to its log-weight and moves z by
+    one HMC transition that leaves pi_t invariant. Then
 
         log p(x) ~= logsumexp_c log w_c - log C,
 
@@ -35,12 +40,12 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
 
     The loop is ours, the kernels TFP's. An HMC step needs log pi_t and its gradient at the
     current state; the decoder's forward and backward pass that gave them for pi_{t-1} (the last
-    leapfrog step's) give them for pi_t too, once split into the prior's part and the
-    likelihood's: with s = log pi_{t-1}(z) and g its gradient,
-        l(z) = (s - log p(z)) / beta_{t-1},  grad l = (g - grad log p(z)) / beta_{t-1},
-        log pi_t(z) = log p(z) + beta_t l(z),  grad log pi_t = grad log p(z) + beta_t grad l,
+    leapfrog step's) give them for pi_t too, once split into r's part and l's: with
+    s = log pi_{t-1}(z) and g its gradient,
+        l(z) = (s - log r(z)) / beta_{t-1},  grad l = (g - grad log r(z)) / beta_{t-1},
+        log pi_t(z) = log r(z) + beta_t l(z),  grad log pi_t = grad log r(z) + beta_t grad l,
     and l(z) is also the weight's increment. So a step costs the leapfrog's decoder passes alone
-    (the prior's are cheap), and HMC accepts against the right target (TFP's
+    (r's are cheap), and HMC accepts against the right target (TFP's
     `sample_annealed_importance_chain` carries s and g over unchanged, the wrong target).
     x: [batch, D]; seed: a stateless seed [2]. Returns log_likelihood [batch] and acceptance
     [batch] (the mean HMC acceptance probability over steps and chains).
@@ -48,25 +53,34 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
     batch = tf.shape(x)[0]
     betas = sigmoid_schedule(num_steps)
     start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    z = prior.sample([num_chains, batch], seed=start_seed)  # [C, batch, L]
+    if start is None:
+        r, z = prior, prior.sample([num_chains, batch], seed=start_seed)  # [C, batch, L]
+
+        def log_ratio(z):
+            return likelihood(z).log_prob(x)
+    else:
+        r, z = start, start.sample(num_chains, seed=start_seed)
+
+        def log_ratio(z):
+            return prior.log_prob(z) + likelihood(z).log_prob(x) - start.log_prob(z)
 
     def prior_part(z):
-        """log p(z) [C, batch] and its gradient in z (a new tensor: a flow prior's bijector cache
-        would hand back the inverse of its own draws, z_0, with no gradient path from z)."""
+        """log r(z) [C, batch] and its gradient in z (a new tensor: a flow's bijector cache would
+        hand back the inverse of its own draws, z_0, with no gradient path from z)."""
         z = tf.identity(z)
         with tf.GradientTape() as tape:
             tape.watch(z)
-            log_prior = prior.log_prob(z)
+            log_prior = r.log_prob(z)
         return log_prior, tape.gradient(log_prior, z)
 
     def kernel(beta, size):
         return tfp.mcmc.SimpleStepSizeAdaptation(
-            tfp.mcmc.HamiltonianMonteCarlo(lambda z: prior.log_prob(z) + beta * likelihood(z).log_prob(x),
+            tfp.mcmc.HamiltonianMonteCarlo(lambda z: r.log_prob(z) + beta * log_ratio(z),
                                            step_size=size, num_leapfrog_steps=leapfrog_steps),
             num_adaptation_steps=num_steps + 1, target_accept_prob=0.65)
 
     def split(results, z, beta):
-        """(log p(z), its gradient, l(z), its gradient) [C, batch(, L)] at the state z, from
+        """(log r(z), its gradient, l(z), its gradient) [C, batch(, L)] at the state z, from
         `results`' log pi and gradient there (target beta)."""
         log_prior, grad_prior = prior_part(z)
         accepted = results.inner_results.accepted_results
@@ -89,7 +103,7 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
         return t + 1, z, results, split(results, z, beta), log_w, acceptance + tf.reduce_mean(accepted, axis=0)
 
     results = kernel(betas[1], tf.fill([batch, 1], step_size)).bootstrap_results(z)  # the one pass outside
-    start = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]), tf.zeros([batch]))
-    *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, start)
+    initial = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]), tf.zeros([batch]))
+    *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, initial)
     return {"log_likelihood": tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains)),
             "acceptance": acceptance / num_steps}

@@ -189,8 +189,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
                           f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
     ais = params.ais
     ais_examples = len(x) if ais is None or ais.num_examples is None else min(ais.num_examples, len(x))
-    out, proposal = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)
-    result = _summary(model, x, params, refinement, ais_examples, out, proposal)
+    out, traced = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)
+    result = _summary(model, x, params, refinement, ais_examples, out, traced["description"], traced.get("ais_start"))
     if finished is not None:
         finished(result)
     surgery_seed, proposal_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, -1]), 2))
@@ -222,9 +222,9 @@ def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optio
                seed: int, jit_compile: bool) -> tuple[dict[str, np.ndarray], str]:
     """`evaluate_model`'s estimates for each image of x, batch by batch, with a line of progress
     per batch: importance sampling, L_K, KL per dimension, the posterior means, AIS on the first
-    `ais_examples` images; and the proposal's description."""
+    `ais_examples` images; and the descriptions of the proposal and of AIS's start (`traced`)."""
     bound_k, ais = model.num_samples, params.ais
-    traced = {}  # what tracing the step learns of the proposal
+    traced = {}  # what tracing the step learns of the proposal and of AIS's start
 
     @tf.function(jit_compile=jit_compile)
     def batch_metrics(xb, batch_seed, with_ais: bool):
@@ -244,8 +244,14 @@ def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optio
                                       tf.random.experimental.stateless_fold_in(seeds[3], 1))
         out = {**estimates, "iwae_bound": bound["log_likelihood"], "kl_per_dim": kl_per_dim, "posterior_mean": mean}
         if with_ais:
+            if ais.start == "prior":
+                start, traced["ais_start"] = None, "p(z)"
+            elif refinement is not None:
+                start, traced["ais_start"] = proposal, None  # named as the refined proposal is
+            else:
+                start, traced["ais_start"] = offer.anywhere()
             annealed = ais_log_likelihood(xb, likelihood, prior, ais.num_chains, ais.num_steps,
-                                          ais.leapfrog_steps, ais.step_size, seeds[4])
+                                          ais.leapfrog_steps, ais.step_size, seeds[4], start)
             out.update(ais_log_likelihood=annealed["log_likelihood"], ais_acceptance=annealed["acceptance"])
         return out
 
@@ -263,13 +269,14 @@ def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optio
         print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
               flush=True)
     out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
-    return out, traced["description"]
+    return out, traced
 
 
 def _summary(model, x: np.ndarray, params: EvaluationParams, refinement: Optional[dict], ais_examples: int,
-             out: dict[str, np.ndarray], proposal: str) -> dict:
+             out: dict[str, np.ndarray], proposal: str, ais_start: Optional[str]) -> dict:
     """The per-image estimates `out` summed up: the metrics (each estimate named with its
-    estimator), log p(x) per image, KL and activity per latent dimension."""
+    estimator: `proposal` IS's, `ais_start` AIS's start, None for the refined proposal), log p(x)
+    per image, KL and activity per latent dimension."""
     ais = params.ais
     kl_dims = out["kl_per_dim"].mean(axis=0)
     n_active, variances = active_units(out["posterior_mean"], params.active_unit_threshold)
@@ -293,7 +300,8 @@ def _summary(model, x: np.ndarray, params: EvaluationParams, refinement: Optiona
     if ais is not None:
         subset = "" if ais_examples == len(x) else f", the first {ais_examples} of the {len(x)} images"
         metrics["ais"] = {
-            "estimator": f"annealed importance sampling from p(z), {ais.num_chains} chains x {ais.num_steps} "
+            "estimator": f"annealed importance sampling from {ais_start or proposal}, "
+                         f"{ais.num_chains} chains x {ais.num_steps} "
                          f"HMC steps ({ais.leapfrog_steps} leapfrog){subset}",
             **({} if not subset else {"num_examples": ais_examples}),
             **summarize(out["ais_log_likelihood"][:ais_examples], x.shape[1]),

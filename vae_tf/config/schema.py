@@ -106,8 +106,11 @@ class TrainingParams(Section):
 
 
 class AISParams(Section):
-    """Annealed importance sampling from the prior to p(z|x), HMC transitions."""
+    """Annealed importance sampling to p(z|x), HMC transitions, from the prior or from the
+    importance-sampling proposal (q(z|x), or a Gaussian fitted to its draws where its density is
+    not known anywhere: `start`)."""
 
+    start: Literal["prior", "proposal"] = Field("prior", exclude_if=lambda start: start == "prior")
     num_chains: int = Field(8, ge=1, le=10**5)
     num_steps: int = Field(500, ge=1, le=10**7)
     leapfrog_steps: int = Field(1, ge=1, le=10**4)
