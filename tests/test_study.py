@@ -50,7 +50,11 @@ def test_an_ais_figure_far_above_is_is_flagged_with_its_figures():
     from vae_tf.study import ais_text
 
     assert ais_text({"nll": 236.7, "ais_nll": 267.3, "ais_nll_stderr": 3.0}) == \
-        "not converged: 267.30, 30.6 above IS"
+        "not converged: 267.30, 30.60 above IS"  # a kept row: the means' difference
+    assert ais_text({"nll": 236.7, "ais_nll": 240.0, "ais_nll_stderr": 3.0, "ais_above_is": [4.0, 0.3]}) == \
+        "not converged: 240.00, 4.00 ± 0.30 on its images above IS"
+    assert ais_text({"nll": 236.7, "ais_nll": 240.0, "ais_nll_stderr": 3.0, "ais_above_is": [0.2, 0.1]}) == \
+        "240.00 ± 3.00"  # on other images than IS's mean: the paired difference decides
     assert ais_text({"nll": 243.37, "ais_nll": 244.04, "ais_nll_stderr": 3.41}) == "244.04 ± 3.41"
     assert ais_text({"nll": 243.0, "ais_nll": None, "ais_nll_stderr": None}) == "–"
 
@@ -68,13 +72,17 @@ def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():
         return {"params": DeclaredParams(params, STAGE_SETTINGS["report"], "report.json")}
 
     mixture = {"model": {"prior": {"kind": "mixture", "num_components": 5}}}
-    runs = {"vae": run(), "vae_long": run(epochs=50), "mixture": run(**mixture),
+    warm = {"objective": {"kind": "elbo", "kl_warmup_epochs": 5}}
+    runs = {"vae_warm": run(**warm), "mixture_warm": run(**warm, **mixture),
+            "vae": run(), "vae_long": run(epochs=50), "mixture": run(**mixture),
             "mixture_long": run(epochs=50, **mixture), "sa_vae": run(objective={"refinement": {"steps": 5}}),
             "vae_long_seed1": run(seed=1, epochs=50), "mixture_long_seed1": run(seed=1, epochs=50, **mixture),
             "other_data": run(data={"validation_size": 7}, **mixture)}
     assert {name: reference(name, runs) for name in runs} == {
+        "vae_warm": "vae_warm", "mixture_warm": "vae_warm",  # a KL warm-up is the protocol's: kept
         "vae": "vae", "vae_long": "vae_long", "mixture": "vae", "mixture_long": "vae_long", "sa_vae": "vae",
         "vae_long_seed1": "vae_long_seed1", "mixture_long_seed1": "vae_long_seed1", "other_data": None}
     groups = {name: seeds_group(r["params"]) for name, r in runs.items()}
     assert groups["mixture_long"] == groups["mixture_long_seed1"] and groups["vae_long"] == groups["vae_long_seed1"]
-    assert len({groups[name] for name in ("vae", "vae_long", "mixture", "mixture_long", "sa_vae", "other_data")}) == 6
+    assert len({groups[name] for name in ("vae", "vae_long", "mixture", "mixture_long", "sa_vae", "other_data",
+                                          "vae_warm")}) == 7
