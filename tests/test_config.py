@@ -127,9 +127,10 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
          "k_study.sweep: experiment 'vae' has no model.posterior.auxiliary_samples"),
         ("experiments: {vae: {objective: {kind: iwae, gradient: stl}}}", "experiments.vae: objective: gradient: Input "
                                                                           "should be 'reparameterized' or 'dreg'"),
-        ("experiments: {vae: {objective: {kind: iwae, kl_warmup_epochs: 5}}}",
+        # the AAE's objective has no KL term to warm up (the ELBO's and IWAE's have)
+        ("experiments: {vae: {objective: {kind: aae, kl_warmup_epochs: 5}}}",
          "experiments.vae: objective: kl_warmup_epochs: unknown key; allowed keys here: ['kind', 'num_samples', "
-         "'refinement', 'gradient']"),
+         "'discriminator_units', 'discriminator_learning_rate', 'discriminator_steps', 'adversarial_weight']"),
         ("model: {posterior: {kind: gaussian, noise_dim: 3}}", "model.posterior: noise_dim: unknown key"),
         ("model: {posterior: [implicit]}", "model.posterior: expected a kind's name or {kind: <name>, ...}"),
         ("objective: {kind: avb, discriminator_units: [8, 0]}", "objective: discriminator_units: every layer needs at "

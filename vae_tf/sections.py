@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, get_args
 
 import pydantic
+import pydantic_core
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, field_validator
 
 # A YAML list of integers, held as a tuple (params are frozen).
@@ -66,8 +67,9 @@ class PartParams(Section):
         return [name for name in cls.model_fields if name != "kind"]
 
     def settings(self) -> dict[str, Any]:
-        """Those fields' values, as plain data (a nested section as a mapping, a tuple as a list)."""
-        return self.model_dump(mode="json", include=set(self.setting_names()))
+        """Those fields' values, as plain data (a nested section as a mapping, a tuple as a list),
+        every one of them (a dump leaves out a field at the value its `exclude_if` names)."""
+        return {name: pydantic_core.to_jsonable_python(getattr(self, name)) for name in self.setting_names()}
 
 
 # Keys that used to exist, and where they went: the message a user of an old params.yaml gets.

@@ -83,17 +83,22 @@ class ELBOParams(BoundParams):
 
 @KINDS.register
 class IWAEParams(BoundParams):
-    """L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)], reparameterized or DReG gradients."""
+    """L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)], reparameterized or DReG gradients, the
+    weight of log p(z) - log q(z|x) ramped up over kl_warmup_epochs."""
 
     kind: Literal["iwae"] = "iwae"
     gradient: Literal["reparameterized", "dreg"] = "dreg"
+    # the weight of log p(z) - log q(z|x) in each log w ramped up over these epochs (left out of the
+    # resolved settings while 0, so runs resolved before it existed keep theirs)
+    kl_warmup_epochs: int = Field(0, ge=0, le=1_000_000, exclude_if=lambda epochs: epochs == 0)
 
     @property
     def uses_dreg(self) -> bool:
         return self.gradient == "dreg"
 
     def describe(self) -> str:
-        return f"{super().describe()} ({self.gradient}{self.refined})"
+        warmup = f", warm-up {self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else ""
+        return f"{super().describe()} ({self.gradient}{warmup}{self.refined})"
 
 
 @KINDS.register
