@@ -23,9 +23,15 @@ def sigmoid_schedule(num_steps: int, delta: float = 4.0) -> tf.Tensor:
 
 def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], prior: tfd.Distribution,
                        num_chains: int, num_steps: int, leapfrog_steps: int, step_size: float,
-                       seed, start: Optional[tfd.Distribution] = None) -> dict[str, tf.Tensor]:
+                       seed, start: Optional[tfd.Distribution] = None,
+                       reverse_from: Optional[tf.Tensor] = None) -> dict[str, tf.Tensor]:
     """log p(x) by AIS from r(z) to p(z|x), `num_chains` independent chains per example; r is
     `start` (batch shape [batch], event [L]: q(z|x)) or, if None, the prior p(z).
+
+    `reverse_from`: z [batch, L], an exact draw of p(z|x) (the z that made a simulated x): the
+    chains run the schedule backwards from it, to r, and the result is a stochastic upper bound
+    on log p(x), -(logsumexp_c log w_c - log C) with E[w] = 1 / p(x): beside the forward lower
+    bound on the same simulated data, it bounds AIS's error (BDMC, Grosse et al. 2015).
 
     Intermediate targets pi_t(z) ~ r(z) exp(beta_t l(z)), l(z) = log p(x, z) - log r(z)
     (geometric path, `sigmoid_schedule`; from the prior l(z) = log p(x|z)). Each chain starts at
@@ -63,6 +69,8 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
 
         def log_ratio(z):
             return prior.log_prob(z) + likelihood(z).log_prob(x) - start.log_prob(z)
+    if reverse_from is not None:  # from p(z|x) back to r: the increments (beta_{t-1} - beta_t) l are negative
+        betas, z = tf.reverse(betas, [0]), tf.broadcast_to(reverse_from, tf.shape(z))
 
     def prior_part(z):
         """log r(z) [C, batch] and its gradient in z (a new tensor: a flow's bijector cache would
@@ -105,5 +113,5 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
     results = kernel(betas[1], tf.fill([batch, 1], step_size)).bootstrap_results(z)  # the one pass outside
     initial = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]), tf.zeros([batch]))
     *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, initial)
-    return {"log_likelihood": tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains)),
-            "acceptance": acceptance / num_steps}
+    estimate = tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains))
+    return {"log_likelihood": estimate if reverse_from is None else -estimate, "acceptance": acceptance / num_steps}
