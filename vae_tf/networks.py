@@ -50,6 +50,12 @@ class GatedDense(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+def output_layer(units: int) -> keras.layers.Dense:
+    """The linear layer that gives a part's distribution its parameters: float32 whatever the
+    dtype policy, so that densities are computed in float32 under a mixed one (`mixed_bfloat16`)."""
+    return keras.layers.Dense(units, dtype="float32")
+
+
 def dense_layers(hidden_units: Sequence[int], activation: str, gated: bool = False) -> list[keras.layers.Layer]:
     """Hidden layers of `hidden_units`: `GatedDense` if `gated`, else dense with `activation`."""
     return [GatedDense(units) if gated else keras.layers.Dense(units, activation=activation) for units in hidden_units]
@@ -58,8 +64,7 @@ def dense_layers(hidden_units: Sequence[int], activation: str, gated: bool = Fal
 def mlp(hidden_units: Sequence[int], output_units: int, activation: str, name: str,
         gated: bool = False) -> keras.Sequential:
     """`dense_layers`, then a linear layer of `output_units`."""
-    return keras.Sequential([*dense_layers(hidden_units, activation, gated), keras.layers.Dense(output_units)],
-                            name=name)
+    return keras.Sequential([*dense_layers(hidden_units, activation, gated), output_layer(output_units)], name=name)
 
 
 def sees_images(architecture: Optional[dict]) -> bool:
@@ -117,7 +122,7 @@ def encoder(architecture: Optional[dict], hidden_units: Sequence[int], output_un
     """x [batch, D] -> [batch, output_units]: the image features (if any), then `mlp`'s layers."""
     return keras.Sequential([*image_features(architecture, activation),
                              *dense_layers(hidden_units, activation, gated(architecture)),
-                             keras.layers.Dense(output_units)], name=name)
+                             output_layer(output_units)], name=name)
 
 
 def trunk(architecture: Optional[dict], activation: str) -> Optional[keras.Sequential]:

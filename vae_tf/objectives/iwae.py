@@ -16,6 +16,8 @@ class IWAE(WarmedUp):
     al. 2018; see `update`). With a KL warm-up, training climbs L_K of the tempered weights
     log w_k^beta = log p(x|z_k) + beta (log p(z_k) - log q(z_k|x)) (`WarmedUp`; beta = 1: L_K)."""
 
+    weighted_without_warmup = False
+
     def __init__(self, num_samples: int, gradient: str, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.gradient = gradient

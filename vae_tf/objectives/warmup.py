@@ -12,12 +12,17 @@ class WarmedUp(Objective):
     training, ramped linearly from beta_max / N to beta_max = `kl_weight` over the first N =
     `kl_warmup_epochs` epochs (`KLWarmup`; N = 0: beta_max throughout). The bound it reports is
     always the unweighted one, so early stopping watches log p(x)'s bound from the end of the
-    warm-up on (`warmup_epochs`)."""
+    warm-up on (`warmup_epochs`). A kind whose KL part is not weighted but for a warm-up
+    (`weighted_without_warmup` False: IWAE) has no `beta` without one, so that its models saved
+    before warm-ups existed still load."""
+
+    weighted_without_warmup = True
 
     def __init__(self, num_samples: int, kl_warmup_epochs: int = 0, kl_weight: float = 1.0, **kwargs):
         super().__init__(num_samples, **kwargs)
         self.kl_weight, self.kl_warmup_epochs = kl_weight, kl_warmup_epochs
-        self.beta = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
+        if self.weighted_without_warmup or kl_warmup_epochs:
+            self.beta = keras.Variable(kl_weight, trainable=False, name="kl_weight", dtype="float32")
 
     @property
     def warmup_epochs(self) -> int:
