@@ -13,6 +13,8 @@ Writes the table to docs/results/iaf_gap.md.
 
     cd studies/fashion_mnist && dvc repro prepare resolve && cd ../.. && \
         python benchmarks/iaf_gap.py --study studies/fashion_mnist --setting vp_standard --epochs 10
+    python benchmarks/iaf_gap.py --setting cv_vae --decoder studies/fashion_mnist/models/cv_vae/model.keras \\
+        --epochs 50 --name iaf_gap_converged   # on the converged VAE's decoder
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def main() -> None:
                         help="also the first model's q refined per image by this many gradient steps on its ELBO "
                              "(evaluation.refinement): the best q of its family, so the amortization gap shows")
     parser.add_argument("--refine-step-size", type=float, default=0.05)
+    parser.add_argument("--decoder", type=Path, default=None,
+                        help="a trained model (.keras) of the setting: its decoder, held fixed, for every encoder "
+                             "(and its own q as the first row); the joint training is skipped")
     parser.add_argument("--name", default="iaf_gap", help="the table's file: docs/results/<name>.md")
     args = parser.parse_args()
 
@@ -96,7 +101,10 @@ def main() -> None:
         "model": {"posterior": VARIANTS[name]}, "training": {"epochs": args.epochs, "early_stopping_patience": 10**6},
         "evaluation": {"num_samples": args.num_samples, "ais": None, "surgery_examples": 100}}))
         for name in args.variants}
-    for name, params in variants.items():  # trained jointly
+    if args.decoder is not None:  # a trained model's decoder, and its own q as the reference row
+        decoder = keras.saving.load_model(args.decoder)
+        row(f"{args.decoder}'s own q", decoder, variants[args.variants[0]], None, section="fixed")
+    for name, params in variants.items() if args.decoder is None else ():  # trained jointly
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
             history = train(params, data, Path(scratch) / "model.keras", Path(scratch) / "live", Path(scratch) / "backup")
@@ -105,7 +113,7 @@ def main() -> None:
         row(name, history.model, params, seconds, section="joint")
     for name, params in variants.items():  # a new encoder on the first variant's decoder, held fixed
         model, seconds = encoder_on(decoder, params)
-        row(f"{name}, on the {args.variants[0]}'s decoder", model, params, seconds, section="fixed")
+        row(f"{name}, on the {args.decoder or args.variants[0]}'s decoder", model, params, seconds, section="fixed")
     if args.refine_steps:  # Cremer et al.'s optimal q of the family: the first model's q refined per image
         refined = Params.model_validate(deep_merge(variants[args.variants[0]].model_dump(mode="json"), {
             "evaluation": {"refinement": {"steps": args.refine_steps, "step_size": args.refine_step_size}}}))
@@ -119,7 +127,9 @@ def main() -> None:
         + "; ".join(f"{name} `{json.dumps(VARIANTS[name])}`" for name in args.variants) + ".",
         "",
         "Above: each trained with its decoder. Below: a new encoder of each kind trained for as many epochs on the "
-        f"decoder of the {args.variants[0]} model above, held fixed (the same p(x) for every row).",
+        f"decoder of the {args.variants[0]} model above, held fixed (the same p(x) for every row)."
+        if args.decoder is None else f"A new encoder of each kind trained for {args.epochs} epochs on the decoder of "
+        f"`{args.decoder}`, held fixed (the same p(x) for every row), after that model's own q.",
         "",
         "| posterior | NLL, IS | vs the first row of its part (paired) | -ELBO | gap | active units | s / epoch |",
         "| --- | --- | --- | --- | --- | --- | --- |",
