@@ -261,3 +261,16 @@ assert sorted(POSTERIORS.classes) == sorted(params.KINDS.classes), (POSTERIORS.c
 """
     subprocess.run([sys.executable, "-c", script], cwd=request.config.rootpath, check=True,
                    env={**os.environ, "PYTHONPATH": str(request.config.rootpath)})
+
+
+@pytest.mark.parametrize(("text", "key", "becomes"), [
+    ("evaluation: {ais: {step_size: 1.0e300}}", "evaluation.ais.step_size", "inf"),
+    ("evaluation: {ais: {step_size: 1.0e-300}}", "evaluation.ais.step_size", "0"),
+    ("training: {learning_rate: 1.0e-300}", "training.learning_rate", "0"),
+    ("experiments: {vae: {model: {prior: {kind: ring, scale: 1.0e-300}}}}", "model.prior: scale", "0"),
+    ("evaluation: {refinement: {max_gradient_norm: 1.0e300}}", "evaluation.refinement.max_gradient_norm", "inf")])
+def test_a_float_that_float32_cannot_hold_is_refused_naming_its_key(tmp_path, text, key, becomes):
+    """float64 holds 1e300 and 1e-300; float32, which TensorFlow computes with, makes them inf and 0,
+    which ran on silently to a meaningless result (an AIS acceptance of 0, nothing learnt)."""
+    with pytest.raises(ParamsError, match=rf"{key}: 1e[+-]300 is not a float32 .* would compute with {becomes}$"):
+        load_params(write(tmp_path, text + "\n"))

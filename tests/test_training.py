@@ -190,12 +190,25 @@ def test_killed_run_resumes_into_the_same_run_as_an_uninterrupted_one(tmp_path, 
 
 @pytest.mark.parametrize(("devices", "message"), [
     (["/gpu:7"], r"training.distribute.devices: no device '/gpu:7' here; visible: \['/cpu:0'"),
-    (["bogus"], r"training.distribute.devices: 'bogus' is not a device name")])
+    (["bogus"], r"training.distribute.devices: 'bogus' is not a device name"),
+    (["/cpu:0", "/device:CPU:0"], r"training.distribute.devices: '/cpu:0' and '/device:CPU:0' name the same device"),
+    (["/job:localhost/replica:0/task:0/device:CPU:0"], r"names a job, replica or task; name the device alone")])
 def test_distribution_over_devices_that_are_not_there_is_refused(devices, message):
     from vae_tf.training import strategy_of
 
     params = Params.model_validate({"training": {"distribute": {"strategy": "mirrored", "devices": devices}}})
     with pytest.raises(ParamsError, match=message):
+        strategy_of(params)
+
+
+def test_a_mirrored_strategy_refuses_a_tf_config_that_is_not_json(monkeypatch):
+    """TensorFlow's own reading of it raised JSONDecodeError, a traceback."""
+    from vae_tf.errors import ClusterError
+    from vae_tf.training import strategy_of
+
+    monkeypatch.setenv("TF_CONFIG", "{garbage")
+    params = Params.model_validate({"training": {"distribute": {"strategy": "mirrored"}}})
+    with pytest.raises(ClusterError, match="TF_CONFIG: not JSON"):
         strategy_of(params)
 
 

@@ -42,8 +42,22 @@ def _widths(value: tuple[int, ...]) -> tuple[int, ...]:
 Units = Annotated[Ints, AfterValidator(_widths)]
 
 
+# The magnitudes float32 holds (besides 0): TensorFlow computes every setting in it, where a float
+# outside them becomes 0 or inf and runs on to a meaningless result (an AIS step size of 1e300).
+FLOAT32_TINY, FLOAT32_MAX = 1.1754944e-38, 3.4028235e38
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _float32(cls, value: Any) -> Any:
+        """A float a float32 holds: 0, or a magnitude from `FLOAT32_TINY` to `FLOAT32_MAX`."""
+        if isinstance(value, float) and value != 0 and not FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+            raise ValueError(f"{value!r} is not a float32 (0, or a magnitude from {FLOAT32_TINY:.2e} to "
+                             f"{FLOAT32_MAX:.2e}): TensorFlow would compute with {'inf' if abs(value) > 1 else '0'}")
+        return value
 
     @field_validator("*", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import resource
 import shutil
 import time
@@ -238,6 +239,7 @@ def strategy_of(params: Params) -> tf.distribute.Strategy:
     if d.strategy == "multi_worker":
         strategy = workers.multi_worker_strategy(d.timeout_seconds)
     else:
+        workers.cluster_config(os.environ.get("TF_CONFIG"))  # TensorFlow reads it too, and fails on one not JSON
         strategy = tf.distribute.MirroredStrategy(list(_visible(d.devices)) if d.devices else None)
     if params.training.batch_size % strategy.num_replicas_in_sync:
         raise ParamsError(f"training.batch_size: {params.training.batch_size} is not a multiple of the "
@@ -246,15 +248,23 @@ def strategy_of(params: Params) -> tf.distribute.Strategy:
 
 
 def _visible(devices: tuple[str, ...]) -> tuple[str, ...]:
-    """`devices`, each checked to name a device of this machine (`ParamsError` if not)."""
+    """`devices`, each checked to name a device of this machine, by its type and index alone (no
+    job, replica or task), and no device twice under two names (`ParamsError` if not)."""
     visible = [tf.DeviceSpec.from_string(device.name) for device in tf.config.list_logical_devices()]
+    named = {}
     for name in devices:
         try:
             spec = tf.DeviceSpec.from_string(name)
         except ValueError as err:
             raise ParamsError(f"training.distribute.devices: {name!r} is not a device name ({err})") from None
-        if not any(v.device_type == (spec.device_type or "").upper() and v.device_index == (spec.device_index or 0)
-                   for v in visible):
+        if spec.job is not None or spec.replica is not None or spec.task is not None:
+            raise ParamsError(f"training.distribute.devices: {name!r} names a job, replica or task; name the device "
+                              "alone, e.g. /cpu:0 or /gpu:1 (several machines: strategy multi_worker)")
+        device = ((spec.device_type or "").upper(), spec.device_index or 0)
+        if device in named:
+            raise ParamsError(f"training.distribute.devices: {named[device]!r} and {name!r} name the same device")
+        named[device] = name
+        if not any((v.device_type, v.device_index) == device for v in visible):
             raise ParamsError(f"training.distribute.devices: no device {name!r} here; visible: "
                               f"{[f'/{v.device_type.lower()}:{v.device_index}' for v in visible]}")
     return devices
