@@ -180,6 +180,7 @@ def deeply_nested(depth: int) -> list:
         (":predict", {"signature_name": {"a": 1}, "instances": [ROW]}, 400, "signature_name must be a string"),
         (":predict", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", 400, "malformed JSON: nested too deeply"),
         (":predict", {"signature_name": "encode", "instances": [deeply_nested(40)]}, 400, "input 'x'"),
+        (":predict", '{"instances": [[' + "9" * 5000 + ", 0" * 63 + "]]}", 400, "malformed JSON: Exceeds the limit"),
         # 50,000 row-samples of the tiny model: over 5 ms (its own work measured at load), refused
         (":predict", {"signature_name": "log_likelihood", "inputs": {"x": [ROW] * 100, "num_samples": 500, "seed": 1}},
          413, "asks for 100 rows x 500 samples, about "),
@@ -189,6 +190,15 @@ def test_bad_requests_get_a_4xx_naming_the_problem(client, path, body, status, m
     got_status, got = client.predict(body, path=f"/v1/models/vae{path}")
     assert got_status == status, got
     assert set(got) == {"error"} and message in got["error"], got
+
+
+def test_a_body_that_is_not_the_encoding_it_claims_gets_a_400(server):
+    """Plain JSON sent as `Content-Encoding: gzip` (a 500 before): aiohttp cannot inflate it."""
+    connection = http.client.HTTPConnection("127.0.0.1", server[0], timeout=60)
+    connection.request("POST", "/v1/models/vae:predict", body=json.dumps({"instances": [ROW]}),
+                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    response = connection.getresponse()
+    assert response.status == 400 and json.loads(response.read())["error"].startswith("unreadable request body")
 
 
 def test_inputs_the_model_refuses_or_overflows_on_get_one_line(client):

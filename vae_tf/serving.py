@@ -35,6 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger("vae_tf.serving")
 
@@ -325,8 +326,8 @@ def read_request(data: bytes, charset: Optional[str], servable, limits: Limits):
     413 past `limits.max_seconds`) for anything else."""
     try:
         body = json.loads(data.decode(charset or "utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, LookupError) as err:  # LookupError: an unknown charset
-        raise RequestError(f"malformed JSON: {err}") from None
+    except (ValueError, LookupError) as err:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits;
+        raise RequestError(f"malformed JSON: {err}") from None  # LookupError: an unknown charset
     except RecursionError:
         raise RequestError("malformed JSON: nested too deeply") from None
     name = body.get("signature_name", "serving_default") if isinstance(body, dict) else None
@@ -365,6 +366,8 @@ async def _errors(request, handler):
         return web.json_response({"error": str(err)}, status=err.status)
     except web.HTTPException as err:  # aiohttp's own (no such route, wrong method, too large)
         return web.json_response({"error": f"{err.reason}: {request.method} {request.path}"}, status=err.status)
+    except RequestPayloadError as err:  # a body aiohttp cannot read (Content-Encoding: gzip on plain bytes)
+        return web.json_response({"error": f"unreadable request body: {' '.join(str(err).split())}"}, status=400)
     except tf.errors.InvalidArgumentError as err:  # the model's own checks of its inputs
         return web.json_response({"error": _assertion(err.message)}, status=400)
 
