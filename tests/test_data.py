@@ -215,6 +215,17 @@ def test_tfds_unknown_name(tmp_path):
         prepare(DataParams(source="tfds:no_such_set", tfds_data_dir=str(tmp_path)), seed=0)
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    ("tfds:../../etc", r"tfds:../../etc is not a TFDS data set's name \(name, name/config"),
+    ("tfds:mnist/", r"tfds:mnist/ is not a TFDS data set's name"),
+    ("tfds:mnist/3.0.1", r"TFDS data set 'mnist/3.0.1': .*3.0.1"),  # a config, not a version: mnist has none
+])
+def test_tfds_names_it_cannot_take_are_refused_in_one_line(tmp_path, source, message):
+    """Each was a ValueError traceback from TFDS."""
+    with pytest.raises(DataError, match=message):
+        prepare(DataParams(source=source, tfds_data_dir=str(tmp_path)), seed=0)
+
+
 def test_json_outputs_refuse_numbers_that_are_not_finite(tmp_path):
     """NaN and infinities are not JSON (a metrics file with bare NaN breaks DVC and every reader): the
     writer names the key and writes nothing."""
@@ -284,7 +295,14 @@ def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):
     test_images.write_bytes(b"PK\3\4" + raw)
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte: not an IDX file"):
         prepare(params, seed=0)
+    test_images.write_bytes(raw[:4] + np.array([65536] * 3, ">u4").tobytes() + raw[16:])  # 2^48 values (a ValueError)
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: truncated: .* shape \(65536, 65536, 65536\)"):
+        prepare(params, seed=0)
     test_images.write_bytes(raw)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", arrays["t10k-images-idx3-ubyte"][::-1])
+    with pytest.raises(DataError, match="both t10k-images-idx3-ubyte and t10k-images-idx3-ubyte.gz are there"):
+        prepare(params, seed=0)  # which one it read, silently, decided the data
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
     write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: \(4,\) labels for the 5 images of t10k-images"):
         prepare(params, seed=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import socket
 import zipfile
 import zlib
@@ -116,8 +117,12 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
         builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(f"data.source: unknown TFDS data set {name!r} (see `tfds.list_builders()`)") from None
-    except AssertionError as err:  # TFDS's answer to a version it does not have
-        raise DataError(f"data.source: TFDS data set {name!r}: {str(err).split(chr(34) + ': ', 1)[-1]}") from None
+    except (AssertionError, ValueError) as err:  # a version or config it does not have; a name it cannot parse
+        if str(err).startswith("Parsing builder name string"):
+            raise DataError(f"data.source: tfds:{name} is not a TFDS data set's name (name, name/config, "
+                            "name:version or name/config:version, e.g. tfds:mnist:3.0.1)") from None
+        reason = " ".join(str(err).split(chr(34) + ": ", 1)[-1].split())
+        raise DataError(f"data.source: TFDS data set {name!r}: {reason}") from None
     if not builder.is_prepared():
         _check_download_reachable(name)
     builder.download_and_prepare()
@@ -207,7 +212,7 @@ def read_idx(path: Path) -> np.ndarray:
     if ndim == 0 or len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
-    expected = header + dtype.itemsize * int(np.prod(shape))
+    expected = header + dtype.itemsize * math.prod(shape)  # Python's integers: no overflow (65536^4)
     if len(raw) != expected:
         raise DataError(f"{path}: {'truncated' if len(raw) < expected else 'longer than its header says'}: "
                         f"{len(raw)} bytes where shape {shape} of {dtype.name} needs {expected}")
@@ -215,9 +220,11 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _idx_file(folder: Path, name: str, required: bool) -> Optional[Path]:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
+    found = [candidate for candidate in (folder / name, folder / f"{name}.gz") if candidate.is_file()]
+    if len(found) == 2:
+        raise DataError(f"data.source idx:{folder}: both {name} and {name}.gz are there; keep the one to read")
+    if found:
+        return found[0]
     if required:
         raise DataError(f"data.source idx:{folder}: {name} (or {name}.gz) not found")
     return None
