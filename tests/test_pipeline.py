@@ -391,6 +391,12 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     again = table_rows(study / "results.md")
     assert again[f"mine (kept, {datetime.date.today().isoformat()})"][3:] == rows["mine"][3:]
     assert json.loads((study / "results.json").read_text()) == kept
+    # ... and a run is paired with a reference evaluated in an earlier workspace, from its log p(x)
+    # per test image kept beside the rows (per_image/<run>.csv)
+    shutil.rmtree(study / "plots/vae")
+    (study / "metrics/vae.json").unlink()
+    assert ran_stages(repro(study, "-s", "study")) == ["study"]
+    assert table_rows(study / "results.md")["iwae5"][7] == rows["iwae5"][7]
     params["experiments"]["mine"]["model"]["hidden_units"] = [6]
     (study / "params.yaml").write_text(yaml.safe_dump(params))
     assert ran_stages(repro(study, "-s", "resolve", "study")) == ["resolve", "study"]

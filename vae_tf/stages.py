@@ -257,17 +257,19 @@ def k_study(resolved: str, metrics: str, live: str, reports: str, params_path: s
 
 
 def study(resolved: str, metrics: str, live: str, plots: str, published: str, reports: str, results: str,
-          kept: str) -> None:
+          kept: str, per_image: str) -> None:
     """A study's table (`results`, every experiment evaluated so far beside its `published`
     figure), its rows as numbers (`kept`, results.json: read first, so that rows measured in an
-    earlier workspace with the same settings stay in the table) and figures (`reports`: the bound
-    against epochs and seconds, samples of every model evaluated here)."""
+    earlier workspace with the same settings stay in the table), each row's log p(x) per test image
+    (`per_image/<run>.csv`, kept beside them, so that a run is paired with a reference evaluated in
+    an earlier workspace) and figures (`reports`: the bound against epochs and seconds, samples of
+    every model evaluated here)."""
     import hashlib
 
     from ruamel.yaml import YAML
 
     from vae_tf.errors import DataError
-    from vae_tf.study import figures, rows, table
+    from vae_tf.study import figures, per_image_text, rows, table
 
     outputs = RunOutputs(Path(metrics), Path(live), Path(plots))
     experiments = _experiments(Path(resolved))
@@ -280,6 +282,10 @@ def study(resolved: str, metrics: str, live: str, plots: str, published: str, re
         archive = json.loads(Path(kept).read_text()) if Path(kept).exists() else {}
     except json.JSONDecodeError as error:
         raise DataError(f"{kept}: not JSON ({error}); `git checkout {kept}` restores the kept rows") from None
+    for name, run in runs.items():  # a kept row's per-image figures stand in for outputs not here
+        carried = Path(per_image) / f"{name}.csv"
+        if "test" not in run and carried.exists() and archive.get(name, {}).get("params") == fingerprints[name]:
+            run["log_likelihoods"] = carried
     found = rows(runs, fingerprints, archive)
     papers = YAML(typ="safe").load(Path(published).read_text()) or {}
     # a study is a DVC project of its own: run from its folder, named from the repository's root
@@ -288,5 +294,10 @@ def study(resolved: str, metrics: str, live: str, plots: str, published: str, re
     with staged_directory(Path(reports)) as staging:
         figures(runs, staging)
     kept_text = json_text({name: r for name, r in found.items() if r is not None}, kept)
+    Path(per_image).mkdir(parents=True, exist_ok=True)
+    for name, run in runs.items():
+        if "test" in run:
+            csv_text = per_image_text(run["log_likelihoods"])
+            atomic_write(Path(per_image) / f"{name}.csv", lambda tmp: tmp.write_text(csv_text))
     atomic_write(Path(kept), lambda tmp: tmp.write_text(kept_text))
     atomic_write(Path(results), lambda tmp: tmp.write_text(text))
