@@ -341,20 +341,21 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         keras.callbacks.TerminateOnNaN(),
         *([keras.callbacks.LearningRateScheduler(burda_rate(t.learning_rate))] if t.schedule == "burda" else []),
         early_stopping,
-        *extra_callbacks,
     ]
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     if multi_worker:
         workers.agree(strategy, resume_epoch, f"the epoch to resume from (the checkpoint in {backup_dir})")
     with Live(str(live_dir), resume=resume_epoch > 0, dvcyaml=False, save_dvc_exp=False) if chief else \
             contextlib.nullcontext() as live:
-        # EpochTime after the others, so that its time includes their work; Progress and the logger read it.
+        # EpochTime after the others, so that its time includes their work (a checkpoint's write, after it,
+        # falls in the next epoch's); Progress and the logger read it.
         watch = CollapseWatch(data.val)
         callbacks += [EpochTime(), watch, Progress(t.epochs, model.objective.monitor, watch)]
         if chief:
             live.step = resume_epoch  # dvclive step = Keras epoch
             callbacks.append(DVCLiveCallback(live=live))
-        callbacks.append(Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, live_dir, write=chief))
+        callbacks += [Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, live_dir, write=chief),
+                      *extra_callbacks]  # last: a test's stand-in for a kill comes once the epoch is done
         if multi_worker:
             history = workers.fit_on_workers(
                 model, strategy, workers.by_replica(train_set, strategy, t.batch_size), train_steps,
