@@ -73,26 +73,22 @@ def main() -> None:
                                      None if z is None else tf.constant(z[i:i + args.batch_size])).numpy()
                                for i in range(0, len(x), args.batch_size)])
 
-    def mean_se(values: np.ndarray) -> str:
-        return f"{values.mean():.2f} ± {values.std(ddof=1) / np.sqrt(len(values)):.2f}"
+    def mean_se(values: np.ndarray, sign: str = "") -> str:
+        return f"{values.mean():{sign}.2f} ± {values.std(ddof=1) / np.sqrt(len(values)):.2f}"
 
     c, t = args.chains, args.steps
     begin = time.perf_counter()
     reference = -estimates("is", 0, 0)
-    rows = [f"| IS, K = {args.is_samples} | {reference.mean():.2f} ± {reference.std(ddof=1) / np.sqrt(len(reference)):.2f} "
-            "| | |"]
+    rows = [f"| IS, K = {args.is_samples} | {mean_se(reference)} | | |"]
     for start in ("prior", "proposal"):
         settings = [(c, t), (2 * c, t), (c, 2 * t)]
         nll = {setting: -estimates(start, *setting) for setting in settings}
         for setting in settings:
             moved = nll[setting] - nll[settings[0]]
             above = nll[setting] - reference
-            rows.append(
-                f"| AIS from {'p(z)' if start == 'prior' else 'q(z|x)'}, {setting[0]} x {setting[1]} | "
-                f"{nll[setting].mean():.2f} ± {nll[setting].std(ddof=1) / np.sqrt(len(above)):.2f} | "
-                f"{above.mean():+.2f} ± {above.std(ddof=1) / np.sqrt(len(above)):.2f} | "
-                + ("" if setting == settings[0] else f"{moved.mean():+.2f} ± {moved.std(ddof=1) / np.sqrt(len(moved)):.2f}")
-                + " |")
+            rows.append(f"| AIS from {'p(z)' if start == 'prior' else 'q(z|x)'}, {setting[0]} x {setting[1]} | "
+                        f"{mean_se(nll[setting])} | {mean_se(above, '+')} | "
+                        f"{'' if setting == settings[0] else mean_se(moved, '+')} |")
         print("\n".join(rows), flush=True)
     z_true = model.prior_distribution().sample(len(x_all), seed=[7, 8])  # BDMC: data simulated from the model
     x_simulated = model.likelihood.distribution(z_true).sample(seed=[7, 9]).numpy().astype(np.float32)

@@ -56,7 +56,8 @@ def main() -> None:
         start = time.perf_counter()
         history = train(params, data, out / name / "model.keras", out / name / "live", out / name / "backup")
         trained_in = time.perf_counter() - start
-        result = evaluate_model(history.model, data.test[:args.test_images], params.evaluation, params.seed, jit_compile=uses_xla(params))
+        result = evaluate_model(history.model, data.test[:args.test_images], params.evaluation, params.seed,
+                                jit_compile=uses_xla(params))
         summary = json.loads((out / name / "live" / "metrics.json").read_text())
         m = result["metrics"]
         row = {"run": name, "device": device, "nll": m["nll"], "nll_stderr": m["nll_stderr"], "elbo": m["elbo"],

@@ -47,9 +47,9 @@ def test_a_vampprior_of_tanh_layers_collapses_and_says_so_where_gated_layers_do_
     history = train(params, strokes, tmp_path / "model.keras", tmp_path / "live", tmp_path / "backup")
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
     if network == "mlp":  # today's setting: q(z|x) = p(z) whatever x from the second epoch on
-        assert history.history["active_units"][1:] == [0] * 5 and max(history.history["val_kl"][1:]) < 0.1
+        assert history.history["val_active_units"][1:] == [0] * 5 and max(history.history["val_kl"][1:]) < 0.1
         assert summary["posterior_collapse"].startswith("posterior collapse: 0 of 40 units active")
         assert "posterior collapse" in capsys.readouterr().out.splitlines()[-1]
     else:
-        assert min(history.history["active_units"]) >= 20 and min(history.history["val_kl"]) > 1.0
+        assert min(history.history["val_active_units"]) >= 20 and min(history.history["val_kl"]) > 1.0
         assert summary["posterior_collapse"] == ""

@@ -2,7 +2,7 @@
 posterior, prior and likelihood kind (the example kinds of `example_parts.py` too) is checked
 for its shapes, a density consistent with its samples (where it has one), a `.keras` round trip
 and agreement of the exported signatures with the model, with every network kind
-(`model.network`, plain and gated dense layers); every objective trains every variable with every network kind. A new kind
+(`model.network`, with plain and gated dense layers); every objective trains every variable with every network kind. A new kind
 gets them by registering."""
 
 import itertools

@@ -26,7 +26,7 @@ def test_training_improves_the_validation_elbo_and_logs_with_dvclive(trained):
     np.testing.assert_allclose(values, curves["elbo"], rtol=1e-6)  # the elbo objective's bound is the ELBO
     assert summary["epochs_run"] == 3 and summary["best_val_bound"] == pytest.approx(max(values), abs=1e-4)
     assert summary["peak_memory_mb"] > 100
-    assert summary["stopped_by"] == "cap" and summary["posterior_collapse"] == "" and summary["active_units"] >= 1
+    assert summary["stopped_by"] == "cap" and summary["posterior_collapse"] == "" and summary["eval"]["active_units"] >= 1
     assert not (root / "backup").exists()  # a finished run leaves no checkpoint to resume
 
 
@@ -274,7 +274,7 @@ def test_a_posterior_collapse_is_said_on_the_epoch_lines_the_last_line_and_the_s
     summary = _train_tiny(tmp_path, digits, monkeypatch, objective={"kind": "elbo", "kl_weight": 100.0},
                           training={"epochs": 8, "learning_rate": 0.01})
     lines = capsys.readouterr().out.splitlines()
-    assert summary["active_units"] == 0 and summary["posterior_collapse"].startswith(
+    assert summary["eval"]["active_units"] == 0 and summary["posterior_collapse"].startswith(
         "posterior collapse: 0 of 2 units active, validation KL 0.0")
     assert any(line.startswith("epoch ") and "; posterior collapse: 0 of 2 units active" in line and
                "for 3 epochs (the decoder ignores z)" in line for line in lines)

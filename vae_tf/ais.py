@@ -111,7 +111,8 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
         return t + 1, z, results, split(results, z, beta), log_w, acceptance + tf.reduce_mean(accepted, axis=0)
 
     results = kernel(betas[1], tf.fill([batch, 1], step_size)).bootstrap_results(z)  # the one pass outside
-    initial = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]), tf.zeros([batch]))
+    initial = (tf.constant(0), z, results, split(results, z, betas[1]), tf.zeros([num_chains, batch]),
+               tf.zeros([batch]))
     *_, log_w, acceptance = tf.while_loop(lambda t, *_: t < num_steps, body, initial)
     estimate = tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(float(num_chains))
     return {"log_likelihood": estimate if reverse_from is None else -estimate, "acceptance": acceptance / num_steps}

@@ -4,9 +4,10 @@ A model has collapsed when q(z|x) no longer depends on x: no unit is active (Var
 below the threshold in every dimension, Burda et al. 2016) or the validation KL(q(z|x) || p(z))
 is about zero. Both then leave p(x|z) to model the pixels' marginals, and the bound stays near
 theirs. `CollapseWatch` measures the active units on the first validation images at the end of
-every epoch (one encoder pass), adds them to the epoch's logs (so dvclive plots them), and after
-`patience` collapsed epochs in a row has a `note` that the epoch lines and the end-of-training
-line print, and dvclive's summary keeps (`posterior_collapse`).
+every epoch (one encoder pass), adds them to the epoch's logs (`val_active_units`: dvclive plots
+them, and its summary keeps the last under eval/), and after `patience` collapsed epochs in a row
+has a `note` that the epoch lines and the end-of-training line print, and dvclive's summary keeps
+(`posterior_collapse`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class CollapseWatch(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         mean, _ = self.model.posterior_moments(self.x_val, seed=tf.constant([0, 0]))
         active, _ = active_units(np.asarray(mean), self.threshold)
-        logs["active_units"] = active
+        logs["val_active_units"] = active  # of validation images: dvclive's eval/active_units
         kl = logs.get("val_kl")
         collapsed = active == 0 or (kl is not None and kl < KL_ABOUT_ZERO)
         self.collapsed_epochs = self.collapsed_epochs + 1 if collapsed else 0

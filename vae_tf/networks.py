@@ -3,12 +3,14 @@ networks in front of them (`model.network`), and the masked autoregressive netwo
 autoregressive flows.
 
 A part that sees x gets x as a row of D = H * W * C values (`vae_tf.data`) and `model.network`
-as a dict, its `architecture` = `{kind, filters, kernel_size, blocks, image_shape}` (None: mlp):
+as a dict, its `architecture` = `{kind, gated, filters, kernel_size, blocks, image_shape}` (None:
+a plain mlp):
 - `mlp` (or None): dense layers on the row;
 - `conv`: the row as the image, then per entry of `filters` a convolution of stride 2
   (`kernel_size`, "same" padding), flattened, then the dense layers;
 - `resnet`: as `conv`, each convolution followed by `blocks` residual blocks.
-With `gated` true (any kind) every hidden dense layer is a `GatedDense`. A decoder mirrors this: dense layers, a dense projection to the smallest feature map,
+With `gated` true (any kind) every hidden dense layer is a `GatedDense`. A decoder mirrors
+this: dense layers, a dense projection to the smallest feature map,
 transposed convolutions of stride 2 back to the image's size, and its values per pixel laid
 out value-major, [k, D] flattened (what the likelihoods read)."""
 
@@ -52,7 +54,8 @@ class GatedDense(keras.layers.Layer):
 
 def output_layer(units: int) -> keras.layers.Dense:
     """The linear layer that gives a part's distribution its parameters: float32 whatever the
-    dtype policy, so that densities are computed in float32 under a mixed one (`mixed_bfloat16`)."""
+    dtype policy, so that densities are computed in float32 under a mixed one (`mixed_bfloat16`,
+    `benchmarks/bfloat16_epoch.py`; an image decoder's last transposed convolution is not made so)."""
     return keras.layers.Dense(units, dtype="float32")
 
 
@@ -157,7 +160,8 @@ def decoder(architecture: Optional[dict], hidden_units: Sequence[int], data_dim:
     for _ in filters:
         smallest.append(tuple(math.ceil(side / 2) for side in smallest[-1]))
     (h, w), top = smallest[-1], filters[-1]
-    layers = [*dense_layers(hidden_units, activation, gated(architecture)), keras.layers.Dense(h * w * top, activation=activation),
+    layers = [*dense_layers(hidden_units, activation, gated(architecture)),
+              keras.layers.Dense(h * w * top, activation=activation),
               keras.layers.Reshape((h, w, top))]
     for out in reversed(filters[:-1]):
         layers += [keras.layers.Conv2DTranspose(out, size, strides=2, padding="same", activation=activation),

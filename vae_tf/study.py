@@ -30,7 +30,7 @@ def setting(params) -> str:
     """The model's networks and parts in a few words: `200-200 tanh, L=50, gaussian q, standard_normal p`
     (`300-300 gated, ...` for gated dense layers)."""
     m = params.model
-    layers = "gated" if getattr(m.network, "gated", False) else m.activation
+    layers = "gated" if m.network.gated else m.activation
     return (f"{'-'.join(map(str, m.hidden_units))} {layers}, L={m.latent_dim}, {m.posterior.kind} q, "
             f"{m.prior.kind} p")
 
@@ -158,8 +158,9 @@ def rows(runs: dict[str, dict], fingerprints: dict[str, str], archive: dict[str,
             for name in runs}
 
 
-TABLES = ((True, "Trained until early stopping (the papers' protocol): the verdicts."),
-          (False, "The short budget (a fixed number of epochs): a view, not a verdict."))
+# The two views of a study, by `converged`: the table's title and the bound's figure.
+VIEWS = {True: ("Trained until early stopping (the papers' protocol): the verdicts.", "bound.png"),
+         False: ("The short budget (a fixed number of epochs): a view, not a verdict.", "bound_short_budget.png")}
 
 
 def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[str, dict], command: str) -> str:
@@ -169,7 +170,7 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
     VAE of its setting paired over the test images; the published figures apart, with their data."""
     data = next(iter(runs.values()))["params"].data
     lines = [f"{provenance(command)} Data: `{data.source}`, {data.preprocessing}."]
-    for to_convergence, title in TABLES:
+    for to_convergence, (title, _) in VIEWS.items():
         names = [name for name, run in runs.items() if converged(run["params"]) == to_convergence]
         if names:
             lines += ["", title, "", *runs_table({name: runs[name] for name in names}, found)]
@@ -256,9 +257,6 @@ def seeds_table(runs: dict[str, dict], found: dict[str, dict | None]) -> list[st
     return lines
 
 
-BOUND_FIGURES = {True: "bound.png", False: "bound_short_budget.png"}  # by `converged`
-
-
 def figures(runs: dict[str, dict], directory: Path) -> list[str]:
     """`bound.png`: the validation bound of every run trained until early stopping against epochs
     and against training seconds (equal time), overlaid; `bound_short_budget.png`: the same for
@@ -267,7 +265,7 @@ def figures(runs: dict[str, dict], directory: Path) -> list[str]:
     objective bounds no log-likelihood (the AAE's), named in its title."""
     done = {name: run for name, run in runs.items() if "test" in run}
     unbounded = [name for name, run in done.items() if not (run["curves"] / "eval" / "bound.tsv").exists()]
-    for to_convergence, filename in BOUND_FIGURES.items():
+    for to_convergence, (_, filename) in VIEWS.items():
         group = {name: run for name, run in done.items() if converged(run["params"]) == to_convergence}
         if group:
             bound_figure(group, [name for name in unbounded if name in group], directory / filename)

@@ -275,7 +275,8 @@ def _ending(history, early_stopping, watch: CollapseWatch, t: TrainingParams, mo
     ("patience": no better validation bound in `early_stopping_patience` epochs; "cap": the epoch
     budget), `best_epoch` and `best_val_<monitor>`, the epoch whose weights are kept (a run that
     ends before early stopping starts watching, within the KL warm-up, keeps its last weights),
-    and `watch`'s last `active_units` and `posterior_collapse` (its note, "" if none).
+    and `watch`'s `posterior_collapse` (its note, "" if none; the active units reach the summary
+    through dvclive's logger, eval/active_units).
     Raises `TrainingError` if the loss became NaN."""
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
@@ -289,7 +290,7 @@ def _ending(history, early_stopping, watch: CollapseWatch, t: TrainingParams, mo
     return {"epochs_run": ended, "stopped_by": "patience" if early_stopping.stopped_epoch else "cap",
             "best_epoch": early_stopping.best_epoch + 1 if watched else ended,
             f"best_val_{monitor}": float(early_stopping.best if watched else history.history[f"val_{monitor}"][-1]),
-            "active_units": history.history["active_units"][-1], "posterior_collapse": watch.note}
+            "posterior_collapse": watch.note}
 
 
 def _report_end(ending: dict, t: TrainingParams, monitor: str) -> None:
