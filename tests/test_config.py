@@ -127,7 +127,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
          "k_study.sweep: experiment 'vae' has no model.posterior.auxiliary_samples"),
         ("experiments: {vae: {objective: {kind: iwae, gradient: stl}}}", "experiments.vae: objective: gradient: Input "
                                                                           "should be 'reparameterized' or 'dreg'"),
-        # the AAE's objective has no KL term to warm up (the ELBO's and IWAE's have)
+        # the AAE's objective has no KL term to warm up (the ELBO's, IWAE's and AVB's have)
         ("experiments: {vae: {objective: {kind: aae, kl_warmup_epochs: 5}}}",
          "experiments.vae: objective: kl_warmup_epochs: unknown key; allowed keys here: ['kind', 'num_samples', "
          "'discriminator_units', 'discriminator_learning_rate', 'discriminator_steps', 'adversarial_weight']"),
@@ -246,8 +246,9 @@ def test_k_study_runs_must_be_listed(tmp_path):
 
 def test_params_and_the_resolve_stage_read_without_tensorflow(request):
     """Every part's params module, the schema and the stages' module load, and params.yaml
-    validates, without importing TensorFlow (so that `resolve` stays fast); the layers load when
-    a part's package is first asked for one, with every kind registered."""
+    validates, without importing TensorFlow (so that a bad key is refused at once; `resolve`
+    then builds the parts, `vae_tf.preflight`); the layers load when a part's package is first
+    asked for one, with every kind registered."""
     script = """
 import sys
 import vae_tf.stages

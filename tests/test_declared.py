@@ -8,17 +8,21 @@ import pytest
 from vae_tf import stages
 from vae_tf.config import load_params
 from vae_tf.config.declared import STAGE_SETTINGS, UndeclaredSetting, load_declared
+from vae_tf.data import prepare, save_prepared
 from vae_tf.errors import ParamsError
 
 
 @pytest.fixture(scope="module")
 def resolved(request, tmp_path_factory):
-    """The shipped params.yaml resolved, as the resolve stage writes it."""
+    """The shipped params.yaml resolved, as the resolve stage writes it, on its prepared data."""
     folder = tmp_path_factory.mktemp("resolve")
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        stages.resolve("resolved", str(request.config.rootpath / "params.yaml"))
+        params_path = str(request.config.rootpath / "params.yaml")
+        params = load_params(params_path)
+        save_prepared(prepare(params.data, params.seed), folder / "prepared")
+        stages.resolve("prepared", "resolved", params_path)
     finally:
         os.chdir(cwd)
     return folder / "resolved", load_params(request.config.rootpath / "params.yaml")

@@ -269,28 +269,53 @@ def test_replacing_an_idx_file_reruns_prepare(tmp_path):
     assert json.loads((repo / "data/prepared/meta.json").read_text())["sizes"] == {"train": 5, "val": 2, "test": 5}
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A copy with one tiny experiment trained by `dvc repro train@vae`, and its params file."""
+    repo = copy_repository(tmp_path_factory.mktemp("trained"), {**TINY, "experiments": {"vae": {}},
+                                                                       "k_study": {"experiment": "vae", "num_samples": [2]}})
+    repro(repo, "train@vae")
+    return repo, (repo / "params.yaml").read_text()
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
+        # refused when params are read (prepare validates them all)
         ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
-        ({"model": {"likelihood": "bernoulli"}}, "model.likelihood: 'bernoulli' needs binary data"),
         ({"data": {"source": "npz:data/raw/missing.npz"}}, "file not found"),
         ({"data": {"source": "npz:elsewhere.npz"}}, "data.source: elsewhere.npz is outside the prepare stage's dependencies in dvc.yaml (data/raw,"),
         # a 4 TB layer: an out-of-memory error once, now refused before any weight is allocated
         ({"model": {"hidden_units": [1_000_000, 1_000_000]}}, "model.hidden_units: at most 16 layers of at most 8192"),
+        # what only the data shows: refused by resolve (against prepare's meta.json), no longer by train
+        ({"model": {"likelihood": "bernoulli"}}, "experiments.vae: model.likelihood: 'bernoulli' needs binary data"),
+        ({"model": {"prior": {"kind": "vamp", "num_components": 5000}}},
+         "experiments.vae: model.prior.num_components: 5000 distinct pseudo-inputs cannot start as the 1000 training"),
+        # what evaluate would refuse, or die of, after hours of training: refused by resolve too
+        ({"evaluation": {"batch_size": 1_000_000, "chunk_size": 1_000_000}},
+         "experiments.vae: evaluation.batch_size x evaluation.chunk_size: importance sampling would decode"),
+        ({"training": {"batch_size": 1_000_000}, "objective": {"num_samples": 10_000}},
+         "experiments.vae: training.batch_size x objective.num_samples: a training step would decode"),
+        ({"model": {"latent_dim": 4096}, "evaluation": {"surgery_samples": 10_000}},
+         "experiments.vae: evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold"),
     ],
 )
-def test_user_errors_exit_nonzero_with_one_clear_line_and_no_outputs(tmp_path, params, message):
-    repo = copy_repository(tmp_path, params)
-    result = run(["python", "pipeline/prepare.py", "data/prepared"], repo, check=False)  # it validates all params
-    if result.returncode == 0:  # what only the data shows: train refuses it
-        run(["python", "pipeline/resolve.py", "resolved"], repo)
-        result = run(["python", "pipeline/train.py", "resolved/vae/train.json", "data/prepared", "models/vae",
-                      "dvclive/vae", "checkpoints/vae"], repo, check=False)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert not (repo / "models").exists()
-    assert run(["dvc", "repro"], repo, check=False).returncode != 0
+def test_user_errors_exit_nonzero_with_one_clear_line_and_the_trained_model_kept(trained, params, message):
+    """DVC deletes a stage's outputs before running it: every refusal params can decide comes from
+    prepare or resolve, so the model trained before is left as it was."""
+    repo, shipped = trained
+    model = (repo / "models/vae/model.keras").read_bytes()
+    base = yaml.safe_load(shipped)
+    (repo / "params.yaml").write_text(yaml.safe_dump({**base, **{k: {**base[k], **v} for k, v in params.items()}}))
+    try:
+        result = run(["dvc", "repro", "train@vae"], repo, check=False)
+        assert result.returncode != 0
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.count("error: ") == 1
+        assert "Running stage 'train@vae'" not in result.stdout
+        assert (repo / "models/vae/model.keras").read_bytes() == model
+    finally:
+        (repo / "params.yaml").write_text(shipped)
 
 
 def test_killed_repro_resumes_from_its_checkpoint(tmp_path):

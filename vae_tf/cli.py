@@ -21,7 +21,7 @@ STARTUP_NOTICES = {NO_DRIVER, ("port", "oneDNN custom operations are on"),
 ABSL_LINE = re.compile(r"[IWEF]\d{4} \S+\s+\d+ (\w+)\.cc:\d+\] (.*)")
 BEFORE_ABSL_INIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 CPU_FEATURES_HINT = "To enable the following instructions:"  # the second line of cpu_feature_guard's notice
-TENSORFLOW_STAGES = ("train", "evaluate", "export")  # the others load no model (and may not import TensorFlow)
+TENSORFLOW_STAGES = ("train", "evaluate", "export")  # resolve loads it once params are read; the others never
 
 
 def without_startup_notices(text: str) -> str:

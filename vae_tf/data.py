@@ -17,6 +17,7 @@ row-major order, which is what every density is over; networks that see images (
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import math
@@ -345,20 +346,33 @@ def save_prepared(prepared: Prepared, directory: Path) -> None:
         (staging / "meta.json").write_text(json.dumps(asdict(prepared.meta), indent=2) + "\n")
 
 
-def load_prepared(directory: Path) -> Prepared:
-    directory = Path(directory)
+@contextlib.contextmanager
+def _reading_prepared(directory: Path):
+    """A missing or unreadable file of the prepared folder `directory` as a `DataError`."""
     try:
-        raw = json.loads((directory / "meta.json").read_text())
-        meta = Meta(**{**raw, "image_shape": tuple(raw["image_shape"])})
-        arrays, test_labels = {}, None
-        for split in SPLITS:
-            with np.load(directory / f"{split}.npz") as archive:
-                arrays[split] = archive["x"]
-                test_labels = archive["labels"] if "labels" in archive.files else test_labels
+        yield
     except FileNotFoundError as err:
         raise DataError(f"prepared data missing ({err.filename}); run `dvc repro prepare` first") from None
     except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise DataError(f"{directory}: prepared data is corrupt ({err}); run `dvc repro prepare` again") from None
+
+
+def load_meta(directory: Path) -> Meta:
+    """The `meta.json` of the prepared folder `directory` (what resolve checks the runs against)."""
+    with _reading_prepared(directory):
+        raw = json.loads((Path(directory) / "meta.json").read_text())
+        return Meta(**{**raw, "image_shape": tuple(raw["image_shape"])})
+
+
+def load_prepared(directory: Path) -> Prepared:
+    directory = Path(directory)
+    meta = load_meta(directory)
+    arrays, test_labels = {}, None
+    with _reading_prepared(directory):
+        for split in SPLITS:
+            with np.load(directory / f"{split}.npz") as archive:
+                arrays[split] = archive["x"]
+                test_labels = archive["labels"] if "labels" in archive.files else test_labels
     for split, array in arrays.items():
         if array.shape[1:] != meta.image_shape:
             raise DataError(f"{directory}/{split}.npz: expected shape (N, {', '.join(map(str, meta.image_shape))}) "

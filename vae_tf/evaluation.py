@@ -148,6 +148,16 @@ def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, s
             "kl_aggregate_posterior_prior": hole}
 
 
+def check_surgery_size(params: EvaluationParams, num_images: int, latent_dim: int) -> None:
+    """Refuses an ELBO surgery whose draws [S, N, L] (N = min(surgery_examples, num_images))
+    would be over 32 blocks of `SURGERY_FLOATS` (2 GiB)."""
+    examples = min(params.surgery_examples, num_images)
+    if params.surgery_samples * examples * latent_dim > SURGERY_FLOATS * 32:
+        raise ParamsError(f"evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold "
+                          f"{params.surgery_samples} x {examples} draws of {latent_dim} latents "
+                          f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
+
+
 def surgery_subset(num_examples: int, limit: int, seed: int) -> np.ndarray:
     """The examples whose aggregate posterior the surgery takes: all of them up to `limit`, else
     `limit` drawn without replacement (seeded), in order."""
@@ -182,11 +192,8 @@ def evaluate_model(model, x: np.ndarray, params: EvaluationParams, seed: int, ji
     refinement = params.refinement.model_dump() if params.refinement else model.objective.refinement
     if refinement is not None:
         refinement = {**refinement, "gradient": "stopped"}
+    check_surgery_size(params, len(x), model.latent_dim)
     surgery = surgery_subset(len(x), params.surgery_examples, seed)
-    if params.surgery_samples * len(surgery) * model.latent_dim > SURGERY_FLOATS * 32:
-        raise ParamsError(f"evaluation.surgery_samples x surgery_examples: the ELBO surgery would hold "
-                          f"{params.surgery_samples} x {len(surgery)} draws of {model.latent_dim} latents "
-                          f"(over {SURGERY_FLOATS * 32 * 4 / 2**30:.0f} GiB); lower either")
     ais = params.ais
     ais_examples = len(x) if ais is None or ais.num_examples is None else min(ais.num_examples, len(x))
     out, traced = _per_image(model, x, params, refinement, ais_examples, seed, jit_compile)

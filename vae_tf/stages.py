@@ -24,7 +24,7 @@ import numpy as np
 
 from vae_tf.config import load_params
 from vae_tf.config.declared import STAGE_SETTINGS, declared, load_declared
-from vae_tf.data import load_prepared, prepare as prepare_data, save_prepared
+from vae_tf.data import load_meta, load_prepared, prepare as prepare_data, save_prepared
 from vae_tf.errors import ParamsError
 from vae_tf.files import atomic_write, json_text, staged_directory
 
@@ -59,17 +59,30 @@ def _stage_dependencies(pipeline: Path, stage: str) -> list[str]:
         raise ParamsError(f"{pipeline}: cannot read the deps of stage {stage!r} ({err})") from None
 
 
-def resolve(resolved: str, params_path: str = "params.yaml") -> None:
+def resolve(prepared: str, resolved: str, params_path: str = "params.yaml") -> None:
     """For every run and stage, the settings that stage reads (the run's experiment merged onto
     the base, `STAGE_SETTINGS`) as `<resolved>/<run>/<stage>.json`, and the experiments' names as
     `<resolved>/experiments.json`. DVC tracks these files rather than sections of params.yaml, so
     an edit reruns exactly the stages whose settings it changes: a base section an experiment
-    overrides is not a dependency of that experiment."""
-    params = load_params(params_path)
+    overrides is not a dependency of that experiment. Every run is first checked against the
+    `prepared` data's description and this machine's memory (`vae_tf.preflight`): what train or
+    evaluate would refuse is refused here, before DVC deletes the outputs of an earlier run."""
+    from vae_tf.cli import import_tensorflow
+    from vae_tf.preflight import machine_memory, refuse_what_cannot_run
+
+    params, meta, memory = load_params(params_path), load_meta(Path(prepared)), machine_memory()
+    runs = {name: params.run(name) for name in params.runs()}
+    import_tensorflow()  # once params are known valid: a bad key is refused in a second
+    for name, run in runs.items():
+        try:
+            refuse_what_cannot_run(run, meta, memory)
+        except ParamsError as err:
+            where = f"experiments.{name}" if name in params.experiments else name
+            raise ParamsError(f"{where}: {err}") from None
     with staged_directory(Path(resolved)) as staging:
         (staging / EXPERIMENTS).write_text(json.dumps(list(params.experiments)) + "\n")
-        for name in params.runs():
-            settings = params.run(name).model_dump(mode="json")
+        for name, run in runs.items():
+            settings = run.model_dump(mode="json")
             (staging / name).mkdir(parents=True)
             for stage, keys in STAGE_SETTINGS.items():
                 (staging / name / f"{stage}.json").write_text(json.dumps(declared(settings, keys), indent=2) + "\n")

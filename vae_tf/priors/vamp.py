@@ -29,14 +29,25 @@ class VampPrior(Prior):
         self.pseudo_inputs = self.add_weight(shape=(num_components, data_dim), name="pseudo_inputs",
                                              initializer=keras.initializers.RandomUniform(0.0, 1.0))
 
+    @classmethod
+    def from_params(cls, params, context):
+        """Refuses more pseudo-inputs than the data's training images under `init: data`, where
+        the data's description knows how many (`resolve` does this before any run)."""
+        cls.refuse_more_than(params.num_components, params.init, context.meta.sizes.get("train"))
+        return super().from_params(params, context)
+
+    @staticmethod
+    def refuse_more_than(num_components: int, init: str, num_images) -> None:
+        if init == "data" and num_images is not None and num_components > num_images:
+            raise ParamsError(f"model.prior.num_components: {num_components} distinct pseudo-inputs cannot start as "
+                              f"the {num_images} training images (init: data); lower it to {num_images} at most, "
+                              "or set init: random")
+
     def adapt(self, h, seed: int) -> None:
         """`init: data`: u_c = C distinct training images of h [N, D], drawn without replacement
         (C > N refused)."""
+        self.refuse_more_than(self.num_components, self.init, len(h))
         if self.init == "data":
-            if self.num_components > len(h):
-                raise ParamsError(f"model.prior.num_components: {self.num_components} distinct pseudo-inputs cannot "
-                                  f"start as the {len(h)} training images (init: data); lower it to {len(h)} at most, "
-                                  "or set init: random")
             rows = np.random.default_rng(seed).choice(len(h), self.num_components, replace=False)
             self.pseudo_inputs.assign(tf.gather(h, rows))
 
