@@ -95,7 +95,12 @@ def run(stage: Callable[..., None], *args: str) -> None:
         print(f"error: out of memory ({detail}); the settings ask for more than this machine has: reduce "
               "model.hidden_units, model.latent_dim, training.batch_size, evaluation.batch_size or "
               "evaluation.chunk_size", file=sys.stderr)
-        sys.exit(2)
+        # Not sys.exit: once an allocation has failed, the interpreter's teardown (TensorFlow's
+        # destructors) aborted four such runs with "double free" (exit -6, a signal DVC reports as a
+        # crash); the process ends here with its own code instead, its output flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
 
 
 def run_stage(stage_name: str) -> None:
