@@ -53,11 +53,11 @@ def test_discriminator_learns_the_log_density_ratio_of_two_known_gaussians():
     assert np.mean(t) == pytest.approx(kl, abs=0.05)  # 1.158 measured
 
 
-def small_avb(digits, adaptive_contrast=True):
+def small_avb(digits, adaptive_contrast=True, kl_warmup_epochs=0):
     params = {"model": {"latent_dim": 3, "hidden_units": [16], "posterior": {"kind": "implicit", "noise_dim": 4,
                                                                             "moment_samples": 200}},
               "objective": {"kind": "avb", "discriminator_units": [16], "adaptive_contrast": adaptive_contrast,
-                            "discriminator_learning_rate": 3e-3},
+                            "discriminator_learning_rate": 3e-3, "kl_warmup_epochs": kl_warmup_epochs},
               "training": {"optimizer": "adam", "learning_rate": 1e-3}}
     return model_of(params, digits.meta)
 
@@ -137,6 +137,23 @@ def test_adaptive_contrast_standardizes_posterior_draws_and_plain_avb_contrasts_
     assert plain.standardize(z) is z and plain.distribution.batch_shape == [4]
     np.testing.assert_allclose(plain.distribution.log_prob(z), standard_normal(3).log_prob(z), rtol=1e-6)
     np.testing.assert_allclose(plain.sample(4000, tf.constant([7, 7])).numpy().std(axis=(0, 1)), 1.0, atol=0.03)
+
+
+def test_the_kl_warmup_weights_avbs_estimated_kl_and_the_bound_stays_the_elbo(digits):
+    """In the warm-up's first of 4 epochs (beta = 1/4) the encoder and decoder climb
+    reconstruction - KL~ / 4 on the same draws, while the bound they report (and early stopping
+    watches) stays reconstruction - KL~; without a warm-up AVB holds no beta (older models load)."""
+    model = small_avb(digits, kl_warmup_epochs=4)
+    (warmup,) = model.objective.callbacks()
+    warmup.on_epoch_begin(0)
+    x, weights = tf.constant(digits.train[:8]), tf.ones([8])
+    reference = model.objective.reference(model, model.likelihood.network_input(x))
+    loss, means, _ = model.objective.model_terms(model, x, weights, reference)
+    assert float(model.objective.beta) == 0.25 and model.objective.warmup_epochs == 4
+    assert float(means["kl"]) != 0.0
+    np.testing.assert_allclose(-float(loss), float(means["reconstruction"] - 0.25 * means["kl"]), rtol=1e-5)
+    np.testing.assert_allclose(float(means["bound"]), float(means["reconstruction"] - means["kl"]), rtol=1e-5)
+    assert not hasattr(small_avb(digits).objective, "beta")
 
 
 def test_avb_save_and_load_round_trip_keeps_both_optimizers_and_samples(tmp_path, digits):

@@ -12,8 +12,9 @@ import tensorflow as tf
 
 from vae_tf import replicas
 from vae_tf.networks import apply_beside, dense_layers, features, features_width, gated, trunk
-from vae_tf.objectives.base import OBJECTIVES, Objective, replica_loss, weighted_means
+from vae_tf.objectives.base import OBJECTIVES, replica_loss, weighted_means
 from vae_tf.objectives.bounds import avb_kl, discriminator_accuracy, discriminator_loss, elbo
+from vae_tf.objectives.warmup import WarmedUp
 from vae_tf.tfp import Normal, tfd
 
 
@@ -58,14 +59,16 @@ class Reference(NamedTuple):
 
 
 @OBJECTIVES.register("avb")
-class AVB(Objective):
+class AVB(WarmedUp):
     """A two-player game (Mescheder et al. 2017, Algorithm 1 with adaptive contrast):
 
     - the discriminator T(x, z~) minimises the logistic loss between z~ = s(z), z ~ q(z|x), and
       z~ = s(z), z ~ r(z|x) (`discriminator_loss`), so that T -> log q~ - log r~;
     - the encoder and decoder maximise, over K draws z_k ~ q(z|x),
           ELBO(x) ~= mean_k [log p(x|z_k) + log p(z_k) - log r(z_k|x) - T(x, s(z_k))],
-      T held fixed (its gradient in z still flows into the encoder).
+      T held fixed (its gradient in z still flows into the encoder); with a KL warm-up
+      (`WarmedUp`), mean_k log p(x|z_k) - beta KL~, KL~ the estimated KL part (the bound watched
+      and reported stays the ELBO). T's game does not depend on beta.
 
     r and s: without adaptive contrast r = p(z) and s is the identity (plain AVB); with it,
     r(z|x) = N(m(x), diag s(x)^2), m and s q's mean and standard deviation (the posterior's
@@ -78,6 +81,7 @@ class AVB(Objective):
     """
 
     METRICS = ("loss", "bound", "reconstruction", "kl", "discriminator_loss", "discriminator_accuracy")
+    weighted_without_warmup = False  # models saved before the warm-up existed hold no beta
 
     context_fields = ("activation", "architecture")
 
@@ -135,7 +139,8 @@ class AVB(Objective):
         bound = elbo(reconstruction, kl)
         means, total = weighted_means({"loss": -bound, "bound": bound, "reconstruction": reconstruction, "kl": kl},
                                       weights)
-        objective = bound if auxiliary is None else bound - tf.reduce_mean(auxiliary, axis=0)
+        objective = elbo(reconstruction, kl, self.beta) if self.kl_warmup_epochs else bound
+        objective = objective if auxiliary is None else objective - tf.reduce_mean(auxiliary, axis=0)
         return replica_loss(objective, weights), means, total
 
     def discriminator_step(self, model, x, weights, reference: Reference) -> dict[str, tf.Tensor]:

@@ -111,6 +111,9 @@ class AVBParams(ObjectiveParams):
     discriminator_learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     discriminator_steps: int = Field(1, ge=1, le=100)
     adaptive_contrast: bool = True
+    # the weight of the KL part (T's estimate) ramped up over these epochs (left out of the resolved
+    # settings while 0, so runs resolved before it existed keep theirs)
+    kl_warmup_epochs: int = Field(0, ge=0, le=1_000_000, exclude_if=lambda epochs: epochs == 0)
 
     @property
     def adversary_learning_rate(self) -> Optional[float]:
@@ -118,7 +121,8 @@ class AVBParams(ObjectiveParams):
 
     def describe(self) -> str:
         contrast = "adaptive contrast" if self.adaptive_contrast else "contrast with p(z)"
-        return f"{super().describe()} ({contrast}, {self.discriminator_steps} T step / update)"
+        warmup = f", warm-up {self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else ""
+        return f"{super().describe()} ({contrast}, {self.discriminator_steps} T step / update{warmup})"
 
 
 @KINDS.register

@@ -13,7 +13,7 @@ class WarmedUp(Objective):
     `kl_warmup_epochs` epochs (`KLWarmup`; N = 0: beta_max throughout). The bound it reports is
     always the unweighted one, so early stopping watches log p(x)'s bound from the end of the
     warm-up on (`warmup_epochs`). A kind whose KL part is not weighted but for a warm-up
-    (`weighted_without_warmup` False: IWAE) has no `beta` without one, so that its models saved
+    (`weighted_without_warmup` False: IWAE, AVB) has no `beta` without one, so that its models saved
     before warm-ups existed still load."""
 
     weighted_without_warmup = True
