@@ -239,7 +239,7 @@ def write_idx(path, array: np.ndarray) -> None:
     """An IDX file as LeCun's MNIST files are laid out (gzipped when `path` ends in .gz)."""
     import gzip
 
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.float32): 0x0D}
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int16): 0x0B, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
     header = bytes([0, 0, codes[array.dtype], array.ndim]) + np.array(array.shape, ">u4").tobytes()
     raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
     path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
@@ -279,6 +279,22 @@ def test_idx_reads_other_value_types(tmp_path, rng):
     for array in (rng.integers(-300, 300, (2, 3), dtype=np.int16), rng.random((4, 2, 2)).astype(np.float32)):
         write_idx(tmp_path / "a.idx", array)
         np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), array)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_idx_images_of_wider_integers_have_the_levels_they_hold(tmp_path, rng, dtype):
+    """int16 and int32 are both IDX types: 12-bit images (levels 0..4095) in either give 4096
+    levels; int32 used to be refused (2^31 levels from its type), int16 given 32768."""
+    folder, arrays = idx_folder(tmp_path, rng, suffix="")
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        twelve_bit = (arrays[name].astype(dtype) * 16)
+        twelve_bit.flat[0] = 4095
+        write_idx(folder / name, twelve_bit)
+    prepared = prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="levels"), seed=0)
+    assert prepared.meta.n_levels == 4096 and prepared.train.max() == 4095
+    write_idx(folder / "t10k-images-idx3-ubyte", np.full((5, 3, 4), 70000, np.int32))
+    with pytest.raises(DataError, match=r"integer images need 2 to 65536 grey levels \(16-bit at most\), got 70001"):
+        prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="levels"), seed=0)
 
 
 def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):

@@ -250,8 +250,11 @@ def _idx(folder: Path, validation_size: int) -> Source:
             if labels[split].shape != (len(splits[split]),):
                 raise DataError(f"{path}: {labels[split].shape} labels for the {len(splits[split])} images of "
                                 f"{paths[split].name}")
-    integer = all(np.issubdtype(array.dtype, np.integer) for array in splits.values())
-    n_levels = int(np.iinfo(splits["train"].dtype).max) + 1 if integer else None  # 256 for 8-bit images
+    n_levels = None  # floats: intensities in [0, 1]
+    if all(np.issubdtype(array.dtype, np.integer) for array in splits.values()):
+        # unsigned bytes: the format's 256 levels; wider integers (int16, int32): the levels the
+        # images hold, as for an npz file without n_levels
+        n_levels = 256 if splits["train"].dtype == np.uint8 else int(max(a.max() for a in splits.values())) + 1
     source = _checked(_hold_out_validation(splits, validation_size, where), n_levels, where)
     return replace(source, test_labels=labels.get("test"))
 
