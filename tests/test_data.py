@@ -1,4 +1,5 @@
 import json
+import os
 import socket
 
 import numpy as np
@@ -160,6 +161,24 @@ def test_corrupt_or_missing_npz(tmp_path, rng):
             prepare(DataParams(source=f"npz:{tmp_path / 'damaged.npz'}", validation_size=5), seed=0)
     with pytest.raises(DataError, match="file not found"):
         prepare(DataParams(source=f"npz:{tmp_path / 'none.npz'}"), seed=0)
+
+
+def test_a_text_file_or_a_fifo_as_data_is_named_for_what_it_is(tmp_path, rng):
+    """A text file was called "pickled (object) data" (numpy's guess); a FIFO blocked the read
+    forever as an npz, and was "not found" as an IDX file."""
+    text = tmp_path / "notes.npz"
+    text.write_text("train,test\n1,2\n")
+    with pytest.raises(DataError, match=r"notes.npz: not an .npz archive: it starts with b'train,', where an .npz "
+                                        r"archive \(a zip file\) starts with b'PK'"):
+        prepare(DataParams(source=f"npz:{text}"), seed=0)
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(DataError, match=r"pipe.npz is a FIFO, not a file of data"):
+        prepare(DataParams(source=f"npz:{tmp_path / 'pipe.npz'}"), seed=0)
+    folder, _ = idx_folder(tmp_path, rng, suffix="")
+    (folder / "t10k-images-idx3-ubyte").unlink()
+    os.mkfifo(folder / "t10k-images-idx3-ubyte")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is a FIFO, not a file of data"):
+        prepare(DataParams(source=f"idx:{folder}", validation_size=2), seed=0)
 
 
 def test_levels_preprocessing_needs_integer_data(tmp_path, rng):

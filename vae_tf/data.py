@@ -162,6 +162,12 @@ def _npz(path: Path, validation_size: int) -> Source:
     """A user's arrays: keys `train` and `test` (and `val`, else held out of `train`), and
     optionally `n_levels`, a scalar."""
     where = f"data.source npz:{path}"
+    _regular_file(path, where)
+    with open(path, "rb") as file:
+        start = file.read(6)
+    if not start.startswith((b"PK", b"\x93NUMPY")):
+        raise DataError(f"{where}: not an .npz archive: it starts with {start!r}, where an .npz archive (a zip "
+                        "file) starts with b'PK'; save one with numpy.savez(path, train=..., test=...)")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -169,8 +175,6 @@ def _npz(path: Path, validation_size: int) -> Source:
                             "(train, test, optional val); save it with numpy.savez(path, train=..., test=...)")
         with archive:
             arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"{where}: file not found") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise DataError(f"{where}: not a readable .npz archive ({err})") from None
     missing = [key for key in ("train", "test") if key not in arrays]
@@ -220,8 +224,19 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
+def _regular_file(path: Path, where: str) -> None:
+    """Refuses a path that is missing or not a regular file (a FIFO would block the read forever)."""
+    if not path.exists():
+        raise DataError(f"{where}: file not found")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "a FIFO" if path.is_fifo() else "not a regular file"
+        raise DataError(f"{where}: {path} is {kind}, not a file of data")
+
+
 def _idx_file(folder: Path, name: str, required: bool) -> Optional[Path]:
-    found = [candidate for candidate in (folder / name, folder / f"{name}.gz") if candidate.is_file()]
+    found = [candidate for candidate in (folder / name, folder / f"{name}.gz") if candidate.exists()]
+    for candidate in found:
+        _regular_file(candidate, f"data.source idx:{folder}")
     if len(found) == 2:
         raise DataError(f"data.source idx:{folder}: both {name} and {name}.gz are there; keep the one to read")
     if found:
