@@ -170,6 +170,9 @@ def test_the_chief_is_the_chief_task_or_else_worker_0(cluster, task, chief):
      "TF_CONFIG: cluster.worker: expected a list of 'host:port' addresses (one for chief), got ['a']"),
     ('{"cluster": {"chief": ["a:1", "b:2"], "worker": ["c:3"]}, "task": {"type": "worker"}}',
      "TF_CONFIG: cluster.chief: expected a list of 'host:port' addresses (one for chief), got ['a:1', 'b:2']"),
+    # one worker at port 99999 trained on, alone, without a word
+    ('{"cluster": {"worker": ["localhost:99999"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: cluster.worker: 'localhost:99999': a port is 1 to 65535"),
 ])
 def test_a_tf_config_that_names_no_cluster_this_worker_can_join_is_one_line(text, message):
     """TensorFlow answered these with tracebacks, or ('[]', no cluster) trained as one worker."""

@@ -61,6 +61,9 @@ def cluster_config(text: Optional[str]) -> Optional[dict]:
                 and all(isinstance(a, str) and re.fullmatch(r"[^\s:/]+:\d{1,5}", a) for a in addresses)):
             raise ClusterError(f"TF_CONFIG: cluster.{job}: expected a list of 'host:port' addresses (one for chief), "
                                f"got {addresses!r}")
+        for address in addresses:
+            if not 1 <= int(address.rsplit(":", 1)[1]) <= 65535:
+                raise ClusterError(f"TF_CONFIG: cluster.{job}: {address!r}: a port is 1 to 65535")
     task = config.get("task")
     kind = task.get("type") if isinstance(task, dict) else None
     if kind not in cluster:
