@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--decoder", type=Path, default=None,
                         help="a trained model (.keras) of the setting: its decoder, held fixed, for every encoder "
                              "(and its own q as the first row); the joint training is skipped")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="with --decoder: each encoder starts from that model's trained q (its weights copied "
+                             "where they fit; a flow starts as the identity), so a flow adds to a converged Gaussian")
+    parser.add_argument("--patience", type=int, default=10**6,
+                        help="on the fixed decoder: stop when the validation bound has not risen for this many epochs "
+                             "(the best weights kept); --epochs is the cap")
     parser.add_argument("--name", default="iaf_gap", help="the table's file: docs/results/<name>.md")
     args = parser.parse_args()
 
@@ -70,17 +76,46 @@ def main() -> None:
     from vae_tf.provenance import write_result
     from vae_tf.training import minibatches, train
 
+    def warm_start(model, trained) -> None:
+        """`model`'s encoder network from `trained`'s: every weight copied, the output layer's
+        first 2L outputs (mu, sigma) too, and its further outputs (a flow's context) left as
+        initialised. An IAF's steps start as the identity, but between each two it reverses z's
+        components (`autoregressive_chain`): after an odd number of reversals its z_0's mu and sigma
+        are copied in reverse order, so that q starts as `trained`'s q."""
+        latent = model.latent_dim
+        order = np.arange(latent)
+        if model.posterior.kind == "iaf" and (model.posterior.num_steps - 1) % 2:
+            order = order[::-1]
+        columns = np.concatenate([order, latent + order])  # [mu, raw sigma] of z_0
+        for new, old in zip(model.posterior.network.weights, trained.posterior.network.weights, strict=True):
+            old, value = old.numpy(), new.numpy()
+            if old.shape == value.shape:
+                value = old
+            else:  # the output layer: [..., 2L] into [..., 2L + extra]
+                value[..., :2 * latent] = old[..., columns]
+            new.assign(value)
+
     def encoder_on(decoder_model, params):
-        """A new encoder of `params`' kind trained on `decoder_model`'s likelihood, held fixed."""
+        """A new encoder of `params`' kind trained on `decoder_model`'s likelihood, held fixed (from
+        its q with --warm-start), until early stopping on the validation bound (--patience)."""
         model = build_model(params, data.meta)
         model.likelihood.set_weights(decoder_model.likelihood.get_weights())
         model.likelihood.trainable = False
+        if args.warm_start:
+            warm_start(model, decoder_model)
         model.compile(optimizer=keras.optimizers.Adam(params.training.learning_rate), jit_compile=uses_xla(params))
-        batches, steps = minibatches(data.train, params.training.batch_size, params.training.steps_per_execution,
-                                     seed=params.seed)
+        t = params.training
+        batches, steps = minibatches(data.train, t.batch_size, t.steps_per_execution, seed=params.seed)
+        validation, _ = minibatches(data.val, 1000, t.steps_per_execution, seed=None)
+        stop = keras.callbacks.EarlyStopping(monitor="val_bound", mode="max", patience=args.patience,
+                                             restore_best_weights=True)
         start = time.perf_counter()
-        model.fit(batches, steps_per_epoch=steps, epochs=params.training.epochs, verbose=0, shuffle=False)
-        return model, (time.perf_counter() - start) / params.training.epochs
+        history = model.fit(batches, steps_per_epoch=steps, epochs=t.epochs, verbose=0, shuffle=False,
+                            validation_data=validation, callbacks=[stop])
+        epochs = len(history.history["loss"])
+        trained = f"{epochs} epochs, best {stop.best_epoch + 1}"
+        print(f"{params.model.posterior.kind}: {trained}, validation bound {stop.best:.2f}", flush=True)
+        return model, (time.perf_counter() - start) / epochs, trained
 
     def row(name, model, params, seconds, section: str):
         """A row of the table; NLLs paired with the section's first row."""
@@ -112,13 +147,19 @@ def main() -> None:
         decoder = decoder if decoder is not None else history.model  # the first variant's: the Gaussian's
         row(name, history.model, params, seconds, section="joint")
     for name, params in variants.items():  # a new encoder on the first variant's decoder, held fixed
-        model, seconds = encoder_on(decoder, params)
-        row(f"{name}, on the {args.decoder or args.variants[0]}'s decoder", model, params, seconds, section="fixed")
+        model, seconds, trained = encoder_on(decoder, params)
+        row(f"{name}, on the {args.decoder or args.variants[0]}'s decoder ({trained})", model, params, seconds,
+            section="fixed")
     if args.refine_steps:  # Cremer et al.'s optimal q of the family: the first model's q refined per image
         refined = Params.model_validate(deep_merge(variants[args.variants[0]].model_dump(mode="json"), {
             "evaluation": {"refinement": {"steps": args.refine_steps, "step_size": args.refine_step_size}}}))
         row(f"{args.variants[0]}, its own q refined per image ({args.refine_steps} steps)", decoder, refined, None,
             section="fixed")
+    how = f"up to {args.epochs} epochs"
+    if args.patience < args.epochs:
+        how += f" (early stopping on the validation bound, patience {args.patience}, its best weights kept)"
+    if args.warm_start:
+        how += ", starting from that model's trained q (its weights copied; a flow's steps start as the identity)"
     command = shlex.join(["python", "benchmarks/iaf_gap.py", *sys.argv[1:]])
     write_result(args.name, command, "\n".join([
         f"Setting: `{args.setting}` of the study `{args.study.name}` "
@@ -128,7 +169,7 @@ def main() -> None:
         "",
         "Above: each trained with its decoder. Below: a new encoder of each kind trained for as many epochs on the "
         f"decoder of the {args.variants[0]} model above, held fixed (the same p(x) for every row)."
-        if args.decoder is None else f"A new encoder of each kind trained for {args.epochs} epochs on the decoder of "
+        if args.decoder is None else f"A new encoder of each kind trained for {how} on the decoder of "
         f"`{args.decoder}`, held fixed (the same p(x) for every row), after that model's own q.",
         "",
         "| posterior | NLL, IS | vs the first row of its part (paired) | -ELBO | gap | active units | s / epoch |",
