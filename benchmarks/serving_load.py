@@ -3,10 +3,12 @@
 Starts the server on an exported model (after `dvc repro`: export/vae), then for each case
 sends `--requests` predict requests from `--clients` concurrent keep-alive clients (aiohttp)
 and prints p50 / p99 latency and requests per second. Client and server share the machine.
-With `--budget`, for each export the largest log_likelihood its server admits instead.
+With `--budget`, for each export the largest log_likelihood its server admits instead; with
+`--burst`, a 1-row request's latency behind a burst of large ones.
 
     python benchmarks/serving_load.py --model-base-path export/vae --clients 20 --requests 2000
     python benchmarks/serving_load.py --budget export/vae export/iwhvi export/vamp
+    python benchmarks/serving_load.py --burst export/vae
 """
 
 from __future__ import annotations
@@ -100,22 +102,23 @@ def peak_mb(pid: int) -> float:
 
 
 def budget(base_paths: list[str], x: np.ndarray, max_seconds: float = 10.0) -> None:
-    """For each export: the rate `vae-tf serve` measures at load (`vae_tf.serving.calibrate`), and
+    """For each export: the cost `vae-tf serve` measures at load (`vae_tf.serving.calibrate`), and
     a log_likelihood near the largest it admits under the default max_seconds (1024 rows x the
-    samples that fill 80 % of the budget): predicted and measured seconds, the server's peak memory."""
+    samples that fill 80 % of the budget): predicted and measured seconds, their ratio, the
+    server's peak memory."""
     import tensorflow as tf
 
     from vae_tf.serving import Signature, calibrate
 
     rows_md = []
-    print(f"{'export':<16} {'us/row-sample':>13} {'request':>14} {'predicted s':>11} {'measured s':>10} "
-          f"{'server peak MB':>14}")
+    print(f"{'export':<16} {'us/row-sample':>13} {'fixed ms':>8} {'request':>14} {'predicted s':>11} "
+          f"{'measured s':>10} {'ratio':>5} {'server peak MB':>14}")
     for base in base_paths:
         version = max((p for p in Path(base).iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
         loaded = tf.saved_model.load(str(version))
-        rate = calibrate({name: Signature.of(fn) for name, fn in loaded.signatures.items()})
+        cost = calibrate({name: Signature.of(fn) for name, fn in loaded.signatures.items()})
         rows = 1024
-        samples = min(10000, int(0.8 * max_seconds / (rows * rate)))  # 80 %: the server's own timing varies
+        samples = min(10000, int((0.8 * max_seconds - cost.fixed) / (rows * cost.per_unit)))  # the server's timing varies
         body = {"signature_name": "log_likelihood",
                 "inputs": {"x": np.resize(x, (rows, x.shape[1])).tolist(), "num_samples": samples, "seed": 1}}
         with running_server(base) as (url, server):
@@ -124,15 +127,60 @@ def budget(base_paths: list[str], x: np.ndarray, max_seconds: float = 10.0) -> N
             seconds = time.perf_counter() - start
             peak = peak_mb(server.pid)
         answer = "" if status == 200 else f" (status {status})"
-        print(f"{base:<16} {rate * 1e6:13.3f} {f'{rows} x {samples}':>14} {rows * samples * rate:11.1f} "
-              f"{seconds:10.1f} {peak:14.0f}{answer}", flush=True)
-        rows_md.append(f"| {base} | {rate * 1e6:.3f} | {rows} x {samples} | {rows * samples * rate:.1f} | {seconds:.1f} | "
-                       f"{peak:.0f}{answer} |")
+        predicted = cost.seconds(rows * samples)
+        print(f"{base:<16} {cost.per_unit * 1e6:13.3f} {cost.fixed * 1e3:8.1f} {f'{rows} x {samples}':>14} "
+              f"{predicted:11.1f} {seconds:10.1f} {predicted / seconds:5.2f} {peak:14.0f}{answer}", flush=True)
+        rows_md.append(f"| {base} | {cost.per_unit * 1e6:.3f} | {cost.fixed * 1e3:.1f} | {rows} x {samples} | "
+                       f"{predicted:.1f} | {seconds:.1f} | {predicted / seconds:.2f} | {peak:.0f}{answer} |")
     write_result("serving_budget", f"python benchmarks/serving_load.py --budget {' '.join(base_paths)}",
                  "Client and server share the machine. The largest log_likelihood each server admits under "
-                 f"--max-seconds {max_seconds:g}: 1024 rows x the samples that fill 80 % of it at the rate measured at load."
-                 "\n\n| export | us per row-sample (at load) | request | predicted s | measured s | server peak MB |\n"
-                 "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows_md))
+                 f"--max-seconds {max_seconds:g}: 1024 rows x the samples that fill 80 % of it at the cost measured at "
+                 "load (a fixed cost per call and a cost per row-sample, through two timed calls)."
+                 "\n\n| export | us per row-sample (at load) | fixed ms per call | request | predicted s | measured s | "
+                 "predicted / measured | server peak MB |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
+                 + "\n".join(rows_md))
+
+
+async def burst(url: str, x: np.ndarray, concurrent: int, rows: int, samples: int, probes: int) -> dict:
+    """`concurrent` log_likelihood requests of `rows` x `samples` at once, and meanwhile `probes`
+    1-row encodes one after another: the encodes' latencies, and the statuses of all."""
+    large = {"signature_name": "log_likelihood",
+             "inputs": {"x": np.resize(x, (rows, x.shape[1])).tolist(), "num_samples": samples, "seed": 1}}
+    small = {"signature_name": "encode", "inputs": {"x": x[:1].tolist()}}
+    statuses, latencies = [], []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=3600)) as session:
+        async def post(body):
+            start = time.perf_counter()
+            async with session.post(url, json=body) as response:
+                await response.read()
+                statuses.append(response.status)
+            return time.perf_counter() - start
+
+        await post(small)  # warm-up: traced, a connection open
+        await post(large)
+        statuses.clear()
+        flood = [asyncio.create_task(post(large)) for _ in range(concurrent)]
+        await asyncio.sleep(0.5)  # the burst's bodies sent and queued
+        for _ in range(probes):
+            latencies.append(await post(small))
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*flood)
+    return {"latencies": np.array(latencies), "statuses": statuses}
+
+
+def burst_report(base: str, x: np.ndarray, concurrent: int = 150, rows: int = 64, samples: int = 150,
+                 probes: int = 20) -> None:
+    with running_server(base) as (url, _):
+        result = asyncio.run(burst(f"{url}:predict", x, concurrent, rows, samples, probes))
+    latencies, statuses = result["latencies"], result["statuses"]
+    counts = {code: statuses.count(code) for code in sorted(set(statuses))}
+    line = (f"{concurrent} concurrent log_likelihood requests of {rows} x {samples} on {base}: a 1-row encode "
+            f"behind them took {np.median(latencies):.3f} s median, {latencies.max():.3f} s at most ({probes} probes); "
+            f"statuses {counts}, 5xx: {sum(n for code, n in counts.items() if code >= 500)}")
+    print(line, flush=True)
+    write_result("serving_burst", f"python benchmarks/serving_load.py --burst {base}",
+                 "Client and server share the machine. " + line + ".")
 
 
 def requests_post(url: str, body: dict) -> int:
@@ -154,6 +202,8 @@ def main() -> None:
     parser.add_argument("--ll-samples", type=int, default=100, help="importance samples of log_likelihood")
     parser.add_argument("--budget", nargs="+", metavar="EXPORT",
                         help="instead: the largest log_likelihood each export's server admits, timed (see `budget`)")
+    parser.add_argument("--burst", metavar="EXPORT",
+                        help="instead: a 1-row encode's latency behind a burst of log_likelihood requests (`burst`)")
     args = parser.parse_args()
 
     from vae_tf.data import load_prepared
@@ -162,6 +212,8 @@ def main() -> None:
     print(f"machine: {machine()} (client and server share it)")
     if args.budget:
         return budget(args.budget, x)
+    if args.burst:
+        return burst_report(args.burst, x)
     with running_server(args.model_base_path) as (root, _):
         print(f"{args.clients} clients, {args.requests} requests per case")
         print(f"{'case':<34} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>7}")

@@ -389,3 +389,41 @@ def test_large_requests_hold_bounded_memory_give_it_back_and_do_not_hold_up_smal
             for future in [*large, small]:
                 future.result()
         assert done.index("small") <= 1, done  # the large ones run one at a time, the small one beside them
+
+        # a burst of medium requests (each predicted at about 0.1 s, between TINY_SECONDS and
+        # SMALL_SECONDS, as the report's 64 rows x 150 samples were on its model): a 1-row encode
+        # sent after them no longer queues behind them (2.4-6.6 s, before)
+        from vae_tf.serving import Signature, calibrate
+
+        loaded = tf.saved_model.load(str(tmp_path / "vae" / "1"))
+        cost = calibrate({name: Signature.of(fn) for name, fn in loaded.signatures.items()})
+        samples = max(1, int((0.1 - cost.fixed) / (64 * cost.per_unit)))
+        done.clear()
+        with ThreadPoolExecutor(33) as pool:
+            medium = [pool.submit(call, log_likelihood(64, samples), f"medium {i}") for i in range(32)]
+            time.sleep(0.5)
+            small = pool.submit(call, {"signature_name": "encode", "instances": x[:1].tolist()}, "small")
+            for future in [*medium, small]:
+                future.result()
+        assert done.index("small") < 16, (done.index("small"), samples)
+
+
+def test_the_cost_at_load_is_a_fixed_cost_per_call_and_a_cost_per_row_sample(monkeypatch):
+    """A call of r rows x k samples that takes 5 ms + 10 us r k on the clock: `calibrate` finds both
+    terms (one call's time over its row-samples counted the fixed cost in every row-sample: the
+    budget over-estimated the largest requests 3.3x)."""
+    from vae_tf import serving
+
+    clock = [0.0]
+
+    def log_likelihood(x, num_samples, seed):
+        clock[0] += 0.005 + 1e-5 * int(x.shape[0]) * int(num_samples)
+        return {}
+
+    monkeypatch.setattr(serving.time, "perf_counter", lambda: clock[0])
+    signature = serving.Signature(log_likelihood, {"x": tf.TensorSpec([None, 6], tf.float32)}, {})
+    cost = serving.calibrate({"log_likelihood": signature})
+    assert cost.fixed == pytest.approx(0.005) and cost.per_unit == pytest.approx(1e-5)
+    assert cost.seconds(1024 * 700) == pytest.approx(0.005 + 7.168)
+    assert serving.calibrate({}) == serving.Cost(0.0, 0.0)
+

@@ -24,6 +24,7 @@ import asyncio
 import errno
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -57,13 +58,15 @@ class Limits:
     - `max_batch_size`: rows of a batched input;
     - `max_num_samples`: a scalar `num_samples` input (the rows `sample` draws, the importance
       samples per row of `log_likelihood`);
-    - `max_seconds`: the predicted time of one request, rows x num_samples x the seconds per
-      row-sample of `log_likelihood` measured when the version loaded (`calibrate`): the cost of
-      the model's own work, so one budget holds for every exported kind on this machine;
+    - `max_seconds`: the predicted time of one request, from its rows x num_samples by the cost
+      of `log_likelihood` measured when the version loaded (`calibrate`): the cost of the model's
+      own work, so one budget holds for every exported kind on this machine;
     - `max_queue`: requests in progress at once (running or waiting for the model); past it a
       request is answered 429 at once, with Retry-After.
-    Requests predicted over `SMALL_SECONDS` run one at a time on a thread of their own, so small
-    ones are never queued behind them."""
+    Requests run in lanes by their predicted time, each lane its own threads: under
+    `TINY_SECONDS` (a 1-row encode), under `SMALL_SECONDS`, and the rest one at a time; so a
+    request never waits behind larger ones. A body over `INLINE_BODY` bytes is parsed, and an
+    answer of over `INLINE_BODY` values written, on threads too, never on the event loop."""
 
     max_batch_size: int = 1024
     max_num_samples: int = 10000
@@ -71,8 +74,20 @@ class Limits:
     max_queue: int = 64
 
 
-SMALL_SECONDS = 0.25
-CALIBRATION = (16, 256)  # rows x importance samples of the log_likelihood call timed at load
+TINY_SECONDS, SMALL_SECONDS = 0.02, 0.25
+INLINE_BODY = 2**16
+CALIBRATION = ((4, 16), (32, 512))  # rows x importance samples of the two log_likelihood calls timed at load
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The predicted seconds of a request of `units` = rows x samples: `fixed` + `per_unit` x units."""
+
+    fixed: float
+    per_unit: float
+
+    def seconds(self, units: int) -> float:
+        return self.fixed + self.per_unit * units
 
 
 @dataclass(frozen=True)
@@ -191,24 +206,29 @@ def work_units(inputs: dict[str, np.ndarray]) -> tuple[int, int]:
     return rows, samples
 
 
-def calibrate(signatures: dict[str, Signature]) -> float:
-    """Seconds per row-sample of the `log_likelihood` signature on this machine: the median of
-    three timed calls of `CALIBRATION` rows x samples of zeros (valid data for every likelihood),
-    after a first call that traces it (one call varied by a third on a busy machine). 0 for a
-    model without one."""
+def calibrate(signatures: dict[str, Signature]) -> Cost:
+    """The cost of the `log_likelihood` signature on this machine: a line through two timed calls
+    (`CALIBRATION` rows x samples of zeros, valid data for every likelihood), each the median of
+    three after a first call that traces it. One call's time over its row-samples (what this
+    measured once) counts the call's fixed cost in every row-sample: 3.3x the cost of the largest
+    request. Cost(0, 0) for a model without one."""
     signature = signatures.get("log_likelihood")
     if signature is None:
-        return 0.0
-    rows, samples = CALIBRATION
-    x = tf.zeros([rows, *_shape(signature.inputs["x"])[1:]], signature.inputs["x"].dtype)
-    call = lambda: signature.function(x=x, num_samples=tf.constant(samples), seed=tf.constant(0))  # noqa: E731
-    call()
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
+        return Cost(0.0, 0.0)
+    units, times = [], []
+    for rows, samples in CALIBRATION:
+        x = tf.zeros([rows, *_shape(signature.inputs["x"])[1:]], signature.inputs["x"].dtype)
+        call = lambda: signature.function(x=x, num_samples=tf.constant(samples), seed=tf.constant(0))  # noqa: E731
         call()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[1] / (rows * samples)
+        timed = []
+        for _ in range(3):
+            start = time.perf_counter()
+            call()
+            timed.append(time.perf_counter() - start)
+        units.append(rows * samples)
+        times.append(sorted(timed)[1])
+    per_unit = max(times[1] - times[0], 0.0) / (units[1] - units[0]) or times[1] / units[1]
+    return Cost(max(times[1] - per_unit * units[1], 0.0), per_unit)
 
 
 def _check_names(given: dict, names: list[str]) -> None:
@@ -236,7 +256,7 @@ class Servable:
     version: int
     signatures: dict[str, Signature]
     saved_model: Any  # the loaded object: it owns the variables the signatures read
-    seconds_per_unit: float  # of log_likelihood per row-sample, measured at load (`calibrate`)
+    cost: Cost  # of log_likelihood, measured at load (`calibrate`)
 
 
 class ModelRepository:
@@ -285,13 +305,13 @@ class ModelRepository:
                 try:
                     loaded = tf.saved_model.load(str(self.base_path / str(version)))
                     signatures = {name: Signature.of(fn) for name, fn in loaded.signatures.items()}
-                    seconds_per_unit = calibrate(signatures)
+                    cost = calibrate(signatures)
                 except Exception as err:  # a broken folder must not take the server down
                     self.failed[version] = (state, f"{type(err).__name__}: {err}".strip())
                     log.error("model %s version %d failed to load: %s", self.name, version, err)
                     continue
                 self.failed.pop(version, None)
-                chosen = Servable(version, signatures, loaded, seconds_per_unit)
+                chosen = Servable(version, signatures, loaded, cost)
                 break
             if chosen is not self.servable:
                 if self.servable and self.servable.version not in on_disk:
@@ -338,10 +358,10 @@ def read_request(data: bytes, charset: Optional[str], servable, limits: Limits):
     signature = servable.signatures.get(name)
     inputs, row_format = parse_inputs(body, signature, limits)
     rows, samples = work_units(inputs)
-    seconds = rows * samples * servable.seconds_per_unit
+    seconds = servable.cost.seconds(rows * samples)
     if seconds > limits.max_seconds:
         raise RequestError(f"the request asks for {rows} rows x {samples} samples, about {seconds:.3g} s of this "
-                           f"model's work ({servable.seconds_per_unit * 1e6:.3g} us per row-sample, measured at "
+                           f"model's work ({servable.cost.per_unit * 1e6:.3g} us per row-sample, measured at "
                            f"load), over max_seconds {limits.max_seconds:g}; split it into smaller requests",
                            status=413)
     return signature, inputs, row_format, seconds
@@ -376,7 +396,10 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
     """The aiohttp application; it polls `repository` for new versions while it runs."""
     routes = web.RouteTableDef()
     in_progress = 0  # predictions being parsed, waiting for the model or running
-    small_requests, large_requests = ThreadPoolExecutor(4), ThreadPoolExecutor(1)  # see `Limits`
+    # the lanes by predicted seconds (see `Limits`), and the threads that parse and write large bodies
+    lanes = ((TINY_SECONDS, ThreadPoolExecutor(2)), (SMALL_SECONDS, ThreadPoolExecutor(4)),
+             (math.inf, ThreadPoolExecutor(1)))
+    bodies = ThreadPoolExecutor(2)
 
     def model_named(request) -> ModelRepository:
         name = request.match_info["name"]
@@ -420,14 +443,22 @@ def make_app(repository: ModelRepository, limits: Limits = Limits(), poll_second
         finally:
             in_progress -= 1
 
+    async def off_the_loop(large: bool, pool: ThreadPoolExecutor, work):
+        """`work()`, on `pool`'s threads if `large`, else here (a thread's hand-off costs more)."""
+        return await asyncio.get_running_loop().run_in_executor(pool, work) if large else work()
+
     async def _predict(request):
         servable = model_named(request).get(version_of(request))
-        signature, inputs, row_format, seconds = read_request(await request.read(), request.charset, servable, limits)
+        data = await request.read()
+        signature, inputs, row_format, seconds = await off_the_loop(
+            len(data) > INLINE_BODY, bodies, lambda: read_request(data, request.charset, servable, limits))
+        lane = next(pool for below, pool in lanes if seconds < below)
         outputs = await asyncio.get_running_loop().run_in_executor(
-            large_requests if seconds > SMALL_SECONDS else small_requests,
-            lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
+            lane, lambda: {key: value.numpy() for key, value in signature.function(**inputs).items()})
         check_finite(outputs, inputs)
-        return web.json_response(format_outputs(outputs, row_format), dumps=_dumps)
+        text = await off_the_loop(sum(value.size for value in outputs.values()) > INLINE_BODY, bodies,
+                                  lambda: _dumps(format_outputs(outputs, row_format)))
+        return web.Response(text=text, content_type="application/json")
 
     async def poll(app):
         async def loop():
