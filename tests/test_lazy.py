@@ -7,7 +7,7 @@ from vae_tf.lazy import layers_on_demand
 
 def test_a_name_that_is_also_a_module_is_refused():
     with pytest.raises(ValueError, match=r"\['standard_normal'\] name both a module"):
-        layers_on_demand("vae_tf.priors", {"standard_normal": "standard_normal"}, kinds=("standard_normal",))
+        layers_on_demand("vae_tf.priors", {"standard_normal": "standard_normal"})
 
 
 def test_a_name_is_the_object_its_module_holds_whichever_is_imported_first():

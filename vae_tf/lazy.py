@@ -6,25 +6,27 @@ A part's package (`vae_tf.posteriors`, ...) offers its layers by name; its `para
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from collections.abc import Callable
 
 
-def layers_on_demand(package: str, names: dict[str, str], kinds: tuple[str, ...]) -> Callable[[str], object]:
+def layers_on_demand(package: str, names: dict[str, str]) -> Callable[[str], object]:
     """The package's `__getattr__`. `names` maps each name it offers to the module of `package`
-    that holds it. The first one asked for imports the kinds' modules (`kinds`, each of which
-    registers its layer, so that the registry is whole) and is then kept on the package. A name
-    may not be that of a module of the package: importing the module would set the package's
-    attribute to the module, and the name would never be asked for."""
-    modules = {*kinds, *names.values()}
-    if clashes := sorted(modules & set(names)):
+    that holds it. The first one asked for imports every module of the package (each kind's
+    registers its layer, so that the registry is whole, and a new kind is its module and its
+    params class, no line here) and is then kept on the package. A name may not be that of a
+    module of the package: importing the module would set the package's attribute to the module,
+    and the name would never be asked for."""
+    modules = sorted(module.name for module in pkgutil.iter_modules(sys.modules[package].__path__))
+    if clashes := sorted(set(modules) & set(names)):
         raise ValueError(f"{package}: {clashes} name both a module and a name it offers; import them from the module")
 
     def __getattr__(name: str) -> object:
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        for kind in kinds:
-            importlib.import_module(f"{package}.{kind}")
+        for module in modules:
+            importlib.import_module(f"{package}.{module}")
         value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
         setattr(sys.modules[package], name, value)
         return value

@@ -9,5 +9,4 @@ __all__ = ["LIKELIHOODS", "Likelihood", "BernoulliLikelihood", "CategoricalLikel
            "PixelCategorical"]
 __getattr__ = layers_on_demand(__name__, {"LIKELIHOODS": "base", "Likelihood": "base", "BernoulliLikelihood": "bernoulli",
                                           "CategoricalLikelihood": "categorical", "PixelCategorical": "categorical",
-                                          "GaussianLikelihood": "gaussian"},
-                               kinds=("bernoulli", "categorical", "gaussian"))
+                                          "GaussianLikelihood": "gaussian"})

@@ -8,5 +8,4 @@ from vae_tf.lazy import layers_on_demand
 
 __all__ = ["AAE", "AVB", "ELBO", "IWAE", "OBJECTIVES", "Discriminator", "KLWarmup", "Objective"]
 __getattr__ = layers_on_demand(__name__, {"AAE": "aae", "AVB": "avb", "Discriminator": "avb", "ELBO": "elbo",
-                                          "KLWarmup": "warmup", "IWAE": "iwae", "OBJECTIVES": "base", "Objective": "base"},
-                               kinds=("aae", "avb", "elbo", "iwae"))
+                                          "KLWarmup": "warmup", "IWAE": "iwae", "OBJECTIVES": "base", "Objective": "base"})

@@ -8,5 +8,4 @@ from vae_tf.lazy import layers_on_demand
 __all__ = ["MIN_SCALE", "POSTERIORS", "Draw", "Posterior", "Proposal", "Refine", "fitted_gaussian", "sample_moments"]
 __getattr__ = layers_on_demand(__name__, {"MIN_SCALE": "base", "POSTERIORS": "base", "Draw": "base", "Posterior": "base",
                                           "Proposal": "base", "Refine": "base", "fitted_gaussian": "fitted",
-                                          "sample_moments": "fitted"},
-                               kinds=("gaussian", "hierarchical", "iaf", "implicit", "planar"))
+                                          "sample_moments": "fitted"})

@@ -6,5 +6,4 @@ asked for (`vae_tf.lazy`), so that `params` is read without TensorFlow."""
 from vae_tf.lazy import layers_on_demand
 
 __all__ = ["PRIORS", "Prior", "StandardNormalPrior"]
-__getattr__ = layers_on_demand(__name__, {"PRIORS": "base", "Prior": "base", "StandardNormalPrior": "standard_normal"},
-                               kinds=("flow", "mixture", "ring", "standard_normal", "vamp"))
+__getattr__ = layers_on_demand(__name__, {"PRIORS": "base", "Prior": "base", "StandardNormalPrior": "standard_normal"})
