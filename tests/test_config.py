@@ -117,7 +117,7 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
     [
         ("objective: {kind: elbo, gradient: dreg}", "objective: gradient: unknown key; allowed keys here: "
                                                      "['kind', 'num_samples', 'refinement', 'kl_weight', 'kl_warmup_epochs']"),
-        ("objective: {kind: iwea}", "objective: kind: unknown kind 'iwea'; registered kinds: ['aae', 'avb', 'elbo', 'iwae']"),
+        ("objective: {kind: iwea}", "objective: kind: unknown kind 'iwea'; registered kinds: ['aae', 'avb', 'ciwae', 'elbo', 'iwae', 'miwae', 'piwae']"),
         ("objective: {num_samples: 0}", "objective: num_samples: Input should be greater than or equal to 1"),
         ("k_study: {experiment: nope, num_samples: [1]}", "k_study: experiment: no experiment named 'nope'"),
         ("k_study: {experiment: vae, num_samples: [5, 5]}", "k_study.num_samples: needs distinct values >= 1"),

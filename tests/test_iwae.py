@@ -188,3 +188,23 @@ def test_normal_names_its_algorithm_and_samples_the_same_distribution_as_tfp_nor
     np.testing.assert_allclose(d_loc, 1.0)  # reparameterized: z = loc + scale * eps
     np.testing.assert_allclose(d_scale, (draw - loc) / scale, rtol=1e-5)
     assert float(tfd.kl_divergence(Normal(0.0, 1.0), tfd.Normal(0.0, 1.0))) == 0.0  # TFP's registered KL applies
+
+
+def grouped_model(kind, groups=3, samples=4):
+    params = {"seed": 0, "model": {"latent_dim": 2, "hidden_units": [8], "likelihood": "gaussian"},
+              "objective": {"kind": kind, "num_samples": samples, "num_groups": groups},
+              "training": {"optimizer": "sgd", "learning_rate": 1.0, "jit_compile": False}}
+    return model_of(params, meta_for(6))
+
+
+def test_piwae_steps_the_decoder_by_iwaes_gradient_and_the_encoder_by_miwaes_of_the_same_draws(rng):
+    """M = 3 groups of K = 4: PIWAE's generative step is IWAE's with K = 12 (reparameterized), its
+    inference step MIWAE's, from the same 12 draws (the same seed); the two differ."""
+    x = tf.constant(rng.normal(size=(4, 6)), tf.float32)
+    piwae = update_gradients(grouped_model("piwae"), x, 7)
+    iwae = update_gradients(small_model(num_samples=12, gradient="reparameterized"), x, 7)
+    miwae = update_gradients(grouped_model("miwae"), x, 7)
+    for role, reference in (("generative", iwae), ("inference", miwae)):
+        for a, b in zip(piwae[role], reference[role], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(iwae["inference"], miwae["inference"]))

@@ -76,3 +76,52 @@ def test_iwae_bound_is_the_log_mean_weight_and_finite_for_extreme_log_weights():
     np.testing.assert_allclose(tape.gradient(surrogate_sum, log_w), tape.gradient(bound_sum, log_w), atol=1e-7)
 
 
+
+
+def linear_gaussian_draws(rng, q_of, k):
+    """x from the linear Gaussian model, k draws of q_of(x) per example, and the draws' terms as
+    `VAE.draws` gives them (log_weights [k, batch], reconstruction, kl)."""
+    model = LinearGaussian(rng)
+    x = (rng.normal(size=(40, 2)) @ model.w.T + model.b + 0.5 * rng.normal(size=(40, 6))).astype(np.float32)
+    q = q_of(model, x)
+    z = q.sample(k, seed=[5, 6])
+    log_px, log_q = model.likelihood(z).log_prob(x), q.log_prob(z)
+    log_weights = bounds.log_importance_weights(log_px, standard_normal(2).log_prob(z), log_q)
+    draws = {"log_weights": log_weights, "reconstruction": tf.reduce_mean(log_px, axis=0),
+             "kl": tf.reduce_mean(log_q - standard_normal(2).log_prob(z), axis=0)}
+    return model.exact_log_likelihood(x), draws
+
+
+def rainforth_objectives(groups, samples):
+    from vae_tf.objectives.ciwae import CIWAE
+    from vae_tf.objectives.miwae import MIWAE
+    from vae_tf.objectives.piwae import PIWAE
+
+    return {"miwae": MIWAE(num_samples=samples, num_groups=groups), "piwae": PIWAE(num_samples=samples, num_groups=groups),
+            "ciwae": CIWAE(num_samples=groups * samples, beta=0.3)}
+
+
+def test_miwae_piwae_and_ciwae_are_log_p_x_exactly_when_q_is_the_exact_posterior(rng):
+    """With q = p(z|x) every weight is p(x): each bound is log p(x) (pPCA's closed form)."""
+    exact, draws = linear_gaussian_draws(rng, lambda model, x: model.exact_posterior(x), 12)
+    for name, objective in rainforth_objectives(3, 4).items():
+        terms = objective.terms(draws)
+        np.testing.assert_allclose(terms["bound"], exact, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(terms["objective"], exact, rtol=1e-5, err_msg=name)
+
+
+def test_with_a_poor_q_the_bounds_order_as_their_definitions_say(rng):
+    """On the same M K = 12 draws of an imperfect q, per example: mean log w <= CIWAE <= L_MK, and
+    L_{M,K} <= L_MK (the log of a mean of group means is at least the mean of their logs; M = 3
+    groups of K = 4); CIWAE is its combination, MIWAE the mean of its groups' L_K."""
+    exact, draws = linear_gaussian_draws(rng, lambda model, x: model.proposal(shift=0.3, inflate=1.5)(x), 12)
+    objectives = rainforth_objectives(3, 4)
+    miwae, piwae, ciwae = (objectives[name].terms(draws)["bound"].numpy() for name in ("miwae", "piwae", "ciwae"))
+    mean_log_w, l_mk = tf.reduce_mean(draws["log_weights"], axis=0).numpy(), bounds.iwae_bound(draws["log_weights"]).numpy()
+    np.testing.assert_allclose(piwae, l_mk, rtol=1e-6)
+    assert np.all(mean_log_w <= ciwae + 1e-4) and np.all(ciwae <= l_mk + 1e-4) and np.all(miwae <= l_mk + 1e-4)
+    assert np.mean(exact - l_mk) > 0.01  # a poor q: a gap to close
+    np.testing.assert_allclose(ciwae, 0.3 * mean_log_w + 0.7 * l_mk, rtol=1e-6)
+    # L_{M,K}: the mean of its M groups' L_K
+    groups = np.reshape(draws["log_weights"].numpy(), (3, 4, -1))
+    np.testing.assert_allclose(miwae, np.mean([bounds.iwae_bound(g).numpy() for g in groups], axis=0), rtol=1e-6)

@@ -34,8 +34,9 @@ def machine_memory() -> int:
 def decoded_draws(params: Params) -> dict[str, tuple[int, str]]:
     """The draws one step decodes at once, by what runs it, with the settings that set them."""
     t, e = params.training, params.evaluation
-    k = params.objective.num_samples
-    draws = {"a training step": (t.batch_size * k, "training.batch_size x objective.num_samples"),
+    o = params.objective
+    k = o.num_samples
+    draws = {"a training step": (t.batch_size * o.draws_per_example, f"training.batch_size x {o.draws_setting}"),
              "importance sampling": (e.batch_size * min(e.chunk_size, max(e.num_samples, k)),
                                      "evaluation.batch_size x evaluation.chunk_size")}
     if e.ais is not None:

@@ -53,6 +53,11 @@ class Objective(Part):
         super().__init__(**kwargs)
         self.num_samples, self.refinement = num_samples, refinement
 
+    @property
+    def draws_per_example(self) -> int:
+        """The draws of q(z|x) each example takes in a step (K; M K for M groups of K)."""
+        return self.num_samples
+
     def build(self, input_shape):
         """`input_shape`: that of the [x, z] pairs an adversary sees, (None, D + L)."""
 
@@ -66,7 +71,7 @@ class Objective(Part):
     def loss_and_terms(self, model, x, weights, stop_density_gradient: bool = False):
         """The draws, the replica's loss (`replica_loss`), the tracked minibatch means (`loss`
         unscaled: -mean(objective)) and the total weight."""
-        draws = model.draws(x, self.num_samples, stop_density_gradient, self.refinement)
+        draws = model.draws(x, self.draws_per_example, stop_density_gradient, self.refinement)
         per_example = self.terms(draws)
         objective = per_example.pop("objective")
         means, total = weighted_means({"loss": -objective, **per_example}, weights)

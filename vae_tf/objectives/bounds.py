@@ -37,6 +37,14 @@ def iwae_bound(log_weights: tf.Tensor) -> tf.Tensor:
     return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(k)
 
 
+def grouped_iwae_bound(log_weights: tf.Tensor, groups: int) -> tf.Tensor:
+    """L_{M,K}(x) = (1/M) sum_m L_K(x; group m), the M = `groups` groups of K consecutive draws of
+    `log_weights` [M K, batch]: MIWAE's bound (Rainforth et al. 2018), L_K in expectation, with
+    M times the draws and an encoder gradient whose signal-to-noise ratio grows with M."""
+    grouped = tf.reshape(log_weights, [groups, -1, tf.shape(log_weights)[-1]])  # [M, K, batch]
+    return tf.reduce_mean(iwae_bound(tf.transpose(grouped, [1, 0, 2])), axis=0)
+
+
 def normalized_weights(log_weights: tf.Tensor) -> tf.Tensor:
     """w~_k = w_k / sum_j w_j over the leading axis, with no gradient: the weights of the IWAE
     gradient, grad L_K = sum_k w~_k grad log w_k."""

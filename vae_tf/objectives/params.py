@@ -17,6 +17,12 @@ class ObjectiveParams(PartParams):
 
     needs_density: ClassVar[bool] = True
     num_samples: int = Field(1, ge=1, le=10000)  # K draws z_k ~ q(z|x) per example and step
+    draws_setting: ClassVar[str] = "objective.num_samples"  # what sets `draws_per_example`
+
+    @property
+    def draws_per_example(self) -> int:
+        """The draws of q(z|x) each example takes in a training step."""
+        return self.num_samples
 
     @property
     def uses_dreg(self) -> bool:
@@ -99,6 +105,46 @@ class IWAEParams(BoundParams):
     def describe(self) -> str:
         warmup = f", warm-up {self.kl_warmup_epochs} epochs" if self.kl_warmup_epochs else ""
         return f"{super().describe()} ({self.gradient}{warmup}{self.refined})"
+
+
+class GroupedParams(BoundParams):
+    """M groups of K draws: M K draws of q(z|x) per example and step."""
+
+    num_groups: int = Field(1, ge=1, le=10000)  # M
+    draws_setting: ClassVar[str] = "objective.num_groups x objective.num_samples"
+
+    @property
+    def draws_per_example(self) -> int:
+        return self.num_groups * self.num_samples
+
+    def describe(self) -> str:
+        return f"{self.kind} M={self.num_groups} K={self.num_samples} (reparameterized{self.refined})"
+
+
+@KINDS.register
+class MIWAEParams(GroupedParams):
+    """L_{M,K} = (1/M) sum_m log (1/K) sum_k w_{m,k}: M independent L_K averaged (Rainforth et al. 2018)."""
+
+    kind: Literal["miwae"] = "miwae"
+
+
+@KINDS.register
+class PIWAEParams(GroupedParams):
+    """The encoder climbs L_{M,K} (MIWAE's), the decoder and prior L_{MK} (IWAE's) of the same M K
+    draws (Rainforth et al. 2018)."""
+
+    kind: Literal["piwae"] = "piwae"
+
+
+@KINDS.register
+class CIWAEParams(BoundParams):
+    """beta ELBO + (1 - beta) L_K of the same K draws (Rainforth et al. 2018)."""
+
+    kind: Literal["ciwae"] = "ciwae"
+    beta: float = Field(0.5, ge=0.0, le=1.0)
+
+    def describe(self) -> str:
+        return f"{super().describe()} (beta {self.beta:g}, reparameterized{self.refined})"
 
 
 @KINDS.register
