@@ -90,6 +90,17 @@ def test_elbo_surgery_numbers_do_not_depend_on_its_blocks(rng):
     assert whole == blocks
 
 
+def test_elbo_surgery_says_how_far_it_is(rng, monkeypatch, capsys):
+    """A large surgery ran silent for minutes: a line every PROGRESS_SECONDS (here every block),
+    and one when it is done."""
+    monkeypatch.setattr(evaluation, "PROGRESS_SECONDS", -1)
+    q = batch_of_gaussians(rng.normal(size=(10, 2)), np.ones((10, 2)))
+    evaluation.elbo_surgery(q, standard_normal(2), 6, tf.constant([1, 2]), chunk_size=20)  # 60 draws: 3 blocks
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [f"ELBO surgery: {i}/3 blocks of draws" for i in (1, 2, 3)]
+    assert lines[-1].endswith("about 0 s left")
+
+
 def peak_growth_mib(script: str, *args) -> float:
     """What `script` prints last (the peak memory its measured call added, MiB), run with `args`
     in a process of its own from the repository root."""

@@ -109,6 +109,7 @@ KL_DRAWS = 256
 
 SURGERY_FLOATS = 2**24  # floats (64 MiB) in one [draws, N, L] block of the ELBO surgery's aggregate posterior
 PRIOR_CHUNK = 256  # draws per call of the prior's log_prob in the surgery (see elbo_surgery)
+PROGRESS_SECONDS = 30  # the surgery says how far it is at most this often (it ran silent for minutes)
 
 
 def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed,
@@ -137,8 +138,15 @@ def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, s
     def log_sum_over_examples(block):  # [chunk, 1, L] -> [chunk]: logsumexp_m log q(z|x_m)
         return tf.reduce_logsumexp(q.log_prob(tf.broadcast_to(block, [block.shape[0], n, latent])), axis=1)
 
-    log_aggregate = tf.concat([log_sum_over_examples(flat[i:i + chunk_size])
-                               for i in range(0, int(flat.shape[0]), chunk_size)], axis=0)
+    blocks, begin, said = range(0, int(flat.shape[0]), chunk_size), time.perf_counter(), time.perf_counter()
+    log_aggregate = []
+    for done, i in enumerate(blocks, 1):
+        log_aggregate.append(log_sum_over_examples(flat[i:i + chunk_size]))
+        if time.perf_counter() - said > PROGRESS_SECONDS or done == len(blocks):  # a line now and then, not per block
+            said, elapsed = time.perf_counter(), time.perf_counter() - begin
+            print(f"ELBO surgery: {done}/{len(blocks)} blocks of draws in {elapsed:.0f} s, about "
+                  f"{elapsed / done * (len(blocks) - done):.0f} s left", flush=True)
+    log_aggregate = tf.concat(log_aggregate, axis=0)
     log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(float(n))
     log_prior = tf.concat([prior.log_prob(flat[i:i + PRIOR_CHUNK, 0]) for i in range(0, int(flat.shape[0]), PRIOR_CHUNK)],
                           axis=0)
