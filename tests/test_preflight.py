@@ -46,6 +46,13 @@ def test_a_memory_refusal_is_the_decoders_outputs_of_one_step_against_the_memory
     ({"model": {"likelihood": "gaussian"}}, r"^model.likelihood: 'gaussian' needs continuous data"),
     ({"model": {"likelihood": "bernoulli", "prior": {"kind": "vamp", "num_components": 500}}},
      r"^model.prior.num_components: 500 distinct pseudo-inputs cannot start as the 100 training images"),
+    # inside every width's bound, trained it was killed by the kernel at 23 GB
+    ({"model": {"likelihood": "bernoulli", "latent_dim": 4096,
+                "posterior": {"kind": "iaf", "made_units": [8192, 8192]}}},
+     r"^model.posterior: 2 steps of MADEs \[8192, 8192\] on 4096 latents would hold 335,806,464 weights, over the "
+     r"268,435,456 allowed \(1024 MiB\)"),
+    ({"model": {"likelihood": "bernoulli", "prior": {"kind": "flow", "num_steps": 100, "made_units": [4096, 4096]}}},
+     r"^model.prior: 100 steps of MADEs \[4096, 4096\] on 16 latents would hold"),
     ({"model": {"likelihood": "bernoulli"}, "evaluation": {"ais": {"num_chains": 100000}, "batch_size": 1000}},
      r"^evaluation.batch_size x evaluation.ais.num_chains: AIS would decode 100,000,000 draws"),
 ])

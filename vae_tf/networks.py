@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tf.errors import ParamsError
+
 IMAGE_KINDS = ("conv", "resnet")
 
 
@@ -194,6 +196,25 @@ def apply_to_leading(network, inputs: tf.Tensor) -> tf.Tensor:
     flattened into its batch and reshaped after: [..., output units]."""
     flat = network(tf.reshape(inputs, [-1, inputs.shape[-1]]))
     return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], tf.shape(flat)[-1:]], 0))
+
+
+# The most weights of a flow's MADEs, all its steps together (1 GiB; 4 with gradients and Adam's
+# moments): the widths' own bound (`vae_tf.sections.MAX_HIDDEN_WEIGHTS`) is per network, and a flow
+# has up to 100 of them, next to a latent space of up to 4096.
+MAX_MADE_WEIGHTS = 2**28
+
+
+def refuse_large_mades(where: str, num_steps: int, made_units: Sequence[int], latent_dim: int,
+                       context_dim: int = 0) -> None:
+    """Refuses `num_steps` MADEs (`MaskedAutoregressive`) of `made_units` on L = `latent_dim` values
+    (and a context of `context_dim`) over `MAX_MADE_WEIGHTS` weights: (L + C) u_1 + sum_i u_i u_(i+1)
+    + u_last 2L each."""
+    u = list(made_units)
+    weights = num_steps * ((latent_dim + context_dim) * u[0] + sum(a * b for a, b in zip(u, u[1:])) + u[-1] * 2 * latent_dim)
+    if weights > MAX_MADE_WEIGHTS:
+        raise ParamsError(f"{where}: {num_steps} steps of MADEs {u} on {latent_dim} latents would hold {weights:,} "
+                          f"weights, over the {MAX_MADE_WEIGHTS:,} allowed ({MAX_MADE_WEIGHTS * 4 // 2**20} MiB); "
+                          "take fewer steps or narrower MADEs")
 
 
 @keras.saving.register_keras_serializable(package="vae_tf")

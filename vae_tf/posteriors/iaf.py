@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vae_tf.bijectors import autoregressive_chain
-from vae_tf.networks import MaskedAutoregressive
+from vae_tf.networks import MaskedAutoregressive, refuse_large_mades
 from vae_tf.posteriors.base import POSTERIORS
 from vae_tf.posteriors.flow import FlowPosterior
 from vae_tf.tfp import tfb
@@ -19,6 +19,11 @@ class IAFPosterior(FlowPosterior):
     on a context c(x) the encoder emits (`context_dim` values). It is TFP's
     `Invert(MaskedAutoregressiveFlow)`: sampling is one pass, a density away from the draws
     (`distribution(h).log_prob`) L passes."""
+
+    @classmethod
+    def from_params(cls, params, context):
+        refuse_large_mades("model.posterior", params.num_steps, params.made_units, context.latent_dim, params.context_dim)
+        return super().from_params(params, context)
 
     def __init__(self, context_dim: int, made_units: Sequence[int], **kwargs):
         self.context_dim, self.made_units = context_dim, tuple(made_units)

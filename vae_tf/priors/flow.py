@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from vae_tf.bijectors import autoregressive_chain
-from vae_tf.networks import MaskedAutoregressive
+from vae_tf.networks import MaskedAutoregressive, refuse_large_mades
 from vae_tf.priors.base import PRIORS, Prior
 from vae_tf.priors.mixture import mixture_marginals
 from vae_tf.priors.standard_normal import standard_normal
@@ -28,6 +28,11 @@ class FlowPrior(Prior):
     MADE's output layer starts at zero), so p starts as N(0, I). A draw takes L passes per step."""
 
     context_fields = (*Prior.context_fields, "activation")
+
+    @classmethod
+    def from_params(cls, params, context):
+        refuse_large_mades("model.prior", params.num_steps, params.made_units, context.latent_dim)
+        return super().from_params(params, context)
 
     def __init__(self, latent_dim: int, activation: str, num_steps: int, made_units: Sequence[int], **kwargs):
         super().__init__(latent_dim, **kwargs)
