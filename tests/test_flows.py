@@ -39,6 +39,22 @@ def test_planar_log_det_is_that_of_its_jacobian_and_the_inverse_undoes_it(rng, s
                                -step.forward_log_det_jacobian(z, event_ndims=1), atol=1e-4)
 
 
+def test_the_gradient_of_a_planar_log_density_anywhere_compiles_under_xla(rng):
+    """AIS from a planar q differentiates log q at points it did not draw (the bisection's inverse):
+    under XLA that failed for want of a bound on the loop's iterations (the study's cv_planar)."""
+    bijector = Planar(*(tf.constant(rng.normal(size=(3,)), tf.float32) for _ in range(2)), tf.constant(0.3))
+    q = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(3)), bijector)
+    z = tf.constant(rng.normal(size=(5, 3)), tf.float32)
+
+    def gradient(z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            log_q = tf.reduce_sum(q.log_prob(z))
+        return tape.gradient(log_q, z)
+
+    np.testing.assert_allclose(tf.function(gradient, jit_compile=True)(z), gradient(z), rtol=1e-4, atol=1e-5)
+
+
 def test_the_constraint_keeps_every_planar_step_invertible(rng):
     """w.u_hat > -1 whatever u and w, so f is increasing along w: distinct points stay distinct."""
     step = random_planar(rng, 10_000, 2, scale=2.0)

@@ -69,7 +69,11 @@ class Planar(tfb.Bijector):
             below = middle + self.w_u_hat * tf.tanh(middle + self.b) < target
             return _ + 1, (tf.where(below, middle, low), tf.where(below, high, middle))
 
-        _, (low, high) = tf.while_loop(lambda i, _: i < BISECTION_STEPS, halve, (0, (low, high)))
+        # a bound on the iterations, so that XLA compiles the loop and its gradient (AIS from a
+        # planar q differentiates log q at any z: without it, "XLA compilation requires a fixed
+        # tensor list size")
+        _, (low, high) = tf.while_loop(lambda i, _: i < BISECTION_STEPS, halve, (0, (low, high)),
+                                       maximum_iterations=BISECTION_STEPS)
         a = (low + high) / 2
         return y - self.u_hat * tf.tanh(a + self.b)[..., None]
 
