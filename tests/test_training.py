@@ -42,7 +42,7 @@ def test_nan_loss_stops_training_with_a_clear_error_and_no_model(tmp_path, digit
 
 def test_training_and_evaluation_say_how_far_they_are(tmp_path, digits, tiny_params, monkeypatch, capsys):
     """A line for the first and the last epoch (the others within 10 s of a printed one are not
-    printed), and one per batch of test images, the last with nothing left."""
+    printed), one per batch of test images, the last with nothing left, and the ELBO surgery's."""
     from vae_tf.evaluation import evaluate_model
 
     monkeypatch.chdir(tmp_path)
@@ -58,8 +58,9 @@ def test_training_and_evaluation_say_how_far_they_are(tmp_path, digits, tiny_par
     result = evaluate_model(model, digits.test[:20], evaluation, seed=0,
                             finished=lambda partial: estimates.append(json.loads(json.dumps(partial["metrics"]))))
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" in ")[0] for line in lines] == [f"evaluated {n}/20 images" for n in (8, 16, 20)]
-    assert lines[-1].endswith("about 0 s left")
+    assert [line.split(" in ")[0] for line in lines] == [*(f"evaluated {n}/20 images" for n in (8, 16, 20)),
+                                                          "ELBO surgery: 1/1 blocks of draws"]
+    assert lines[-2].endswith("about 0 s left") and lines[-1].endswith("about 0 s left")
     # the estimates are handed over (for the stage to write) before the ELBO surgery, and are final
     (before,) = estimates
     assert "elbo_surgery" not in before and before["nll"] == result["metrics"]["nll"] and "ais" in before
