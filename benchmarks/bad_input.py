@@ -102,7 +102,7 @@ def main() -> None:
                                               "resolved"], project)
         for name, arrays in DATA.items():
             np.savez(project / "data" / "raw" / "bad.npz", **arrays)
-            (project / "params.yaml").write_text("data: {source: npz:data/raw/bad.npz, validation_size: 5}\n")
+            (project / "params.yaml").write_text("data: {source: npz, path: data/raw/bad.npz, validation_size: 5}\n")
             results[f"data: {name}"] = run([sys.executable, str(ROOT / "pipeline" / "prepare.py"), "data/prepared"], project)
         for name, flags in FLAGS.items():
             results[f"serve: {name}"] = run([VAE_TF, "serve", "--model-name", "m", "--model-base-path",

@@ -1,6 +1,6 @@
 """Benchmark: the network kinds (`model.network`: mlp, conv, resnet) training a VAE on image-shaped
 data available offline: scikit-learn's digits upsampled to SIZE x SIZE (bilinear), shifted by up to
-two pixels at random and binarized, as an `npz:` source of (N, SIZE, SIZE) arrays prepared by the
+two pixels at random and binarized, as an `npz` source of (N, SIZE, SIZE) arrays prepared by the
 pipeline's own code. Prints, per kind: training images per second (median epoch, compilation
 excluded), the floating-point work of a training step (3 x the forward pass of encoder and
 decoder, counted from the layers), the rate that achieves, its fraction of this machine's
@@ -151,7 +151,7 @@ def main() -> None:
             path = Path(tmp) / "images.npz"
             images = digits_images(args.images + 1000, args.size, seed=0)
             np.savez(path, train=images[:args.images], test=images[args.images:], n_levels=2)
-            data = prepare(DataParams(source=f"npz:{path}", preprocessing="binarize", validation_size=1000), seed=0)
+            data = prepare(DataParams(source="npz", path=str(path), preprocessing="binarize", validation_size=1000), seed=0)
         print(json.dumps({**one_kind(args.run, data, args.epochs, seed=0, devices=devices), "sizes": data.meta.sizes,
                           "image_shape": data.meta.image_shape}))
         return

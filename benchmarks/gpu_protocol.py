@@ -45,7 +45,7 @@ def main() -> None:
     study = load_params(STUDY / "params.yaml")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data_params = study.data.model_copy(update={"source": f"idx:{args.idx}"})
+    data_params = study.data.model_copy(update={"path": args.idx})
     begin = time.perf_counter()
     data = prepare(data_params, study.seed)
     print(f"{device}: prepared {len(data.train)} training images in {time.perf_counter() - begin:.0f} s", flush=True)

@@ -252,7 +252,7 @@ def main() -> None:
         path = Path(tmp) / "images.npz"
         images = digits_images(52000, 28, seed=0, levels=256)
         np.savez(path, train=images[:51000], test=images[51000:], n_levels=256)
-        data = prepare(DataParams(source=f"npz:{path}", preprocessing="dynamic_binarize", validation_size=1000), 0)
+        data = prepare(DataParams(source="npz", path=str(path), preprocessing="dynamic_binarize", validation_size=1000), 0)
     big = Params.model_validate({
         "data": {"preprocessing": "dynamic_binarize"},
         "model": {"latent_dim": 50, "hidden_units": [200, 200], "likelihood": "bernoulli"},

@@ -165,7 +165,11 @@ def test_repository_params_define_the_iwae_and_the_k_study(request):
         ("training: {learning_rate: .nan}", "training.learning_rate: Input should be a finite number"),
         ("objective: {kind: elbo, kl_weight: -.inf}", "objective: kl_weight: Input should be a finite number"),
         ("evaluation: {surgery_examples: 1}", "evaluation.surgery_examples: Input should be greater than or equal to 2"),
-        ("data: {source: 'idx:'}", "data.source: must be 'digits', 'tfds:<name>', 'npz:<path>' or 'idx:<folder>'"),
+        ("data: {source: 'idx:'}", "data.source: must be 'digits', 'tfds:<name>', 'npz' or 'idx', got 'idx:'"),
+        # the file's old place: in the source, where DVC's dependency could not follow it
+        ("data: {source: 'idx:/data/mnist'}", "data.source: the file goes in data.path (which DVC tracks): write "
+                                              "source: idx and path: /data/mnist"),
+        ("data: {path: ''}", "data.path: String should have at least 1 character"),
         # parts that cannot work together, refused when params are read (by resolve, before DVC
         # removes any output), not once train or evaluate runs
         ("experiments: {a: {model: {posterior: implicit}}}",

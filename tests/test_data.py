@@ -55,7 +55,7 @@ def test_colour_images_keep_their_channels(tmp_path, rng):
     """An (N, H, W, 3) source: image shape (H, W, 3), rows in row-major (H, W, C) order."""
     train, test = rng.integers(0, 256, (6, 5, 4, 3)), rng.integers(0, 256, (2, 5, 4, 3))
     np.savez(tmp_path / "colour.npz", train=train, test=test, n_levels=256)
-    prepared = prepare(DataParams(source=f"npz:{tmp_path / 'colour.npz'}", validation_size=2), seed=0)
+    prepared = prepare(DataParams(source="npz", path=str(tmp_path / "colour.npz"), validation_size=2), seed=0)
     assert prepared.meta.image_shape == (5, 4, 3) and prepared.meta.dimension == 60
     np.testing.assert_array_equal(prepared.test[1].reshape(5, 4, 3), test[1])
     save_prepared(prepared, tmp_path / "prepared")
@@ -95,7 +95,7 @@ def test_load_prepared_missing_says_what_to_run(tmp_path):
 def npz_source(tmp_path, **arrays):
     path = tmp_path / "data.npz"
     np.savez(path, **arrays)
-    return DataParams(source=f"npz:{path}", preprocessing="scale", validation_size=2)
+    return DataParams(source="npz", path=str(path), preprocessing="scale", validation_size=2)
 
 
 def test_npz_source_with_float_images(tmp_path, rng):
@@ -109,7 +109,7 @@ def test_npz_integer_levels(tmp_path, rng):
     path = tmp_path / "levels.npz"
     np.savez(path, train=rng.integers(0, 4, (10, 3, 3, 1)), val=rng.integers(0, 4, (2, 3, 3, 1)),
              test=rng.integers(0, 4, (2, 3, 3, 1)), n_levels=4)
-    prepared = prepare(DataParams(source=f"npz:{path}"), seed=0)
+    prepared = prepare(DataParams(source="npz", path=str(path)), seed=0)
     assert prepared.meta.n_levels == 4 and prepared.meta.image_shape == (3, 3, 1)
 
 
@@ -146,11 +146,11 @@ def test_corrupt_or_missing_npz(tmp_path, rng):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 definitely not a zip archive")
     with pytest.raises(DataError, match="not a readable .npz"):
-        prepare(DataParams(source=f"npz:{bad}"), seed=0)
+        prepare(DataParams(source="npz", path=str(bad)), seed=0)
     np.save(tmp_path / "single.npy", np.zeros((10, 4)))
     (tmp_path / "single.npy").rename(tmp_path / "single.npz")  # a .npy under an .npz name
     with pytest.raises(DataError, match=r"holds a single array \(a .npy file\), not an .npz archive"):
-        prepare(DataParams(source=f"npz:{tmp_path / 'single.npz'}"), seed=0)
+        prepare(DataParams(source="npz", path=str(tmp_path / "single.npz")), seed=0)
     compressed = tmp_path / "compressed.npz"
     np.savez_compressed(compressed, train=rng.integers(0, 4, (100, 16)), test=rng.integers(0, 4, (10, 16)))
     for offset in (100, 300):  # inside train's deflate stream: zlib fails before the CRC check does
@@ -158,9 +158,9 @@ def test_corrupt_or_missing_npz(tmp_path, rng):
         damaged[offset] ^= 0xFF
         (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
         with pytest.raises(DataError, match="not a readable .npz archive"):
-            prepare(DataParams(source=f"npz:{tmp_path / 'damaged.npz'}", validation_size=5), seed=0)
+            prepare(DataParams(source="npz", path=str(tmp_path / "damaged.npz"), validation_size=5), seed=0)
     with pytest.raises(DataError, match="file not found"):
-        prepare(DataParams(source=f"npz:{tmp_path / 'none.npz'}"), seed=0)
+        prepare(DataParams(source="npz", path=str(tmp_path / "none.npz")), seed=0)
 
 
 def test_a_text_file_or_a_fifo_as_data_is_named_for_what_it_is(tmp_path, rng):
@@ -170,15 +170,15 @@ def test_a_text_file_or_a_fifo_as_data_is_named_for_what_it_is(tmp_path, rng):
     text.write_text("train,test\n1,2\n")
     with pytest.raises(DataError, match=r"notes.npz: not an .npz archive: it starts with b'train,', where an .npz "
                                         r"archive \(a zip file\) starts with b'PK'"):
-        prepare(DataParams(source=f"npz:{text}"), seed=0)
+        prepare(DataParams(source="npz", path=str(text)), seed=0)
     os.mkfifo(tmp_path / "pipe.npz")
     with pytest.raises(DataError, match=r"pipe.npz is a FIFO, not a file of data"):
-        prepare(DataParams(source=f"npz:{tmp_path / 'pipe.npz'}"), seed=0)
+        prepare(DataParams(source="npz", path=str(tmp_path / "pipe.npz")), seed=0)
     folder, _ = idx_folder(tmp_path, rng, suffix="")
     (folder / "t10k-images-idx3-ubyte").unlink()
     os.mkfifo(folder / "t10k-images-idx3-ubyte")
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is a FIFO, not a file of data"):
-        prepare(DataParams(source=f"idx:{folder}", validation_size=2), seed=0)
+        prepare(DataParams(source="idx", path=str(folder), validation_size=2), seed=0)
 
 
 def test_levels_preprocessing_needs_integer_data(tmp_path, rng):
@@ -281,14 +281,14 @@ def test_idx_source_reads_the_standard_files(tmp_path, rng, suffix):
     """Training images less the last validation_size (held out, in order), the test images and
     their labels, 256 grey levels: the values written, gzipped or not."""
     folder, arrays = idx_folder(tmp_path, rng, suffix)
-    prepared = prepare(DataParams(source=f"idx:{folder}", validation_size=2), seed=0)
+    prepared = prepare(DataParams(source="idx", path=str(folder), validation_size=2), seed=0)
     train = arrays["train-images-idx3-ubyte"].reshape(12, 12)
     np.testing.assert_array_equal(prepared.train, train[:10])
     np.testing.assert_array_equal(prepared.val, train[10:])
     np.testing.assert_array_equal(prepared.test, arrays["t10k-images-idx3-ubyte"].reshape(5, 12))
     np.testing.assert_array_equal(prepared.test_labels, arrays["t10k-labels-idx1-ubyte"])
     assert prepared.meta.n_levels == 256 and prepared.meta.image_shape == (3, 4, 1)
-    binary = prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="binarize"), seed=0)
+    binary = prepare(DataParams(source="idx", path=str(folder), validation_size=2, preprocessing="binarize"), seed=0)
     np.testing.assert_array_equal(binary.test, arrays["t10k-images-idx3-ubyte"].reshape(5, 12) / 255 > 0.5)
 
 
@@ -309,16 +309,16 @@ def test_idx_images_of_wider_integers_have_the_levels_they_hold(tmp_path, rng, d
         twelve_bit = (arrays[name].astype(dtype) * 16)
         twelve_bit.flat[0] = 4095
         write_idx(folder / name, twelve_bit)
-    prepared = prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="levels"), seed=0)
+    prepared = prepare(DataParams(source="idx", path=str(folder), validation_size=2, preprocessing="levels"), seed=0)
     assert prepared.meta.n_levels == 4096 and prepared.train.max() == 4095
     write_idx(folder / "t10k-images-idx3-ubyte", np.full((5, 3, 4), 70000, np.int32))
     with pytest.raises(DataError, match=r"integer images need 2 to 65536 grey levels \(16-bit at most\), got 70001"):
-        prepare(DataParams(source=f"idx:{folder}", validation_size=2, preprocessing="levels"), seed=0)
+        prepare(DataParams(source="idx", path=str(folder), validation_size=2, preprocessing="levels"), seed=0)
 
 
 def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):
     folder, arrays = idx_folder(tmp_path, rng, suffix="")
-    params = DataParams(source=f"idx:{folder}", validation_size=2)
+    params = DataParams(source="idx", path=str(folder), validation_size=2)
     test_images = folder / "t10k-images-idx3-ubyte"
     raw = test_images.read_bytes()
     test_images.write_bytes(raw[:-7])
@@ -349,11 +349,11 @@ def test_idx_bad_files_are_refused_naming_the_file(tmp_path, rng):
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte \(or train-images-idx3-ubyte.gz\) not found"):
         prepare(params, seed=0)
     with pytest.raises(DataError, match="no such folder"):
-        prepare(DataParams(source=f"idx:{tmp_path / 'none'}"), seed=0)
+        prepare(DataParams(source="idx", path=str(tmp_path / "none")), seed=0)
     (tmp_path / "broken-idx").mkdir()
     (tmp_path / "broken-idx" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b not gzip")
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: not readable"):
-        prepare(DataParams(source=f"idx:{tmp_path / 'broken-idx'}"), seed=0)
+        prepare(DataParams(source="idx", path=str(tmp_path / "broken-idx")), seed=0)
 
 
 def test_staged_outputs_are_readable_by_other_users(tmp_path):
@@ -372,3 +372,22 @@ def test_staged_outputs_are_readable_by_other_users(tmp_path):
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "out" / "a.txt").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_file_source_outside_the_prepare_stages_dependencies_is_refused(tmp_path, monkeypatch):
+    """The shipped dvc.yaml files depend on ${data.path}; a pipeline of the user's own that drops
+    it would not rerun prepare when the file changes, so prepare refuses it naming both."""
+    from vae_tf.errors import ParamsError
+    from vae_tf.stages import prepare as prepare_stage
+
+    monkeypatch.chdir(tmp_path)
+    folder, _ = idx_folder(tmp_path, np.random.default_rng(0))
+    (tmp_path / "params.yaml").write_text(f"data: {{source: idx, path: {folder}, validation_size: 2}}\n")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare:\n    cmd: prepare\n    deps: [data/raw]\n")
+    with pytest.raises(ParamsError, match=rf"data.path: {folder} is outside the prepare stage's dependencies in "
+                                          r"dvc.yaml \(data/raw\), so replacing it would not rerun the stage"):
+        prepare_stage("prepared")
+    assert not (tmp_path / "prepared").exists()
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare:\n    cmd: prepare\n    deps: ['${ data.path }']\n")
+    prepare_stage("prepared")  # the shipped form: DVC's reference to params.yaml, read as DVC reads it
+    assert json.loads((tmp_path / "prepared/meta.json").read_text())["source"] == f"idx:{folder}"

@@ -241,7 +241,7 @@ def test_experiments_compare_with_dvc_metrics_plots_and_exp_show(tmp_path):
 
 
 def test_replacing_an_npz_source_reruns_prepare(tmp_path):
-    repo = copy_repository(tmp_path, {"data": {"source": "npz:data/raw/mine.npz", "preprocessing": "scale"}})
+    repo = copy_repository(tmp_path, {"data": {"source": "npz", "path": "data/raw/mine.npz", "preprocessing": "scale"}})
     rng = np.random.default_rng(0)
 
     def write_source(n_train):
@@ -259,7 +259,7 @@ def test_replacing_an_npz_source_reruns_prepare(tmp_path):
 def test_replacing_an_idx_file_reruns_prepare(tmp_path):
     from tests.test_data import idx_folder
 
-    repo = copy_repository(tmp_path, {"data": {"source": "idx:data/raw/idx", "validation_size": 2,
+    repo = copy_repository(tmp_path, {"data": {"source": "idx", "path": "data/raw/idx", "validation_size": 2,
                                                "preprocessing": "binarize"}})
     idx_folder(repo / "data/raw", np.random.default_rng(0), n_train=5)
     assert ran_stages(repro(repo, "prepare")) == ["prepare"]
@@ -283,8 +283,9 @@ def trained(tmp_path_factory):
     [
         # refused when params are read (prepare validates them all)
         ({"training": {"epochz": 3}}, "training.epochz: unknown key"),
-        ({"data": {"source": "npz:data/raw/missing.npz"}}, "file not found"),
-        ({"data": {"source": "npz:elsewhere.npz"}}, "data.source: elsewhere.npz is outside the prepare stage's dependencies in dvc.yaml (data/raw,"),
+        ({"data": {"source": "npz:data/raw/mine.npz"}}, "data.source: the file goes in data.path (which DVC tracks): "
+                                                        "write source: npz and path: data/raw/mine.npz"),
+        ({"data": {"source": "npz", "path": "data/raw/README.md"}}, "data.path data/raw/README.md: not an .npz archive"),
         # a 4 TB layer: an out-of-memory error once, now refused before any weight is allocated
         ({"model": {"hidden_units": [1_000_000, 1_000_000]}}, "model.hidden_units: at most 16 layers of at most 8192"),
         # what only the data shows: refused by resolve (against prepare's meta.json), no longer by train
@@ -359,10 +360,8 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     repo = copy_repository(tmp_path, {})
     raw, _ = idx_folder(tmp_path, np.random.default_rng(0), n_train=40, n_test=10)
     study = repo / "studies/fashion_mnist"
-    pipeline = (study / "dvc.yaml").read_text()
-    (study / "dvc.yaml").write_text(pipeline.replace("/usr/share/datasets/fashion-mnist", str(raw)))
     params = yaml.safe_load((study / "params.yaml").read_text())
-    params["data"].update(source=f"idx:{raw}", validation_size=8)
+    params["data"].update(path=str(raw), validation_size=8)  # another IDX folder: one edit, dvc.yaml's dep follows
     params["model"].update(TINY["model"])
     params["training"].update(epochs=2)
     params["evaluation"] = {**TINY["evaluation"], "ais": {**TINY["evaluation"]["ais"], "num_examples": 4}}
@@ -383,6 +382,7 @@ def test_a_study_runs_the_stages_on_its_own_params_and_writes_its_table(tmp_path
     assert rows["iwae5"][8] == f"{-metrics['elbo']:.2f}" and metrics["ais"]["num_examples"] == 4
     assert rows["iwae5"][3:6] == ["2", "2", "cap"]  # epochs run, the best, stopped by the cap (the short budget)
     text = (study / "results.md").read_text()
+    assert f"Data: `idx:{raw}`, dynamic_binarize." in text.splitlines()[0]
     assert "The short budget" in text and "until early stopping" not in text  # no run trained to convergence
     assert "- iwae5: 85.54 (MNIST, dynamic binarization); Burda et al. 2015" in text  # apart, its data named
     per_image = {run: np.genfromtxt(study / f"plots/{run}/log_likelihood.csv", delimiter=",", names=True)

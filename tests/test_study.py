@@ -86,3 +86,18 @@ def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():
     assert groups["mixture_long"] == groups["mixture_long_seed1"] and groups["vae_long"] == groups["vae_long_seed1"]
     assert len({groups[name] for name in ("vae", "vae_long", "mixture", "mixture_long", "sa_vae", "other_data",
                                           "vae_warm")}) == 7
+
+
+def test_a_kept_row_stands_in_only_for_the_same_settings_on_the_same_data():
+    """results.json keeps each row with its run's settings and data (`measured_alike`): a run not
+    evaluated here shows its kept row while both match; pointed at another data set (one edit of
+    data.path) or with its settings changed, it shows none, never the old data's figures."""
+    from vae_tf.study import digest, rows
+
+    fashion, mnist = (digest({"source": "idx", "path": path}) for path in ("/data/fashion", "/data/mnist"))
+    kept = {"vae": {"params": "p1", "data": fashion, "nll": 229.26}}
+    runs = {"vae": {}}  # not evaluated in this workspace
+    assert rows(runs, {"vae": {"params": "p1", "data": fashion}}, kept) == {"vae": kept["vae"]}
+    assert rows(runs, {"vae": {"params": "p1", "data": mnist}}, kept) == {"vae": None}
+    assert rows(runs, {"vae": {"params": "p2", "data": fashion}}, kept) == {"vae": None}
+    assert rows(runs, {"vae": {"params": "p1", "data": fashion}}, {}) == {"vae": None}

@@ -81,12 +81,11 @@ class Prepared:
 def load_source(params: DataParams) -> Source:
     if params.source == "digits":
         return _digits()
-    kind, _, name = params.source.partition(":")
-    if kind == "tfds":
-        return _tfds(name, params.tfds_data_dir, params.validation_size)
-    if kind == "idx":
-        return _idx(Path(name), params.validation_size)
-    return _npz(Path(name), params.validation_size)
+    if params.source == "idx":
+        return _idx(Path(params.path), params.validation_size)
+    if params.source == "npz":
+        return _npz(Path(params.path), params.validation_size)
+    return _tfds(params.source.removeprefix("tfds:"), params.tfds_data_dir, params.validation_size)
 
 
 def _digits() -> Source:
@@ -132,10 +131,12 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
     image = builder.info.features["image"]
     if None in image.shape:
         raise DataError(f"data.source: TFDS data set {name!r} has images of varying size (shape {image.shape}), "
-                        "which one model cannot take; resize them to one size and give them as an npz: source")
+                        "which one model cannot take; resize them to one size and give them as an npz source "
+                        "(data.source: npz, data.path: the file)")
     if not np.issubdtype(image.np_dtype, np.integer):
         raise DataError(f"data.source: TFDS data set {name!r} has images of dtype {image.np_dtype.__name__}; "
-                        "give them as an npz: source (integer grey levels, or intensities in [0, 1])")
+                        "give them as an npz source (data.source: npz, data.path: the file; integer grey levels, "
+                        "or intensities in [0, 1])")
 
     def images(split: str) -> np.ndarray:
         batches = builder.as_dataset(split=split).map(lambda example: example["image"]).batch(4096)
@@ -161,7 +162,7 @@ def _tfds(name: str, data_dir: Optional[str], validation_size: int) -> Source:
 def _npz(path: Path, validation_size: int) -> Source:
     """A user's arrays: keys `train` and `test` (and `val`, else held out of `train`), and
     optionally `n_levels`, a scalar."""
-    where = f"data.source npz:{path}"
+    where = f"data.path {path}"
     _regular_file(path, where)
     with open(path, "rb") as file:
         start = file.read(6)
@@ -236,13 +237,13 @@ def _regular_file(path: Path, where: str) -> None:
 def _idx_file(folder: Path, name: str, required: bool) -> Optional[Path]:
     found = [candidate for candidate in (folder / name, folder / f"{name}.gz") if candidate.exists()]
     for candidate in found:
-        _regular_file(candidate, f"data.source idx:{folder}")
+        _regular_file(candidate, f"data.path {folder}")
     if len(found) == 2:
-        raise DataError(f"data.source idx:{folder}: both {name} and {name}.gz are there; keep the one to read")
+        raise DataError(f"data.path {folder}: both {name} and {name}.gz are there; keep the one to read")
     if found:
         return found[0]
     if required:
-        raise DataError(f"data.source idx:{folder}: {name} (or {name}.gz) not found")
+        raise DataError(f"data.path {folder}: {name} (or {name}.gz) not found")
     return None
 
 
@@ -250,7 +251,7 @@ def _idx(folder: Path, validation_size: int) -> Source:
     """The standard MNIST-style files of `folder` (Fashion-MNIST, MNIST, KMNIST): training and test
     images, and their labels where present (a label file must match its images' count). The last
     `validation_size` training images are held out for validation."""
-    where = f"data.source idx:{folder}"
+    where = f"data.path {folder}"
     if not folder.is_dir():
         raise DataError(f"{where}: no such folder")
     paths, splits = {}, {}
@@ -347,7 +348,7 @@ def preprocess(source: Source, params: DataParams, seed: int, name: str) -> Prep
 
 
 def prepare(params: DataParams, seed: int) -> Prepared:
-    return preprocess(load_source(params), params, seed, params.source)
+    return preprocess(load_source(params), params, seed, params.name)
 
 
 # --- files -----------------------------------------------------------------------------

@@ -36,25 +36,36 @@ def model_file(model: str | Path) -> Path:
 
 
 def prepare(prepared: str, params_path: str = "params.yaml", pipeline: str = "dvc.yaml") -> None:
-    """params.yaml's `data` and `seed` -> the folder `prepared`. Refuses a file source (`npz:`,
-    `idx:`) outside the prepare stage's dependencies in `pipeline` (DVC would not see it change)."""
+    """params.yaml's `data` and `seed` -> the folder `prepared`. Refuses a file source (`npz`,
+    `idx`) whose `data.path` is outside the prepare stage's dependencies in `pipeline` (DVC would
+    not see it change; the shipped dvc.yaml files depend on `${data.path}`, so it never is)."""
     params = load_params(params_path)
-    kind, _, path = params.data.source.partition(":")
-    if kind in ("npz", "idx"):
-        deps = _stage_dependencies(Path(pipeline), "prepare")
+    if params.data.source in ("npz", "idx"):
+        path, deps = params.data.path, _stage_dependencies(Path(pipeline), "prepare", Path(params_path))
         if not any(Path(path).resolve().is_relative_to(Path(dep).resolve()) for dep in deps):
-            raise ParamsError(f"data.source: {path} is outside the prepare stage's dependencies in {pipeline} "
-                              f"({', '.join(deps)}), so replacing it would not rerun the stage; move it into one "
-                              "of them (data/raw/) or add it to the stage's deps")
+            raise ParamsError(f"data.path: {path} is outside the prepare stage's dependencies in {pipeline} "
+                              f"({', '.join(deps)}), so replacing it would not rerun the stage; list "
+                              "${data.path} in the stage's deps")
     save_prepared(prepare_data(params.data, params.seed), Path(prepared))
 
 
-def _stage_dependencies(pipeline: Path, stage: str) -> list[str]:
-    """The `deps` of `stage` in the DVC pipeline file `pipeline`."""
+def _stage_dependencies(pipeline: Path, stage: str, params_path: Path) -> list[str]:
+    """The `deps` of `stage` in the DVC pipeline file `pipeline`, with DVC's `${a.b}` references
+    to params.yaml's values filled in (as DVC resolves them)."""
+    import re
+
     from ruamel.yaml import YAML
 
+    def value(match: re.Match) -> str:
+        found = variables
+        for key in match[1].split("."):
+            found = found[key]
+        return str(found)
+
     try:
-        return [str(dep) for dep in YAML(typ="safe").load(pipeline.read_text())["stages"][stage]["deps"]]
+        variables = YAML(typ="safe").load(params_path.read_text())
+        return [re.sub(r"\$\{\s*([\w.]+)\s*\}", value, str(dep))
+                for dep in YAML(typ="safe").load(pipeline.read_text())["stages"][stage]["deps"]]
     except (OSError, KeyError, TypeError) as err:
         raise ParamsError(f"{pipeline}: cannot read the deps of stage {stage!r} ({err})") from None
 
@@ -282,22 +293,23 @@ def study(resolved: str, metrics: str, live: str, plots: str, published: str, re
     from ruamel.yaml import YAML
 
     from vae_tf.errors import DataError
-    from vae_tf.study import figures, per_image_text, rows, table
+    from vae_tf.study import digest, figures, measured_alike, per_image_text, rows, table
 
     outputs = RunOutputs(Path(metrics), Path(live), Path(plots))
     experiments = _experiments(Path(resolved))
     runs = {name: {"params": params, **outputs.files(name), **outputs.summary(name, required=False)}
             for name, params in experiments.items()}
-    fingerprints = {name: hashlib.sha256(b"".join((Path(resolved) / name / f"{stage}.json").read_bytes()
-                                                  for stage in ("train", "evaluate"))).hexdigest()[:16]
-                    for name in experiments}
+    fingerprints = {name: {"params": hashlib.sha256(b"".join((Path(resolved) / name / f"{stage}.json").read_bytes()
+                                                            for stage in ("train", "evaluate"))).hexdigest()[:16],
+                           "data": digest(params.data.model_dump(mode="json"))}
+                    for name, params in experiments.items()}
     try:
         archive = json.loads(Path(kept).read_text()) if Path(kept).exists() else {}
     except json.JSONDecodeError as error:
         raise DataError(f"{kept}: not JSON ({error}); `git checkout {kept}` restores the kept rows") from None
     for name, run in runs.items():  # a kept row's per-image figures stand in for outputs not here
         carried = Path(per_image) / f"{name}.csv"
-        if "test" not in run and carried.exists() and archive.get(name, {}).get("params") == fingerprints[name]:
+        if "test" not in run and carried.exists() and measured_alike(archive.get(name), fingerprints[name]):
             run["log_likelihoods"] = carried
     found = rows(runs, fingerprints, archive)
     papers = YAML(typ="safe").load(Path(published).read_text()) or {}

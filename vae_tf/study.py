@@ -4,7 +4,8 @@ Reads what train (dvclive) and evaluate (metrics) wrote, like `vae_tf.report`, a
 published figures (run -> {nll, where, data, budget}); runs not evaluated yet are listed as such,
 so the table can be written while a long study is still running. Each row is also kept as numbers
 (results.json, in git): a study outlives the workspace that trained its models, so a row measured
-earlier with the same settings stays in the table, marked as kept, until its run is evaluated again.
+earlier with the same settings on the same data stays in the table, marked as kept, until its run
+is evaluated again.
 """
 
 from __future__ import annotations
@@ -127,20 +128,32 @@ def ais_text(r: dict) -> str:
     return nll_text(r["ais_nll"], r["ais_nll_stderr"])
 
 
+def digest(value) -> str:
+    """A short hash of JSON `value`."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def seeds_group(params) -> str:
     """What runs share when they differ only in their seed (`trained_with`), as a short hash."""
-    return hashlib.sha256(json.dumps(trained_with(params)).encode()).hexdigest()[:16]
+    return digest(trained_with(params))
 
 
-def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
+def measured_alike(kept: dict | None, fingerprint: dict) -> bool:
+    """Whether a row kept from an earlier workspace was measured as the run would be now: every
+    field of `fingerprint` (`params`: the run's resolved settings; `data`: the data section of
+    params.yaml, so that pointing the study at another data set keeps no row of the old one) the same."""
+    return kept is not None and all(kept.get(key) == value for key, value in fingerprint.items())
+
+
+def row(name: str, runs: dict[str, dict], fingerprint: dict) -> dict | None:
     """Run `name`'s row as numbers, from the outputs its stages wrote (None if not evaluated yet),
-    stamped with `fingerprint` (its resolved settings) and today's date."""
+    stamped with `fingerprint` (`measured_alike`) and today's date."""
     run = runs[name]
     if "test" not in run:
         return None
     figures, test = run_row(name, run), run["test"]
     baseline, difference = versus_reference(name, runs)
-    return {"params": fingerprint, "evaluated": datetime.date.today().isoformat(),
+    return {**fingerprint, "evaluated": datetime.date.today().isoformat(),
             **{key: figures[key] for key in FIGURES}, "reference": baseline, "versus": difference,
             "ais_above_is": ais_above_is(run["log_likelihoods"]),
             "estimators": {"num_samples": test["num_samples"], "num_examples": test["num_examples"],
@@ -148,13 +161,13 @@ def row(name: str, runs: dict[str, dict], fingerprint: str) -> dict | None:
                            "surgery": test["elbo_surgery"]["estimator"]}}
 
 
-def rows(runs: dict[str, dict], fingerprints: dict[str, str], archive: dict[str, dict]) -> dict[str, dict | None]:
+def rows(runs: dict[str, dict], fingerprints: dict[str, dict], archive: dict[str, dict]) -> dict[str, dict | None]:
     """Every run's row: from its outputs here where it is evaluated; else from `archive` (the rows
-    an earlier table kept, results.json) where that row was measured with the same resolved
-    settings (`fingerprints`); else None. A study spans sessions: its models and per-image figures
-    live in a workspace, its rows in git."""
+    an earlier table kept, results.json) where that row was measured alike (`fingerprints`,
+    `measured_alike`); else None. A study spans sessions: its models and per-image figures live in
+    a workspace, its rows in git."""
     here = {name: row(name, runs, fingerprints[name]) for name in runs}
-    return {name: here[name] or (archive[name] if archive.get(name, {}).get("params") == fingerprints[name] else None)
+    return {name: here[name] or (archive[name] if measured_alike(archive.get(name), fingerprints[name]) else None)
             for name in runs}
 
 
@@ -169,7 +182,7 @@ def table(runs: dict[str, dict], found: dict[str, dict | None], published: dict[
     `found[name]`: its `row`, here or kept from an earlier table), with its NLL against the plain
     VAE of its setting paired over the test images; the published figures apart, with their data."""
     data = next(iter(runs.values()))["params"].data
-    lines = [f"{provenance(command)} Data: `{data.source}`, {data.preprocessing}."]
+    lines = [f"{provenance(command)} Data: `{data.name}`, {data.preprocessing}."]
     for to_convergence, (title, _) in VIEWS.items():
         names = [name for name, run in runs.items() if converged(run["params"]) == to_convergence]
         if names:

@@ -26,7 +26,9 @@ LikelihoodField, ObjectiveField = part(likelihoods.KINDS), part(objectives.KINDS
 
 
 class DataParams(Section):
-    source: str = Field("digits", description="digits | tfds:<name> | npz:<path> | idx:<folder>")
+    source: str = Field("digits", description="digits | tfds:<name> | npz | idx")
+    path: str = Field("data/raw", min_length=1, description="npz: the .npz file, idx: the folder of IDX files; the "
+                                                           "prepare stage's dependency (dvc.yaml: ${data.path})")
     preprocessing: Literal["levels", "binarize", "dynamic_binarize", "scale"] = "levels"
     binarize_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     validation_size: int = Field(10000, ge=1, le=10**9)
@@ -35,9 +37,17 @@ class DataParams(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value == "digits" or re.fullmatch(r"tfds:[\w/.:-]+", value) or re.fullmatch(r"(npz|idx):.+", value):
+        if value in ("digits", "npz", "idx") or re.fullmatch(r"tfds:[\w/.:-]+", value):
             return value
-        raise ValueError(f"must be 'digits', 'tfds:<name>', 'npz:<path>' or 'idx:<folder>', got {value!r}")
+        kind, colon, path = value.partition(":")
+        if colon and path and kind in ("npz", "idx"):
+            raise ValueError(f"the file goes in data.path (which DVC tracks): write source: {kind} and path: {path}")
+        raise ValueError(f"must be 'digits', 'tfds:<name>', 'npz' or 'idx', got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """The data's name in meta.json and the reports: the source, with its path for npz and idx."""
+        return f"{self.source}:{self.path}" if self.source in ("npz", "idx") else self.source
 
 
 class ModelParams(Section):
