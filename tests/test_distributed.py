@@ -186,17 +186,32 @@ def test_a_tf_config_of_a_cluster_is_taken_as_it_is():
     assert cluster_config(text) == json.loads(text) and cluster_config(None) is None
 
 
+def test_a_signal_exits_with_its_own_code_within_the_block_and_as_before_after_it():
+    """`exiting_on`: the signal ends the process with its number as exit code, even while the
+    process sleeps in C (as TensorFlow's cluster wait does); after the block, Python's own handler
+    is back (SIGINT raises KeyboardInterrupt)."""
+    after = ("import os, signal\nfrom vae_tf.workers import exiting_on\nwith exiting_on(signal.SIGINT): pass\n"
+             "try:\n    os.kill(os.getpid(), signal.SIGINT)\nexcept KeyboardInterrupt:\n    print('interrupted')")
+    within = "import os, signal, time\nfrom vae_tf.workers import exiting_on\nwith exiting_on(signal.SIGINT):\n" \
+             "    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(60)\nprint('not ended')"
+    ran = {name: subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+           for name, code in (("after", after), ("within", within))}
+    assert (ran["within"].returncode, ran["within"].stdout) == (2, "")
+    assert (ran["after"].returncode, ran["after"].stdout) == (0, "interrupted\n")
+
+
 @pytest.mark.slow
 def test_a_worker_whose_cluster_does_not_form_ends_with_one_line():
     """A peer that never starts: TensorFlow waits for it without end, deaf to SIGTERM (90 s and
     counting, before); after training.distribute.timeout_seconds the worker ends, its stderr
-    naming the cluster and the setting."""
+    naming the cluster and the setting, and exit code 2 (a user error's, where SIGKILL's -9 read as
+    an out-of-memory kill)."""
     ports = free_ports(2)
     config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]}, "task": {"type": "worker", "index": 0}}
     code = "from vae_tf.workers import multi_worker_strategy; multi_worker_strategy(3)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "TF_CONFIG": json.dumps(config), "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: training.distribute: the cluster of TF_CONFIG did not form within 3 s (training.distribute."
         f"timeout_seconds): start every worker of {json.dumps(config['cluster'])}, and check that each reaches "

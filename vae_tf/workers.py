@@ -10,9 +10,12 @@ logs: the trackers' values read across every replica (`SyncOnRead` sums), valida
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from typing import Optional
@@ -27,15 +30,30 @@ CLUSTER_FORM = ('{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "w
 
 # Run beside a worker while it joins its cluster (`multi_worker_strategy`): TensorFlow blocks there,
 # holding the GIL and deaf to SIGTERM, until every worker answers, so only another process can end
-# the wait: after the timeout, the message on the worker's stderr and the worker killed.
+# the wait: after the timeout, the message on the worker's stderr and SIGINT to the worker, which
+# `exiting_on` makes end it with exit code 2 (a user error's; SIGKILL's -9 read as an OOM kill).
 WATCHDOG = """
 import os, signal, sys, time
 worker, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 time.sleep(seconds)
 if os.getppid() == worker:
     print(message, file=sys.stderr, flush=True)
-    os.kill(worker, signal.SIGKILL)
+    os.kill(worker, signal.SIGINT)
 """
+
+
+@contextlib.contextmanager
+def exiting_on(signum: int):
+    """Within the block, signal `signum` ends this process at once with exit code `signum`: libc's
+    `_exit` is its C handler, which runs where a Python handler never would (TensorFlow's C++
+    holding the GIL). Ctrl-C ends a wait for the cluster too. The previous handler is restored after."""
+    libc = ctypes.CDLL(None)
+    libc.signal.restype, libc.signal.argtypes = ctypes.c_void_p, (ctypes.c_int, ctypes.c_void_p)
+    previous = libc.signal(signum, ctypes.cast(libc._exit, ctypes.c_void_p))
+    try:
+        yield
+    finally:
+        libc.signal(signum, previous)
 
 
 def cluster_config(text: Optional[str]) -> Optional[dict]:
@@ -78,7 +96,7 @@ def cluster_config(text: Optional[str]) -> Optional[dict]:
 def multi_worker_strategy(timeout_seconds: float) -> tf.distribute.MultiWorkerMirroredStrategy:
     """The strategy of the cluster of `TF_CONFIG` (checked, `cluster_config`), once every worker
     answers; a worker still waiting after `timeout_seconds` is ended with one line naming the
-    cluster (by `WATCHDOG`: exit by SIGKILL)."""
+    cluster and exit code 2 (by `WATCHDOG`)."""
     config = cluster_config(os.environ.get("TF_CONFIG"))
     if config is None:
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -87,7 +105,8 @@ def multi_worker_strategy(timeout_seconds: float) -> tf.distribute.MultiWorkerMi
                "and check that each reaches the others' host:port")
     watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(timeout_seconds), message])
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        with exiting_on(signal.SIGINT):
+            return tf.distribute.MultiWorkerMirroredStrategy()
     finally:
         watchdog.kill()
         watchdog.wait()
