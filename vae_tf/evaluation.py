@@ -13,6 +13,7 @@ import tensorflow as tf
 from vae_tf.ais import ais_log_likelihood
 from vae_tf.config import EvaluationParams
 from vae_tf.errors import ParamsError
+from vae_tf.heartbeat import PROGRESS_SECONDS, Heartbeat
 from vae_tf.objectives.bounds import log_importance_weights
 from vae_tf.refinement import refine
 from vae_tf.tfp import Normal, tfd
@@ -109,7 +110,6 @@ KL_DRAWS = 256
 
 SURGERY_FLOATS = 2**24  # floats (64 MiB) in one [draws, N, L] block of the ELBO surgery's aggregate posterior
 PRIOR_CHUNK = 256  # draws per call of the prior's log_prob in the surgery (see elbo_surgery)
-PROGRESS_SECONDS = 30  # the surgery says how far it is at most this often (it ran silent for minutes)
 
 
 def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, seed,
@@ -273,16 +273,22 @@ def _per_image(model, x: np.ndarray, params: EvaluationParams, refinement: Optio
     # The last batch is padded to full size (and the padding dropped) so XLA compiles one shape.
     batch_size = params.batch_size
     padded = np.concatenate([x, np.zeros((-len(x) % batch_size, x.shape[1]), x.dtype)])
-    parts, begin = [], time.perf_counter()
-    for start in range(0, len(x), batch_size):
-        parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]), tf.constant([seed, start], tf.int32),
-                                   ais is not None and start < ais_examples))
-        done, elapsed = min(start + batch_size, len(x)), time.perf_counter() - begin
-        if start == 0:
-            first = elapsed  # compiles the step: the estimate of the time left starts from the next batch
-        pace = (elapsed - first) / (done - batch_size) if done > batch_size else first / done
-        print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
-              flush=True)
+    parts, begin, start = [], time.perf_counter(), 0
+
+    def status() -> str:  # the batch running
+        return f"evaluating images {start + 1}-{min(start + batch_size, len(x))} of {len(x)}"
+
+    with Heartbeat(status) as heartbeat:
+        for start in range(0, len(x), batch_size):
+            parts.append(batch_metrics(tf.constant(padded[start:start + batch_size]),
+                                       tf.constant([seed, start], tf.int32), ais is not None and start < ais_examples))
+            done, elapsed = min(start + batch_size, len(x)), time.perf_counter() - begin
+            if start == 0:
+                first = elapsed  # compiles the step: the estimate of the time left starts from the next batch
+            pace = (elapsed - first) / (done - batch_size) if done > batch_size else first / done
+            print(f"evaluated {done}/{len(x)} images in {elapsed:.0f} s, about {pace * (len(x) - done):.0f} s left",
+                  flush=True)
+            heartbeat.said()
     out = {key: np.concatenate([part[key].numpy() for part in parts if key in part])[:len(x)] for key in parts[0]}
     return out, traced
 

@@ -26,6 +26,7 @@ from vae_tf.config import Params, TrainingParams
 from vae_tf.data import Meta, Prepared
 from vae_tf.errors import ParamsError, TrainingError
 from vae_tf.files import atomic_write, save_model
+from vae_tf.heartbeat import Heartbeat
 from vae_tf.models import build_model, uses_xla
 
 
@@ -164,14 +165,29 @@ class Progress(keras.callbacks.Callback):
     """One line per epoch on stdout (what `dvc repro` shows of a stage), at most one every
     `every_seconds` but always the first, the last and the first of a collapse: the epoch, the
     validation value of what early stopping watches (`monitor`: the bound), the time per epoch and
-    `watch`'s note of a posterior collapse. List it after `EpochTime` and `watch`."""
+    `watch`'s note of a posterior collapse; within an epoch that runs longer than
+    `PROGRESS_SECONDS` (a first one that compiles a large model), the step it is at
+    (`vae_tf.heartbeat`). List it after `EpochTime` and `watch`."""
 
     def __init__(self, epochs: int, monitor: str, watch: CollapseWatch, every_seconds: float = 10.0):
         super().__init__()
         self.epochs, self.monitor, self.watch, self.every_seconds = epochs, monitor, watch, every_seconds
+        self.epoch, self.steps_done = 0, 0
 
     def on_train_begin(self, logs=None):
         self.last_print = -math.inf
+        steps = self.params.get("steps")
+        self.heartbeat = Heartbeat(lambda: f"epoch {self.epoch + 1}/{self.epochs}: {self.steps_done}"
+                                           f"{'/' + str(steps) if steps else ''} steps done").start()
+
+    def on_train_end(self, logs=None):
+        self.heartbeat.stop()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.steps_done = epoch, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -183,6 +199,7 @@ class Progress(keras.callbacks.Callback):
                   f"{logs.get('epoch_seconds', math.nan):.3f} s/epoch"
                   f"{'; ' + self.watch.note if self.watch.note else ''}", flush=True)
             self.last_print = now
+        self.heartbeat.said()
 
 
 class EpochTime(keras.callbacks.Callback):
