@@ -45,7 +45,7 @@ class SharedScalePosterior(Posterior):
         loc = self.network(h)
         return tfd.Independent(Normal(loc, tf.nn.softplus(self.raw_scale) + MIN_SCALE + tf.zeros_like(loc)), 1)
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False):
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine):
         return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
 
 

@@ -67,16 +67,16 @@ def test_implicit_posterior_feeds_noise_into_every_layer_and_is_seeded(digits):
     widths = [64, 16]
     assert [layer.kernel.shape[0] for layer in [*posterior.hidden, posterior.output_layer]] == [w + 4 for w in widths]
     h = tf.constant(digits.test[:5] / 16)
-    z = posterior.sample(h, 7, tf.constant([1, 2]))
+    z = posterior.draw(h, 7, tf.constant([1, 2])).z
     assert z.shape == (7, 5, 3) and np.all(np.std(z.numpy(), axis=0) > 0)  # the noise matters
-    np.testing.assert_array_equal(z, posterior.sample(h, 7, tf.constant([1, 2])))
+    np.testing.assert_array_equal(z, posterior.draw(h, 7, tf.constant([1, 2])).z)
     assert posterior.draw(h, 7, tf.constant([1, 2])).log_q is None  # no density
     # the noise reaches the first layer: with the later layers' noise weights zeroed, z still varies
     for layer in [*posterior.hidden[1:], posterior.output_layer]:
         kernel = layer.kernel.numpy()
         kernel[-4:] = 0.0
         layer.kernel.assign(kernel)
-    assert np.all(np.std(posterior.sample(h, 7, tf.constant([1, 2])).numpy(), axis=0) > 0)
+    assert np.all(np.std(posterior.draw(h, 7, tf.constant([1, 2])).z.numpy(), axis=0) > 0)
 
 
 def test_noise_basis_moments_are_those_of_its_draws_and_each_basis_sees_its_own_noise(rng):
@@ -89,7 +89,7 @@ def test_noise_basis_moments_are_those_of_its_draws_and_each_basis_sees_its_own_
     posterior.network.layers[-1].set_weights([kernel, np.concatenate([bias[:3], bias[3:] + 6.0])])
     h = tf.constant(rng.normal(size=(4, 6)), tf.float32)
     mean, scale = posterior.moments(h, tf.constant([1, 2]))
-    z = posterior.sample(h, 100_000, tf.constant([3, 4])).numpy()
+    z = posterior.draw(h, 100_000, tf.constant([3, 4])).z.numpy()
     assert z.shape == (100_000, 4, 3) and posterior.draw(h, 2, tf.constant([3, 4])).log_q is None
     np.testing.assert_allclose(mean, z.mean(0), atol=4 * z.std(0).max() / np.sqrt(20000))
     np.testing.assert_allclose(scale, z.std(0), rtol=0.03)
@@ -106,14 +106,14 @@ def test_evaluation_takes_an_implicit_qs_moments_from_the_proposals_draws(digits
     h, seed = tf.constant(digits.test[:5] / 16), tf.constant([3, 4])
     offer = posterior.proposal(h, seed, 1000, 2.0)
     proposal, (mean, scale) = offer.distribution, offer.moments(tf.constant([5, 6]))  # that seed unused
-    expected_mean, expected_scale = sample_moments(posterior.sample(h, 1000, seed))
+    expected_mean, expected_scale = sample_moments(posterior.draw(h, 1000, seed).z)
     np.testing.assert_array_equal(mean, expected_mean)
     np.testing.assert_array_equal(scale, expected_scale)
-    z = posterior.sample(h, 3, tf.constant([7, 8]))
-    np.testing.assert_array_equal(proposal.log_prob(z), fitted_gaussian(posterior.sample(h, 1000, seed), 2.0).log_prob(z))
+    z = posterior.draw(h, 3, tf.constant([7, 8])).z
+    np.testing.assert_array_equal(proposal.log_prob(z), fitted_gaussian(posterior.draw(h, 1000, seed).z, 2.0).log_prob(z))
     assert offer.anywhere() == (proposal, "Gaussian fitted to 1000 draws of q(z|x), scale x2")
     # and they estimate q's moments: within 5 standard errors of 20000 draws' moments
-    many_mean, many_scale = sample_moments(posterior.sample(h, 20000, tf.constant([9, 9])))
+    many_mean, many_scale = sample_moments(posterior.draw(h, 20000, tf.constant([9, 9])).z)
     assert np.all(np.abs(mean - many_mean) < 5 * many_scale / np.sqrt(1000))
     np.testing.assert_allclose(scale, many_scale, rtol=0.15)
 
@@ -125,7 +125,7 @@ def test_adaptive_contrast_standardizes_posterior_draws_and_plain_avb_contrasts_
     model = small_avb(digits, adaptive_contrast=True)
     h = model.likelihood.network_input(tf.constant(digits.test[:4]))
     reference = model.objective.reference(model, h)
-    z = model.posterior.sample(h, 4000, tf.constant([5, 5]))
+    z = model.posterior.draw(h, 4000, tf.constant([5, 5])).z
     standard = reference.standardize(z).numpy()
     np.testing.assert_allclose(standard.mean(axis=0), 0.0, atol=0.25)
     np.testing.assert_allclose(standard.std(axis=0), 1.0, atol=0.15)
@@ -164,8 +164,8 @@ def test_avb_save_and_load_round_trip_keeps_both_optimizers_and_samples(tmp_path
     x = tf.constant(digits.test[:6])
     np.testing.assert_allclose(loaded(x), model(x), rtol=1e-5)
     h = model.likelihood.network_input(x)
-    np.testing.assert_allclose(loaded.posterior.sample(h, 3, tf.constant([1, 1])),
-                               model.posterior.sample(h, 3, tf.constant([1, 1])), rtol=1e-5)
+    np.testing.assert_allclose(loaded.posterior.draw(h, 3, tf.constant([1, 1])).z,
+                               model.posterior.draw(h, 3, tf.constant([1, 1])).z, rtol=1e-5)
     assert float(loaded.adversary_optimizer.learning_rate) == pytest.approx(3e-3)
     assert float(loaded.optimizer.learning_rate) == pytest.approx(1e-3)
     assert all(np.array_equal(a, b) for a, b in zip(loaded.adversary_optimizer.variables,

@@ -126,19 +126,33 @@ def exported(model, tmp_path):
 
 
 @pytest.mark.parametrize("kind", sorted(POSTERIORS.classes))
-def test_a_posterior_is_refined_if_and_only_if_its_params_say_so(kind):
-    """`refined_draw` with a refinement that changes nothing is `draw` for a kind whose params
-    declare `gaussian_proposal`; any other kind refuses it."""
+def test_a_posterior_is_refined_and_takes_dreg_if_and_only_if_its_params_say_so(kind):
+    """`draw` with a refinement that changes nothing is `draw` for a kind whose params declare
+    `gaussian_proposal`, any other kind refuses it; likewise DReG's form (`supports_dreg`)."""
     model = model_with("posterior", kind)
     posterior, h = model.posterior, model.likelihood.network_input(data_for(model))
     seed = tf.constant([1, 2])
     if posterior.params_class.gaussian_proposal:
-        refined, draw = posterior.refined_draw(h, K, seed, False, lambda q: q), posterior.draw(h, K, seed)
+        refined, draw = posterior.draw(h, K, seed, refine=lambda q: q), posterior.draw(h, K, seed)
         np.testing.assert_array_equal(refined.z, draw.z)
         np.testing.assert_array_equal(refined.log_q, draw.log_q)
     else:
         with pytest.raises(NotImplementedError, match="cannot be refined"):
-            posterior.refined_draw(h, K, seed, False, lambda q: q)
+            posterior.draw(h, K, seed, refine=lambda q: q)
+    if not posterior.params_class.supports_dreg:
+        with pytest.raises(NotImplementedError, match="has no DReG form"):
+            posterior.draw(h, K, seed, stop_density_gradient=True)
+
+
+def test_the_posterior_contract_is_six_members():
+    """What a posterior is to the rest of the system (`docs/parts.md`): six public members, the
+    rest of `Posterior` private or the Keras layer's."""
+    from vae_tf.posteriors.base import Posterior
+    from vae_tf.registry import Part
+
+    every_parts = {*vars(Part), *Part.__annotations__}  # role, context_fields, from_params, get_config, ...
+    own = {name for name in vars(Posterior) if not name.startswith("_")} - every_parts
+    assert own == {"draw", "distribution", "moments", "proposal", "encode", "density"}
 
 
 @pytest.mark.parametrize("network", sorted(NETWORK_DATA))
@@ -151,7 +165,7 @@ def test_posterior_shapes_and_density(kind, network):
     draw = posterior.draw(h, K, tf.constant([1, 2]))
     assert draw.z.shape == (K, BATCH, LATENT)
     assert (draw.log_q is None) == (posterior.density is None)
-    np.testing.assert_array_equal(posterior.sample(h, K, tf.constant([1, 2])), draw.z)  # seeded
+    np.testing.assert_array_equal(posterior.draw(h, K, tf.constant([1, 2])).z, draw.z)  # seeded
     mean, scale = posterior.moments(h, tf.constant([3, 4]))
     assert mean.shape == scale.shape == (BATCH, LATENT) and np.all(scale.numpy() > 0)
     offer = model.proposal(data_for(model), tf.constant([5, 6]), 50, 2.0)
@@ -164,12 +178,12 @@ def test_posterior_shapes_and_density(kind, network):
     if posterior.density == "exact":
         assert draw.log_q.shape == (K, BATCH)
         np.testing.assert_allclose(draw.log_q, posterior.distribution(h).log_prob(draw.z), rtol=1e-5)
-        samples = posterior.sample(one, 20_000, tf.constant([9, 9])).numpy()[:, 0]
+        samples = posterior.draw(one, 20_000, tf.constant([9, 9])).z.numpy()[:, 0]
         check_density_matches_samples(samples, lambda z: posterior.distribution(one).log_prob(z[:, None])[:, 0], 1)
     elif posterior.density == "bound":
         check_reciprocal_density_is_unbiased(posterior.draw(one, 20_000, tf.constant([9, 9])))
     else:  # samples only: its moments are those of its samples (within 4 standard errors, 5 % in scale)
-        samples = posterior.sample(one, 20_000, tf.constant([9, 9])).numpy()[:, 0]
+        samples = posterior.draw(one, 20_000, tf.constant([9, 9])).z.numpy()[:, 0]
         mean, scale = (m.numpy()[0] for m in posterior.moments(one, tf.constant([3, 4])))
         np.testing.assert_allclose(mean, samples.mean(0), atol=4 * samples.std(0).max() / np.sqrt(len(samples))
                                    + 4 * scale.max() / np.sqrt(posterior.moment_samples))
@@ -183,7 +197,7 @@ def test_posterior_round_trips_and_exports(kind, network, tmp_path):
     model = model_with("posterior", kind, network)
     x = data_for(model)
     h = model.likelihood.network_input(x)
-    assert_round_trip(model, tmp_path, lambda m: [m.posterior.sample(h, K, tf.constant([1, 2])),
+    assert_round_trip(model, tmp_path, lambda m: [m.posterior.draw(h, K, tf.constant([1, 2])).z,
                                                   *m.posterior.moments(h, tf.constant([3, 4])), m(x)])
     signatures = exported(model, tmp_path)
     encoded = signatures["encode"](x=x)

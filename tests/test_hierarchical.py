@@ -59,7 +59,7 @@ def test_iwhvi_is_an_upper_bound_on_log_q_that_tightens_with_k_tau_and_is_exact_
     blind = linear_hierarchy(1, m, b, s)
     gaps = []
     for k_tau in (1, 4, 32, 256):
-        draw = blind.draw(h, 4000, tf.constant([k_tau, 0]), auxiliary_samples=k_tau)
+        draw = blind.draw_from(h, 4000, tf.constant([k_tau, 0]), k_tau)  # h: the MLP trunk's features
         gap = (draw.log_q - marginal.log_prob(draw.z)).numpy()  # log q^(z) - log q(z), [4000, 1]
         gaps.append((gap.mean(), gap.std() / np.sqrt(gap.size)))
     # above log q(z) (so HVM's bound, K_tau = 1, is below the ELBO with the exact log q by gaps[0])
@@ -68,7 +68,7 @@ def test_iwhvi_is_an_upper_bound_on_log_q_that_tightens_with_k_tau_and_is_exact_
     assert all(a[0] - b[0] > 0.1 for a, b in zip(gaps, gaps[1:])) and gaps[3][0] < 0.1, gaps
     exact = linear_hierarchy(1, m, b, s, exact_tau)
     for k_tau in (1, 5):
-        draw = exact.draw(h, 100, tf.constant([7, k_tau]), auxiliary_samples=k_tau)
+        draw = exact.draw_from(h, 100, tf.constant([7, k_tau]), k_tau)
         np.testing.assert_allclose(draw.log_q, marginal.log_prob(draw.z), atol=2e-4)
 
 
@@ -107,17 +107,18 @@ def test_importance_sampling_with_the_hierarchical_proposal_recovers_the_exact_l
 def test_the_auxiliary_loss_is_minus_log_tau_at_the_psi_that_made_z_and_trains_tau_alone(rng):
     """On the known marginal: its mean is E[-log tau(psi|z)], the conditional entropy of psi given
     z (0.5 sum log(2 pi e diag C), C = Cov[psi|z]) with the exact tau and A/2 log(2 pi e) with
-    tau = N(0, I); its z are `sample`'s; its gradient reaches tau's variables only."""
+    tau = N(0, I); its z are the draw's; its gradient reaches tau's variables only."""
     m, b, s, _, exact_tau = known_marginal(rng)
     h, seed = tf.zeros([1, 1]), tf.constant([2, 9])
     exact, blind = linear_hierarchy(1, m, b, s, exact_tau), linear_hierarchy(1, m, b, s)
-    z, loss = exact.sample_and_auxiliary_loss(h, 20000, seed)
-    loss = loss.numpy()
-    np.testing.assert_array_equal(z, exact.sample(h, 20000, seed))
+    draw = exact.draw(h, 20000, seed)
+    loss = draw.auxiliary_loss.numpy()
+    assert loss.shape == (20000, 1)
+    np.testing.assert_array_equal(draw.z, exact.sample_from(h, 20000, seed))  # the sampler's z, for its seed
     entropy = 0.5 * np.sum(np.log(2 * np.pi * np.e * exact_tau[2] ** 2))
     assert abs(np.mean(loss) - entropy) < 4 * np.std(loss) / np.sqrt(loss.size), (np.mean(loss), entropy)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(blind.sample_and_auxiliary_loss(h, 20000, seed)[1])
+        loss = tf.reduce_mean(blind.draw(h, 20000, seed).auxiliary_loss)
     assert abs(loss.numpy() - np.log(2 * np.pi * np.e)) < 0.02  # A = 2 dimensions, psi ~ N(0, I)
     gradients = dict(zip([v.path for v in blind.trainable_variables], tape.gradient(loss, blind.trainable_variables)))
     reverse = {v.path for v in blind.reverse.trainable_variables}

@@ -163,7 +163,7 @@ def write_plots(name: str, model, data, result: dict, params, folder: Path) -> N
                    ["data", "recon.", "data", "recon."], vmax)
         prior_z = model.prior_distribution().sample(n, seed=[params.seed, 1])
         h = model.likelihood.network_input(tf.constant(data.test[:n]))
-        posterior_z = model.posterior.sample(h, 1, tf.constant([params.seed, 2]))[0]
+        posterior_z = model.posterior.draw(h, 1, tf.constant([params.seed, 2])).z[0]
         prior_x, posterior_x = (model.likelihood.distribution(z).mean().numpy() for z in (prior_z, posterior_z))
         image_grid([prior_x[:half], prior_x[half:], posterior_x[:half], posterior_x[half:]], data.meta.image_shape,
                    staging / "samples.png", f"{name}: mean of p(x|z), z ~ p(z) (the prior) and z ~ q(z|x) "

@@ -156,14 +156,11 @@ class VAE(keras.Model):
         log_weights (log p(x|z_k) + log p(z_k) - log q(z_k|x)) [K, batch] and kl [batch]
         (KL(q(z|x) || p(z)): analytic where TFP has it, else the mean of log q - log p).
         `stop_density_gradient`: see `Posterior.draw`. `refinement`: the settings of
-        `vae_tf.refinement.refine`; the draws are then of q(z|x) refined (`Posterior.refined_draw`)."""
+        `vae_tf.refinement.refine`; the draws are then of q(z|x) refined (`Posterior.draw`'s `refine`)."""
         h, prior = self.likelihood.network_input(x), self.prior_distribution()
-        if refinement is None:
-            draw = self.posterior.draw(h, num_samples, self.next_seed(), stop_density_gradient)
-        else:
-            refined = functools.partial(refine, x=x, likelihood=self.likelihood.distribution, prior=prior,
-                                        seed=self.next_seed(), **refinement)
-            draw = self.posterior.refined_draw(h, num_samples, self.next_seed(), stop_density_gradient, refined)
+        refined = None if refinement is None else functools.partial(
+            refine, x=x, likelihood=self.likelihood.distribution, prior=prior, seed=self.next_seed(), **refinement)
+        draw = self.posterior.draw(h, num_samples, self.next_seed(), stop_density_gradient, refined)
         log_px = self.likelihood.distribution(draw.z).log_prob(x)
         out = {"z": draw.z, "log_px": log_px, "reconstruction": tf.reduce_mean(log_px, axis=0)}
         if draw.log_q is not None:

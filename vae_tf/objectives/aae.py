@@ -62,7 +62,7 @@ class AAE(Objective):
 
     def draws(self, model, x) -> tuple[tf.Tensor, tf.Tensor]:
         """K codes z ~ q(z|x) and K prior draws z' ~ p(z) per example, [K, batch, L] each."""
-        z = model.posterior.sample(model.likelihood.network_input(x), self.num_samples, model.next_seed())
+        z = model.posterior.draw(model.likelihood.network_input(x), self.num_samples, model.next_seed()).z
         prior, seed = model.prior_distribution(), model.next_seed()
         z_prior = replicas.replica_rows(lambda n: prior.sample([self.num_samples, n], seed=seed), tf.shape(x)[0])
         return z, z_prior

@@ -117,7 +117,7 @@ class AVB(WarmedUp):
         minibatch means of its loss and accuracy, on K fresh draws of q (no gradient to the
         encoder) and of r, both through s (x through T's trunk once)."""
         h = model.likelihood.network_input(x)
-        z_q = tf.stop_gradient(model.posterior.sample(h, self.num_samples, model.next_seed()))
+        z_q = tf.stop_gradient(model.posterior.draw(h, self.num_samples, model.next_seed()).z)
         z_r = reference.sample(self.num_samples, model.next_seed())
         f = features(self.discriminator.trunk, h)
         t_q, t_r = (self.discriminator.logits(f, reference.standardize(z)) for z in (z_q, z_r))
@@ -131,7 +131,8 @@ class AVB(WarmedUp):
         posterior's auxiliary loss, if it has one) and the tracked minibatch means of the ELBO's
         parts; and the total weight."""
         h = model.likelihood.network_input(x)
-        z, auxiliary = model.posterior.sample_and_auxiliary_loss(h, self.num_samples, model.next_seed())
+        draw = model.posterior.draw(h, self.num_samples, model.next_seed())
+        z, auxiliary = draw.z, draw.auxiliary_loss
         t = self.discriminator(h, reference.standardize(z))
         log_px = model.likelihood.distribution(z).log_prob(x)
         kl = avb_kl(t, reference.distribution.log_prob(z), model.prior_distribution().log_prob(z))

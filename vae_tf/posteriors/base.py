@@ -23,11 +23,15 @@ MIN_SCALE = 1e-5
 class Draw(NamedTuple):
     """K draws of a posterior per example: z [K, batch, L]; log_q [K, batch], log q(z|x) at them
     (exact, a bound, or None without a density); q, the distribution q(z|x) where there is one
-    (for an analytic KL), else None."""
+    (for an analytic KL), else None; auxiliary_loss [K, batch], a loss for the kind's own auxiliary
+    networks, which only its bound on log q uses, for an objective that takes no log q (avb) to
+    add, else None. What a caller does not use is not computed inside a compiled step (TensorFlow
+    prunes it), so `draw(...).z` costs what a sampler alone would."""
 
     z: tf.Tensor
     log_q: Optional[tf.Tensor]
     q: Optional[tfd.Distribution]
+    auxiliary_loss: Optional[tf.Tensor] = None
 
 
 Refine = Callable[[tfd.Distribution], tfd.Distribution]  # a diagonal Gaussian q(z|x) -> the refined one
@@ -55,18 +59,20 @@ class Proposal:
 
 
 class Posterior(Part):
-    """q(z|x). What a kind defines:
-    - `draw(h, K, seed, stop_density_gradient)`: reparameterized draws and what is known of
-      log q(z|x) at them;
-    - `distribution(h)` if it has a density (`density` "exact"), else `moments(h, seed)`;
-    - `proposal(...)` where importance sampling should not draw from q itself (a kind without a
-      density, or with a bound on it only);
-    - `refined_draw(...)` where it can be refined (a diagonal Gaussian).
-    The rest (`sample`, `sample_and_auxiliary_loss`, `moments`, `encode`) is derived here, and a kind
-    overrides it only to do it faster or with more to say. What its draws know of log q(z|x)
-    (`density`: "exact", "bound", an estimate whose expectation bounds it from above so that the
-    ELBO and L_K built on it stay lower bounds, or None, samples only) and its other offers (DReG,
-    refinement) are declared by its params class (`params_class`, `vae_tf.posteriors.params.PosteriorParams`)."""
+    """q(z|x). Its contract, six members:
+    - `draw(h, K, seed, stop_density_gradient, refine)`: K reparameterized draws and what is known
+      of log q(z|x) at them (`Draw`); a kind writes `_draw`, the checks are here;
+    - `distribution(h)`: q(z|x), for a kind with a density (`density` "exact");
+    - `moments(h, seed)`: q's mean and standard deviation, derived from `distribution`; a kind
+      without one estimates them from its draws;
+    - `proposal(h, seed, num_draws, scale)`: what importance sampling draws from, q itself unless
+      the kind overrides it (no density, or a bound on it only);
+    - `encode(h, seed)`: what the exported `encode` returns, from `moments`;
+    - `density`: what its draws know of log q(z|x) ("exact", "bound", an estimate whose
+      expectation bounds it from above so that the ELBO and L_K built on it stay lower bounds, or
+      None, samples only).
+    `density` and its other offers (DReG, refinement) are declared by its params class
+    (`params_class`, `vae_tf.posteriors.params.PosteriorParams`), which `draw` enforces."""
 
     role = "inference"
     context_fields = ("latent_dim", "hidden_units", "activation", "architecture")
@@ -81,25 +87,23 @@ class Posterior(Part):
         self.latent_dim, self.architecture = latent_dim, architecture
         self.hidden_units, self.activation = tuple(hidden_units), activation
 
-    def draw(self, h, num_samples: int, seed, stop_density_gradient: bool = False) -> Draw:
+    def draw(self, h, num_samples: int, seed, stop_density_gradient: bool = False,
+             refine: Optional[Refine] = None) -> Draw:
         """K = `num_samples` reparameterized draws z ~ q(z|x) and what is known of log q at them.
         With `stop_density_gradient`, log q is taken with q's parameters held fixed (z still
-        depends on them): the form DReG needs."""
+        depends on them): the form DReG needs (params `supports_dreg`). With `refine`, of q(z|x)
+        refined by it first (semi-amortized inference, `vae_tf.refinement`; params
+        `gaussian_proposal`)."""
+        if stop_density_gradient and not self.params_class.supports_dreg:
+            raise NotImplementedError(f"the {self.kind!r} posterior has no DReG form (log q with its parameters "
+                                      "held fixed)")
+        if refine is not None and not self.params_class.gaussian_proposal:
+            raise NotImplementedError(f"posterior {self.kind!r} cannot be refined (no Gaussian q(z|x))")
+        return self._draw(h, num_samples, seed, stop_density_gradient, refine)
+
+    def _draw(self, h, num_samples: int, seed, stop_density_gradient: bool, refine: Optional[Refine]) -> Draw:
+        """`draw`, its arguments checked against what the kind offers."""
         raise NotImplementedError
-
-    def refined_draw(self, h, num_samples: int, seed, stop_density_gradient: bool, refine: Refine) -> Draw:
-        """`draw`, of q(z|x) refined by `refine` first (semi-amortized inference,
-        `vae_tf.refinement`): for kinds whose params class declares `gaussian_proposal`."""
-        raise NotImplementedError(f"posterior {self.kind!r} cannot be refined (no Gaussian q(z|x))")
-
-    def sample(self, h, num_samples: int, seed) -> tf.Tensor:
-        """z [num_samples, batch, L] ~ q(z|x)."""
-        return self.draw(h, num_samples, seed).z
-
-    def sample_and_auxiliary_loss(self, h, num_samples: int, seed) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
-        """`sample`, and a loss [K, batch] for the kind's own auxiliary networks, which only its
-        bound on log q uses, to add where an objective takes no log q (avb): None without any."""
-        return self.sample(h, num_samples, seed), None
 
     def distribution(self, h) -> tfd.Distribution:
         """q(z|x): batch shape [batch], event shape [L]."""

@@ -48,13 +48,11 @@ class FlowPosterior(Posterior):
     def distribution(self, h) -> tfd.Distribution:
         return tfd.TransformedDistribution(*self.base_and_flow(h))
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
-        if stop_density_gradient:
-            raise NotImplementedError(f"the {self.kind!r} posterior has no DReG form (see FlowPosterior)")
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine) -> Draw:
         base, flow = self.base_and_flow(h)
         z0 = gaussian_draw(base, num_samples, seed)
         return Draw(flow.forward(z0.z), z0.log_q - flow.forward_log_det_jacobian(z0.z, event_ndims=1), None)
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws (a flow's mean has no closed form)."""
-        return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
+        return sample_moments(self.draw(h, MOMENT_SAMPLES, seed).z)

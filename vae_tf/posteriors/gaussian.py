@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import tensorflow as tf
 
 from vae_tf import replicas
@@ -34,12 +36,10 @@ class GaussianPosterior(Posterior):
     def distribution(self, h) -> tfd.Distribution:
         return diagonal_gaussian(self(h))
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine: Optional[Refine]) -> Draw:
         """The network runs once for z, log q and q."""
-        return gaussian_draw(self.distribution(h), num_samples, seed, stop_density_gradient)
-
-    def refined_draw(self, h, num_samples, seed, stop_density_gradient, refine: Refine) -> Draw:
-        return gaussian_draw(refine(self.distribution(h)), num_samples, seed, stop_density_gradient)
+        q = self.distribution(h)
+        return gaussian_draw(q if refine is None else refine(q), num_samples, seed, stop_density_gradient)
 
 
 def diagonal_gaussian(output: tf.Tensor) -> tfd.Distribution:

@@ -72,17 +72,20 @@ class HierarchicalPosterior(Posterior):
         z = gaussian_draw(self.conditional(f, psi), 1, z_seed, batch_axis=2)
         return z.z[0], psi, q_psi, z.log_q[0]
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False, auxiliary_samples=None) -> Draw:
-        """z ~ q(z|x) and the IWHVI estimate of log q(z|x) with K_tau = `auxiliary_samples`
-        (default: the posterior's): psi_0 the draw that made z, K_tau - 1 more from tau."""
-        if stop_density_gradient:
-            raise NotImplementedError("the hierarchical posterior has no DReG form")
-        return self.draw_from(features(self.trunk, h), num_samples, seed, auxiliary_samples or self.auxiliary_samples)
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine) -> Draw:
+        return self.draw_from(features(self.trunk, h), num_samples, seed, self.auxiliary_samples)
 
     def draw_from(self, f, num_samples: int, seed, k_tau: int) -> Draw:
-        """`draw` from the trunk's features f of x."""
+        """`draw` from the trunk's features f of x: z ~ q(z|x) and the IWHVI estimate of log q(z|x)
+        with K_tau = `k_tau`: psi_0 the draw that made z, K_tau - 1 more from tau. Its auxiliary
+        loss is tau's -log tau(psi_0|z, x): maximum likelihood towards q(psi|z, x), the optimal tau
+        for HVM and IWHVI alike. Nothing else gets that loss's gradient (z, psi and the trunk's
+        features held fixed), so an objective that does not use log q (avb) trains tau without
+        changing what it does to q."""
         draw_seed, tau_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z, psi, q_psi, log_q_z = self.joint_draw(f, num_samples, draw_seed)
+        fixed_tau = self.reverse_model(tf.stop_gradient(f), tf.stop_gradient(z))
+        auxiliary_loss = -fixed_tau.log_prob(tf.stop_gradient(psi))
         tau = self.reverse_model(f, z)
         if k_tau > 1:
             more = gaussian_draw(tau, k_tau - 1, tau_seed, batch_axis=2).z  # [K_tau - 1, K, batch, A] ~ tau
@@ -90,32 +93,16 @@ class HierarchicalPosterior(Posterior):
             psi = tf.concat([psi[tf.newaxis], more], axis=0)
         else:
             log_q_z, psi = log_q_z[tf.newaxis], psi[tf.newaxis]
-        return Draw(z, iwhvi_log_density(log_q_z, q_psi.log_prob(psi), tau.log_prob(psi)), None)
-
-    def sample(self, h, num_samples, seed) -> tf.Tensor:
-        return self.sample_from(features(self.trunk, h), num_samples, seed)
+        return Draw(z, iwhvi_log_density(log_q_z, q_psi.log_prob(psi), tau.log_prob(psi)), None, auxiliary_loss)
 
     def sample_from(self, f, num_samples: int, seed) -> tf.Tensor:
-        """`sample` from the trunk's features f of x."""
-        return self.joint_sample(f, num_samples, seed)[0]
-
-    def joint_sample(self, f, num_samples: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
-        """The (z, psi) of `sample_from` for that seed."""
-        return self.joint_draw(f, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[:2]
-
-    def sample_and_auxiliary_loss(self, h, num_samples: int, seed) -> tuple[tf.Tensor, tf.Tensor]:
-        """`sample`, and tau's loss -log tau(psi|z, x) at the psi that made each z: maximum
-        likelihood towards q(psi|z, x), the optimal tau for HVM and IWHVI alike. Nothing else
-        gets its gradient (z, psi and the trunk's features held fixed), so an objective that
-        does not use log q (avb) trains tau without changing what it does to q."""
-        f = features(self.trunk, h)
-        z, psi = self.joint_sample(f, num_samples, seed)
-        tau = self.reverse_model(tf.stop_gradient(f), tf.stop_gradient(z))
-        return z, -tau.log_prob(tf.stop_gradient(psi))
+        """The z of `draw_from` for that seed, without its estimate of log q (for the moments and
+        proposals computed outside a compiled step, where nothing unused is pruned)."""
+        return self.joint_draw(f, num_samples, tf.unstack(tf.random.experimental.stateless_split(seed, 2))[0])[0]
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `MOMENT_SAMPLES` draws."""
-        return sample_moments(self.sample(h, MOMENT_SAMPLES, seed))
+        return sample_moments(self.sample_from(features(self.trunk, h), MOMENT_SAMPLES, seed))
 
     def proposal(self, h, seed, num_draws: int, scale: float) -> Proposal:
         """q(z|x) with the IWHVI estimate as its log-density at its own draws (`AuxiliaryProposal`),
@@ -123,7 +110,7 @@ class HierarchicalPosterior(Posterior):
         draws of q."""
 
         def stand_in():
-            return fitted_gaussian(self.sample(h, num_draws, seed)), f"Gaussian fitted to {num_draws} draws of q(z|x)"
+            return fitted_gaussian(self.sample_from(features(self.trunk, h), num_draws, seed)), f"Gaussian fitted to {num_draws} draws of q(z|x)"
 
         return Proposal(AuxiliaryProposal(self, features(self.trunk, h), self.auxiliary_samples),
                         f"q(z, psi|x) with IWHVI's log q(z|x), K_tau={self.auxiliary_samples},",

@@ -27,13 +27,13 @@ class Sampler(Posterior):
         """A Gaussian (full covariance) fitted to `num_draws` draws of q(z|x) of each example, its
         standard deviations times `scale`; q's mean and scale from the same draws (not from
         `moment_samples` more)."""
-        z = self.sample(h, num_draws, seed)
+        z = self.draw(h, num_draws, seed).z
         return Proposal(fitted_gaussian(z, scale), f"Gaussian fitted to {num_draws} draws of q(z|x), scale x{scale:g}",
                         lambda _: sample_moments(z))
 
     def encode(self, h, seed) -> dict[str, tf.Tensor]:
         """`moment_samples` draws of q(z|x), samples [batch, n, L], and their mean and scale."""
-        z = self.sample(h, self.moment_samples, seed)
+        z = self.draw(h, self.moment_samples, seed).z
         mean, scale = sample_moments(z)
         return {"mean": mean, "scale": scale, "samples": tf.transpose(z, [1, 0, 2])}
 
@@ -63,14 +63,14 @@ class ImplicitPosterior(Sampler):
             h = layer(tf.concat([h, eps], axis=-1))
         return h
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine) -> Draw:
         eps = replicas.noise(tf.random.stateless_normal, [num_samples, tf.shape(h)[0], self.noise_dim], seed)
         f = features(self.trunk, h)
         return Draw(self(tf.broadcast_to(f, tf.concat([[num_samples], tf.shape(f)], axis=0)), eps), None, None)
 
     def moments(self, h, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Estimated from `moment_samples` draws."""
-        return sample_moments(self.sample(h, self.moment_samples, seed))
+        return sample_moments(self.draw(h, self.moment_samples, seed).z)
 
 
 @POSTERIORS.register("noise_basis")
@@ -103,7 +103,7 @@ class NoiseBasisPosterior(Sampler):
         out = tf.reshape(self.network(h), [-1, self.num_basis + 1, self.latent_dim])
         return out[:, 0], tf.nn.elu(out[:, 1:] - 5.0) + 1.0
 
-    def draw(self, h, num_samples, seed, stop_density_gradient=False) -> Draw:
+    def _draw(self, h, num_samples, seed, stop_density_gradient, refine) -> Draw:
         z0, a = self(h)
         eps = replicas.noise(tf.random.stateless_normal,
                              [num_samples, tf.shape(h)[0], self.num_basis, self.noise_dim], seed)
