@@ -147,7 +147,13 @@ def by_replica(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy, batch
 def agree(strategy: tf.distribute.Strategy, value: int, what: str) -> None:
     """Raise `TrainingError` unless every worker holds the same `value` (say, the epoch it resumes
     from): a worker that disagrees would run other steps than the others and hang their collectives."""
-    gathered = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.constant([value])), axis=0))
+    def held():  # named, not two lambdas on one line: AutoGraph could not parse those (8 warning lines a worker)
+        return tf.constant([value])
+
+    @tf.function
+    def gathered():
+        return strategy.gather(strategy.run(held), axis=0)
+
     values = gathered().numpy().tolist()
     if len(set(values)) > 1:
         raise TrainingError(f"the workers disagree on {what}: {values} (replica by replica)")
