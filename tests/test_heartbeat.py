@@ -10,7 +10,7 @@ def test_a_silent_block_gets_lines_with_its_status_and_one_that_speaks_gets_none
         time.sleep(0.6)
     lines = capsys.readouterr().out.splitlines()
     assert 2 <= len(lines) <= 6, lines  # one about every 0.1 s of the 0.6
-    assert all(line.startswith("evaluating images 1-100 of 10000 (") and line.endswith(" s since it began)")
+    assert all(line.startswith("evaluating images 1-100 of 10000 (") and line.endswith(" s so far)")
                for line in lines), lines
     with Heartbeat(lambda: "training", every_seconds=0.2) as heartbeat:
         for _ in range(30):

@@ -43,5 +43,5 @@ class Heartbeat:
         while not self._stop.wait(min(1.0, self.every_seconds)):
             now = time.perf_counter()
             if now - self.last >= self.every_seconds:
-                print(f"{self.status()} ({now - self.begin:.0f} s since it began)", flush=True)
+                print(f"{self.status()} ({now - self.begin:.0f} s so far)", flush=True)
                 self.last = now
