@@ -64,13 +64,17 @@ PARTS = {"posterior": POSTERIORS, "prior": PRIORS, "likelihood": LIKELIHOODS, "o
 def test_a_kinds_config_is_its_params_and_the_shared_settings(part, kind):
     """`from_params` and `get_config` are derived from the params class (`vae_tf.registry.Part`):
     a layer built from its kind's params holds each of their fields, and each shared setting it
-    takes, in its config, and `from_config` rebuilds the same config."""
+    takes, in its config, and `from_config` rebuilds the same config; its `params` are the params
+    it was built from (what the params class derives, such as an objective's draws per example,
+    is read from them)."""
     cls = PARTS[part].classes[kind]
     dimension, levels = DATA[cls.representation] if part == "likelihood" else DATA["continuous"]
     representation = cls.representation if part == "likelihood" else "continuous"
     context = Context(meta_for(dimension, representation, levels), LATENT, (8, 6), "tanh")
     params = cls.params_class()
-    config = PARTS[part].build(params, context).get_config()
+    layer = PARTS[part].build(params, context)
+    assert layer.params == params
+    config = layer.get_config()
     assert {name: config[name] for name in params.setting_names()} == params.settings()
     shared = {"hidden_units": [8, 6], "latent_dim": LATENT, "activation": "tanh", "architecture": None,
               "data_dim": dimension, "n_levels": levels}

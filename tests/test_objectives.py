@@ -104,7 +104,9 @@ def rainforth_objectives(groups, samples):
 def test_miwae_piwae_and_ciwae_are_log_p_x_exactly_when_q_is_the_exact_posterior(rng):
     """With q = p(z|x) every weight is p(x): each bound is log p(x) (pPCA's closed form)."""
     exact, draws = linear_gaussian_draws(rng, lambda model, x: model.exact_posterior(x), 12)
-    for name, objective in rainforth_objectives(3, 4).items():
+    objectives = rainforth_objectives(3, 4)
+    assert {name: o.draws_per_example for name, o in objectives.items()} == {"miwae": 12, "piwae": 12, "ciwae": 12}
+    for name, objective in objectives.items():
         terms = objective.terms(draws)
         np.testing.assert_allclose(terms["bound"], exact, rtol=1e-5, err_msg=name)
         np.testing.assert_allclose(terms["objective"], exact, rtol=1e-5, err_msg=name)

@@ -77,6 +77,12 @@ class Part(keras.layers.Layer):
         names = (*self.context_fields, *self.params_class.setting_names())
         return {**super().get_config(), **{name: plain(getattr(self, name)) for name in names}}
 
+    @property
+    def params(self) -> PartParams:
+        """Its kind's params, from the settings the layer keeps (what `from_params` was given): what
+        the params class derives from its fields is then written once, there."""
+        return self.params_class(**{name: plain(getattr(self, name)) for name in self.params_class.setting_names()})
+
 
 class Registry:
     """The layer classes of one part, by kind: each a `Part`."""

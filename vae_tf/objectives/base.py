@@ -55,8 +55,8 @@ class Objective(Part):
 
     @property
     def draws_per_example(self) -> int:
-        """The draws of q(z|x) each example takes in a step (K; M K for M groups of K)."""
-        return self.num_samples
+        """The draws of q(z|x) each example takes in a step, as its params say (K; M K for M groups of K)."""
+        return self.params.draws_per_example
 
     def build(self, input_shape):
         """`input_shape`: that of the [x, z] pairs an adversary sees, (None, D + L)."""

@@ -17,10 +17,6 @@ class MIWAE(Objective):
         super().__init__(num_samples, **kwargs)
         self.num_groups = num_groups
 
-    @property
-    def draws_per_example(self) -> int:
-        return self.num_groups * self.num_samples
-
     def terms(self, draws):
         reconstruction, kl = draws["reconstruction"], draws["kl"]
         bound = grouped_iwae_bound(draws["log_weights"], self.num_groups)
