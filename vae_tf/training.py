@@ -167,21 +167,21 @@ class Progress(keras.callbacks.Callback):
     validation value of what early stopping watches (`monitor`: the bound), the time per epoch and
     `watch`'s note of a posterior collapse; within an epoch that runs longer than
     `PROGRESS_SECONDS` (a first one that compiles a large model), the step it is at
-    (`vae_tf.heartbeat`). List it after `EpochTime` and `watch`."""
+    (`vae_tf.heartbeat`: `heartbeat`, a context the caller holds around `fit`, so that it stops
+    when training raises too). List it after `EpochTime` and `watch`."""
 
     def __init__(self, epochs: int, monitor: str, watch: CollapseWatch, every_seconds: float = 10.0):
         super().__init__()
         self.epochs, self.monitor, self.watch, self.every_seconds = epochs, monitor, watch, every_seconds
         self.epoch, self.steps_done = 0, 0
+        self.heartbeat = Heartbeat(self._status)
+
+    def _status(self) -> str:
+        steps = self.params.get("steps")
+        return f"epoch {self.epoch + 1}/{self.epochs}: {self.steps_done}{'/' + str(steps) if steps else ''} steps done"
 
     def on_train_begin(self, logs=None):
         self.last_print = -math.inf
-        steps = self.params.get("steps")
-        self.heartbeat = Heartbeat(lambda: f"epoch {self.epoch + 1}/{self.epochs}: {self.steps_done}"
-                                           f"{'/' + str(steps) if steps else ''} steps done").start()
-
-    def on_train_end(self, logs=None):
-        self.heartbeat.stop()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.steps_done = epoch, 0
@@ -368,19 +368,21 @@ def train(params: Params, data: Prepared, model_path: Path, live_dir: Path, back
         # EpochTime after the others, so that its time includes their work (a checkpoint's write, after it,
         # falls in the next epoch's); Progress and the logger read it.
         watch = CollapseWatch(data.val)
-        callbacks += [EpochTime(), watch, Progress(t.epochs, model.objective.monitor, watch)]
+        progress = Progress(t.epochs, model.objective.monitor, watch)
+        callbacks += [EpochTime(), watch, progress]
         if chief:
             live.step = resume_epoch  # dvclive step = Keras epoch
             callbacks.append(DVCLiveCallback(live=live))
         callbacks += [Checkpoint(backup_dir, t.checkpoint_every_epochs, early_stopping, live_dir, write=chief),
                       *extra_callbacks]  # last: a test's stand-in for a kill comes once the epoch is done
-        if multi_worker:
-            history = workers.fit_on_workers(
-                model, strategy, workers.by_replica(train_set, strategy, t.batch_size), train_steps,
-                workers.by_replica(val_set, strategy, val_batch), t.epochs, resume_epoch, callbacks)
-        else:
-            history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set,
-                                epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
+        with progress.heartbeat:
+            if multi_worker:
+                history = workers.fit_on_workers(
+                    model, strategy, workers.by_replica(train_set, strategy, t.batch_size), train_steps,
+                    workers.by_replica(val_set, strategy, val_batch), t.epochs, resume_epoch, callbacks)
+            else:
+                history = model.fit(train_set, steps_per_epoch=train_steps, validation_data=val_set, epochs=t.epochs,
+                                    callbacks=callbacks, verbose=0, shuffle=False)  # minibatches shuffles
         ending = _ending(history, early_stopping, watch, t, model.objective.monitor)
         _report_end(ending, t, model.objective.monitor)
         if chief:
