@@ -60,7 +60,8 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
     betas = sigmoid_schedule(num_steps)
     start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     if start is None:
-        r, z = prior, prior.sample([num_chains, batch], seed=start_seed)  # [C, batch, L]
+        # [C, batch, L]; the shape as one tensor: a list holding a tensor fails TFP's joint distributions
+        r, z = prior, prior.sample(tf.stack([num_chains, batch]), seed=start_seed)
 
         def log_ratio(z):
             return likelihood(z).log_prob(x)
@@ -78,12 +79,17 @@ def ais_log_likelihood(x, likelihood: Callable[[tf.Tensor], tfd.Distribution], p
         z = tf.identity(z)
         with tf.GradientTape() as tape:
             tape.watch(z)
-            log_prior = r.log_prob(z)
-        return log_prior, tape.gradient(log_prior, z)
+            log_prior = of_chains(r.log_prob(z), z)
+        return log_prior, tf.ensure_shape(tape.gradient(log_prior, z), z.shape)
+
+    def of_chains(log_density, z):
+        """[C, batch], as the loop's variables must keep it: TFP's joint distributions (a stack's
+        p(z), `vae_tf.models.depth`) give their log-density a shape known only when run."""
+        return tf.ensure_shape(log_density, z.shape[:-1])
 
     def kernel(beta, size):
         return tfp.mcmc.SimpleStepSizeAdaptation(
-            tfp.mcmc.HamiltonianMonteCarlo(lambda z: r.log_prob(z) + beta * log_ratio(z),
+            tfp.mcmc.HamiltonianMonteCarlo(lambda z: of_chains(r.log_prob(z) + beta * log_ratio(z), z),
                                            step_size=size, num_leapfrog_steps=leapfrog_steps),
             num_adaptation_steps=num_steps + 1, target_accept_prob=0.65)
 

@@ -318,6 +318,13 @@ def _summary(model, x: np.ndarray, params: EvaluationParams, refinement: Optiona
         "active_units": n_active,
         "latent_dim": int(kl_dims.shape[0]),
     }
+    sizes = model.posterior.latent_dims
+    if len(sizes) > 1:  # a stack (`vae_tf.models.depth`): each layer's share, bottom first
+        ends = np.cumsum(sizes)
+        metrics["layers"] = [{"latent_dim": int(size), "active_units": int(np.sum(activity > params.active_unit_threshold)),
+                              "kl_per_dimension": float(np.sum(kl))}
+                             for size, activity, kl in zip(sizes, np.split(variances, ends[:-1]),
+                                                           np.split(kl_dims, ends[:-1]))]
     if ais is not None:
         subset = "" if ais_examples == len(x) else f", the first {ais_examples} of the {len(x)} images"
         metrics["ais"] = {

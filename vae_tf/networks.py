@@ -191,10 +191,11 @@ def apply_beside(layers: Sequence[keras.layers.Layer], f: tf.Tensor, v: tf.Tenso
     return tf.reshape(flat, tf.concat([leading, tf.shape(flat)[-1:]], 0))
 
 
-def apply_to_leading(network, inputs: tf.Tensor) -> tf.Tensor:
+def apply_to_leading(network, inputs: tf.Tensor, width: Optional[int] = None) -> tf.Tensor:
     """`network` (built for [batch, D]) on inputs of any leading shape [..., D] (e.g. [K, batch, D]),
-    flattened into its batch and reshaped after: [..., output units]."""
-    flat = network(tf.reshape(inputs, [-1, inputs.shape[-1]]))
+    flattened into its batch and reshaped after: [..., output units]. `width`: D, where the
+    inputs' static shape does not say it (TFP's draws of a joint distribution inside a loop)."""
+    flat = network(tf.reshape(inputs, [-1, width or inputs.shape[-1]]))
     return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], tf.shape(flat)[-1:]], 0))
 
 

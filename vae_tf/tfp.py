@@ -1,4 +1,4 @@
-"""TensorFlow Probability, imported once, and the one distribution we adjust.
+"""TensorFlow Probability, imported once, and the two distributions we adjust.
 
 TFP 0.25 imports `tf_keras` at import time; its distributions work with Keras 3 models
 (we never use `tfp.layers`, which are built on tf_keras).
@@ -41,4 +41,15 @@ class Normal(tfd.Normal):
         return tf.random.stateless_normal(shape, seed=seed, dtype=self.dtype, alg=random_algorithm()) * scale + loc
 
 
-__all__ = ["tfp", "tfd", "tfb", "Normal", "random_algorithm"]
+class BatchReshape(tfd.BatchReshape):
+    """`tfd.BatchReshape` to a batch shape given whole (no -1), which also works where the reshaped
+    distribution's batch shape is known only when run: TFP 0.25 compares that shape with () as a
+    Python bool, which a traced function refuses (a minibatch of unknown size in `fit`, a request's
+    rows in the export). Given whole, the new shape needs nothing of the old one."""
+
+    def _calculate_new_shape(self):
+        new_shape = self._batch_shape_unexpanded
+        return new_shape, tf.reduce_prod(new_shape)
+
+
+__all__ = ["tfp", "tfd", "tfb", "BatchReshape", "Normal", "random_algorithm"]

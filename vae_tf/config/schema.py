@@ -50,8 +50,20 @@ class DataParams(Section):
         return f"{self.source}:{self.path}" if self.source in ("npz", "idx") else self.source
 
 
+class UpperLayerParams(Section):
+    """A stochastic layer z_l above z1 (`vae_tf.models.depth`): its size, the hidden units of its two
+    networks, q(z_l|z_{l-1}) and p(z_{l-1}|z_l) (MLPs, gated where model.network is), and the kind of
+    q(z_l|z_{l-1}), whose input is z_{l-1}."""
+
+    latent_dim: int = Field(16, ge=1, le=4096)
+    hidden_units: Units = Field((256, 256), min_length=1)
+    posterior: PosteriorField = posteriors.GaussianPosteriorParams()
+
+
 class ModelParams(Section):
-    """The latent space, the networks' shape, and the parts (each `{kind: ..., its fields}`)."""
+    """The latent space, the networks' shape, and the parts (each `{kind: ..., its fields}`).
+    `latent_dim`, `hidden_units` and `posterior` are z1's (the layer above x); `upper_layers`, the
+    stochastic layers above it, bottom first (none: one layer), with `prior` over the top one."""
 
     latent_dim: int = Field(16, ge=1, le=4096)
     hidden_units: Units = Field((256, 256), min_length=1)
@@ -60,6 +72,31 @@ class ModelParams(Section):
     posterior: PosteriorField = posteriors.GaussianPosteriorParams()
     prior: PriorField = priors.StandardNormalPriorParams()
     likelihood: LikelihoodField = likelihoods.CategoricalLikelihoodParams()
+    upper_layers: tuple[UpperLayerParams, ...] = Field((), max_length=16, exclude_if=lambda layers: not layers)
+
+    @field_validator("upper_layers", mode="before")
+    @classmethod
+    def _listed(cls, value):
+        return tuple(value) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _layers_fit(self) -> "ModelParams":
+        """What a stack can hold (`vae_tf.models.depth`): posteriors with a density in closed form,
+        a top prior not made of the encoder."""
+        if not self.upper_layers:
+            return self
+        for key, posterior in (("posterior", self.posterior),
+                               *((f"upper_layers[{i}].posterior", layer.posterior)
+                                 for i, layer in enumerate(self.upper_layers))):
+            if posterior.density != "exact":
+                exact = sorted(kind for kind, cls in posteriors.KINDS.classes.items() if cls.density == "exact")
+                raise ValueError(f"{key}: with upper_layers each layer's q needs its density in closed form, which "
+                                 f"the {posterior.kind!r} posterior does not have; use one of {exact}")
+        if self.prior.uses_posterior:
+            raise ValueError(f"prior: the {self.prior.kind!r} prior is made of the encoder of x, which the top layer's "
+                             "q(z_L|z_{L-1}) is not; with upper_layers use a prior that is not (standard_normal, "
+                             "mixture, flow)")
+        return self
 
 
 # Every integer has an upper bound: counts reach TensorFlow as 32-bit integers (an importance-sample
@@ -173,15 +210,20 @@ class Params(Section):
         if prior.uses_posterior and posterior.density != "exact":
             raise ValueError(f"model.prior / model.posterior: the {prior.kind!r} prior is made of the posterior's "
                              f"density, which the {posterior.kind!r} posterior does not have in closed form")
-        if objective.uses_dreg and not posterior.supports_dreg:
-            raise ValueError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
-                             f"held fixed, which the {posterior.kind!r} posterior does not give; set gradient: "
-                             "reparameterized")
+        if self.model.upper_layers and not objective.needs_density:
+            raise ValueError(f"objective.kind: {objective.kind!r} has no form for model.upper_layers (it reads no "
+                             "log q); use elbo, iwae, miwae, piwae or ciwae")
+        for layer in (posterior, *(layer.posterior for layer in self.model.upper_layers)):
+            if objective.uses_dreg and not layer.supports_dreg:
+                raise ValueError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
+                                 f"held fixed, which the {layer.kind!r} posterior does not give; set gradient: "
+                                 "reparameterized")
         for key, refinement in (("objective", getattr(objective, "refinement", None)),
                                 ("evaluation", self.evaluation.refinement)):
-            if refinement is not None and not posterior.gaussian_proposal:
-                raise ValueError(f"{key}.refinement: refines a diagonal Gaussian q(z|x), which the "
-                                 f"{posterior.kind!r} posterior does not have (posterior kind gaussian); set it to null")
+            if refinement is not None and (self.model.upper_layers or not posterior.gaussian_proposal):
+                given = "a stack (model.upper_layers) is not" if self.model.upper_layers else \
+                    f"the {posterior.kind!r} posterior does not have (posterior kind gaussian)"
+                raise ValueError(f"{key}.refinement: refines a diagonal Gaussian q(z|x), which {given}; set it to null")
         return self
 
 

@@ -72,16 +72,18 @@ class Likelihood(Part):
         raise NotImplementedError
 
     def build(self, input_shape):
+        """Built for z1 [batch, L1]: the bottom layer of a joint latent [z1, ..., zL] (`vae_tf.models.depth`)."""
         self.network.build(input_shape)
+        self.latent_dim = input_shape[-1]
 
     def call(self, z):
-        """The raw network output for z [batch, L]."""
-        return self.network(z)
+        """The raw network output for z [batch, L], of which p(x|z) reads z1, the first L1 values."""
+        return self.network(z[..., :self.latent_dim])
 
     def raw(self, z) -> tf.Tensor:
         """The raw output for z of any leading shape [..., L] (e.g. [K, batch, L]), flattened into
         one batch for the network and restored after."""
-        return apply_to_leading(self, z)
+        return apply_to_leading(self, z[..., :self.latent_dim], self.latent_dim)
 
     def distribution(self, z) -> tfd.Distribution:
         """p(x|z) for z [..., L]: batch shape [...], event shape [D]."""

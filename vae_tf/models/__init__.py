@@ -1,4 +1,4 @@
-"""The composed model (`vae`) and the factory from params (`factory`)."""
+"""The composed model (`vae`), its stochastic layers (`depth`) and the factory from params (`factory`)."""
 
 from vae_tf.models.factory import OPTIMIZERS, build_model, build_parts, uses_xla
 from vae_tf.models.vae import VAE, as_minibatches

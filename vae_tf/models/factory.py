@@ -11,6 +11,7 @@ from vae_tf.config import Params
 from vae_tf.data import Meta
 from vae_tf.errors import ParamsError
 from vae_tf.likelihoods import LIKELIHOODS
+from vae_tf.models.depth import StackedPosterior, StackedPrior
 from vae_tf.models.vae import VAE
 from vae_tf.networks import IMAGE_KINDS
 from vae_tf.objectives import OBJECTIVES
@@ -41,10 +42,21 @@ def build_parts(params: Params, meta: Meta) -> dict[str, keras.layers.Layer]:
     context = Context(meta, m.latent_dim, m.hidden_units, m.activation, architecture(m.network, meta))
     # The likelihood first: its layers are created, and so initialised, in the order they have
     # always been (decoder, encoder, then anything else), so a seed gives the same weights.
-    return {"likelihood": LIKELIHOODS.build(m.likelihood, context),
-            "posterior": POSTERIORS.build(m.posterior, context),
-            "prior": PRIORS.build(m.prior, context),
-            "objective": OBJECTIVES.build(params.objective, context)}
+    parts = {"likelihood": LIKELIHOODS.build(m.likelihood, context),
+             "posterior": POSTERIORS.build(m.posterior, context)}
+    if not m.upper_layers:
+        parts["prior"] = PRIORS.build(m.prior, context)
+    else:
+        # The layers above z1 see vectors: MLPs, gated where the model's network is.
+        upper = [Context(meta, layer.latent_dim, layer.hidden_units, m.activation,
+                         {"kind": "mlp", "gated": True} if m.network.gated else None) for layer in m.upper_layers]
+        parts["posterior"] = StackedPosterior(
+            [parts["posterior"], *(POSTERIORS.build(layer.posterior, c) for layer, c in zip(m.upper_layers, upper))],
+            name="posterior")
+        parts["prior"] = StackedPrior(PRIORS.build(m.prior, upper[-1]), parts["posterior"].latent_dims,
+                                      [layer.hidden_units for layer in m.upper_layers], m.activation,
+                                      m.network.gated, name="prior")
+    return {**parts, "objective": OBJECTIVES.build(params.objective, context)}
 
 
 def uses_xla(params: Params) -> bool:

@@ -52,8 +52,8 @@ class VAE(keras.Model):
     def build(self, input_shape):
         data_dim = input_shape[-1]
         latent_dim = self.posterior.latent_dim
-        shapes = {"posterior": [None, data_dim], "likelihood": [None, latent_dim], "prior": [None, latent_dim],
-                  "objective": [None, data_dim + latent_dim]}
+        shapes = {"posterior": [None, data_dim], "likelihood": [None, self.posterior.latent_dims[0]],  # z1
+                  "prior": [None, latent_dim], "objective": [None, data_dim + latent_dim]}
         for name in PARTS:
             part = getattr(self, name)
             if not part.built:

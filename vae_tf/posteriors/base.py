@@ -85,6 +85,7 @@ class Posterior(Part):
                  architecture: Optional[dict] = None, **kwargs):
         super().__init__(**kwargs)
         self.latent_dim, self.architecture = latent_dim, architecture
+        self.latent_dims = (latent_dim,)  # the sizes of its stochastic layers, bottom first (`vae_tf.models.depth`)
         self.hidden_units, self.activation = tuple(hidden_units), activation
 
     def draw(self, h, num_samples: int, seed, stop_density_gradient: bool = False,
