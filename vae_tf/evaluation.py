@@ -138,14 +138,19 @@ def elbo_surgery(q: tfd.Distribution, prior: tfd.Distribution, num_draws: int, s
     def log_sum_over_examples(block):  # [chunk, 1, L] -> [chunk]: logsumexp_m log q(z|x_m)
         return tf.reduce_logsumexp(q.log_prob(tf.broadcast_to(block, [block.shape[0], n, latent])), axis=1)
 
-    blocks, begin, said = range(0, int(flat.shape[0]), chunk_size), time.perf_counter(), time.perf_counter()
-    log_aggregate = []
-    for done, i in enumerate(blocks, 1):
-        log_aggregate.append(log_sum_over_examples(flat[i:i + chunk_size]))
-        if time.perf_counter() - said > PROGRESS_SECONDS or done == len(blocks):  # a line now and then, not per block
-            said, elapsed = time.perf_counter(), time.perf_counter() - begin
-            print(f"ELBO surgery: {done}/{len(blocks)} blocks of draws in {elapsed:.0f} s, about "
-                  f"{elapsed / done * (len(blocks) - done):.0f} s left", flush=True)
+    blocks, begin, log_aggregate = range(0, int(flat.shape[0]), chunk_size), time.perf_counter(), []
+
+    def status() -> str:  # the block running (a block of a large surgery can take minutes)
+        return f"ELBO surgery: block {len(log_aggregate) + 1} of {len(blocks)}"
+
+    with Heartbeat(status) as heartbeat:
+        for done, i in enumerate(blocks, 1):
+            log_aggregate.append(log_sum_over_examples(flat[i:i + chunk_size]))
+            if time.perf_counter() - heartbeat.last > PROGRESS_SECONDS or done == len(blocks):  # not every block
+                elapsed = time.perf_counter() - begin
+                print(f"ELBO surgery: {done}/{len(blocks)} blocks of draws in {elapsed:.0f} s, about "
+                      f"{elapsed / done * (len(blocks) - done):.0f} s left", flush=True)
+                heartbeat.said()
     log_aggregate = tf.concat(log_aggregate, axis=0)
     log_aggregate = tf.reshape(log_aggregate, tf.shape(z)[:2]) - tf.math.log(float(n))
     log_prior = tf.concat([prior.log_prob(flat[i:i + PRIOR_CHUNK, 0]) for i in range(0, int(flat.shape[0]), PRIOR_CHUNK)],
