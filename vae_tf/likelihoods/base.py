@@ -78,12 +78,17 @@ class Likelihood(Part):
 
     def call(self, z):
         """The raw network output for z [batch, L], of which p(x|z) reads z1, the first L1 values."""
-        return self.network(z[..., :self.latent_dim])
+        return self.network(self.bottom(z))
+
+    def bottom(self, z) -> tf.Tensor:
+        """z1 of a joint latent z [..., L]: z itself for one layer (sliced anyway, the digits AVB
+        trained to other weights, its NLL 0.003 nats away)."""
+        return z if z.shape[-1] == self.latent_dim else z[..., :self.latent_dim]
 
     def raw(self, z) -> tf.Tensor:
         """The raw output for z of any leading shape [..., L] (e.g. [K, batch, L]), flattened into
         one batch for the network and restored after."""
-        return apply_to_leading(self, z[..., :self.latent_dim], self.latent_dim)
+        return apply_to_leading(self, self.bottom(z), self.latent_dim)
 
     def distribution(self, z) -> tfd.Distribution:
         """p(x|z) for z [..., L]: batch shape [...], event shape [D]."""
