@@ -62,7 +62,8 @@ def test_an_ais_figure_far_above_is_is_flagged_with_its_figures():
 def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():
     """`reference` and `seeds_group` read all a run trained with but its parts (resp. its seed),
     through the report's declared settings: a 50-epoch run is set against the 50-epoch VAE, never
-    the 10-epoch one, and grouped only with its other seeds."""
+    the 10-epoch one, a model of two stochastic layers against the one-layer VAE, and each is
+    grouped only with its other seeds."""
     from vae_tf.config import Params
     from vae_tf.config.declared import STAGE_SETTINGS, DeclaredParams
     from vae_tf.study import reference, seeds_group
@@ -77,11 +78,13 @@ def test_a_run_is_paired_with_the_plain_vae_of_its_own_budget_and_seed():
             "vae": run(), "vae_long": run(epochs=50), "mixture": run(**mixture),
             "mixture_long": run(epochs=50, **mixture), "sa_vae": run(objective={"refinement": {"steps": 5}}),
             "vae_long_seed1": run(seed=1, epochs=50), "mixture_long_seed1": run(seed=1, epochs=50, **mixture),
-            "other_data": run(data={"validation_size": 7}, **mixture)}
+            "other_data": run(data={"validation_size": 7}, **mixture),
+            "vae_2l": run(model={"upper_layers": [{"latent_dim": 2}]})}
     assert {name: reference(name, runs) for name in runs} == {
         "vae_warm": "vae_warm", "mixture_warm": "vae_warm",  # a KL warm-up is the protocol's: kept
         "vae": "vae", "vae_long": "vae_long", "mixture": "vae", "mixture_long": "vae_long", "sa_vae": "vae",
-        "vae_long_seed1": "vae_long_seed1", "mixture_long_seed1": "vae_long_seed1", "other_data": None}
+        "vae_long_seed1": "vae_long_seed1", "mixture_long_seed1": "vae_long_seed1", "other_data": None,
+        "vae_2l": "vae"}  # two stochastic layers against one
     groups = {name: seeds_group(r["params"]) for name, r in runs.items()}
     assert groups["mixture_long"] == groups["mixture_long_seed1"] and groups["vae_long"] == groups["vae_long_seed1"]
     assert len({groups[name] for name in ("vae", "vae_long", "mixture", "mixture_long", "sa_vae", "other_data",
@@ -101,3 +104,15 @@ def test_a_kept_row_stands_in_only_for_the_same_settings_on_the_same_data():
     assert rows(runs, {"vae": {"params": "p1", "data": mnist}}, kept) == {"vae": None}
     assert rows(runs, {"vae": {"params": "p2", "data": fashion}}, kept) == {"vae": None}
     assert rows(runs, {"vae": {"params": "p1", "data": fashion}}, {}) == {"vae": None}
+
+
+def test_a_rows_setting_names_each_stochastic_layer():
+    from vae_tf.config import Params
+    from vae_tf.study import setting
+
+    one = Params.model_validate({"model": {"latent_dim": 40, "hidden_units": [300, 300], "network": {"gated": True}}})
+    two = Params.model_validate({"model": {**one.model.model_dump(mode="json"),
+                                           "upper_layers": [{"latent_dim": 20, "hidden_units": [100],
+                                                             "posterior": {"kind": "iaf"}}]}})
+    assert setting(one) == "300-300 gated, L=40, gaussian q, standard_normal p"
+    assert setting(two) == "300-300 gated, L=40 + 100 L=20 (iaf q), gaussian q, standard_normal p"

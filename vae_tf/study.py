@@ -29,23 +29,28 @@ from vae_tf.report import nll_text, read_curve, run_row  # noqa: E402
 
 def setting(params) -> str:
     """The model's networks and parts in a few words: `200-200 tanh, L=50, gaussian q, standard_normal p`
-    (`300-300 gated, ...` for gated dense layers)."""
+    (`300-300 gated, ...` for gated dense layers); with stochastic layers above z1, each one's too:
+    `300-300 gated, L=40 + 300-300 L=40 (gaussian q), ...`."""
     m = params.model
     layers = "gated" if m.network.gated else m.activation
-    return (f"{'-'.join(map(str, m.hidden_units))} {layers}, L={m.latent_dim}, {m.posterior.kind} q, "
+    above = "".join(f" + {'-'.join(map(str, layer.hidden_units))} L={layer.latent_dim} ({layer.posterior.kind} q)"
+                    for layer in m.upper_layers)
+    return (f"{'-'.join(map(str, m.hidden_units))} {layers}, L={m.latent_dim}{above}, {m.posterior.kind} q, "
             f"{m.prior.kind} p")
 
 
 def trained_with(params, plain: bool = False) -> dict:
     """All a run trained with but its seed, as JSON: data, networks, parts, objective and training.
-    `plain`: with its parts made the plain VAE's (the defaults: a Gaussian q, a standard normal p,
-    the ELBO without refinement), its KL warm-up kept (the protocol's, not a part's)."""
+    `plain`: with its parts made the plain VAE's (the defaults: one stochastic layer, a Gaussian q,
+    a standard normal p, the ELBO without refinement), its KL warm-up kept (the protocol's, not a
+    part's): a model of several layers is paired with the one-layer VAE."""
     settings = {section: getattr(params, section).model_dump(mode="json")
                 for section in ("data", "model", "objective", "training")}
     if plain:
         defaults = Params()
         settings["model"].update(posterior=defaults.model.posterior.model_dump(mode="json"),
                                  prior=defaults.model.prior.model_dump(mode="json"))
+        settings["model"].pop("upper_layers", None)  # dumped only where there are some
         warmup = getattr(params.objective, "kl_warmup_epochs", 0)
         settings["objective"] = {**defaults.objective.model_dump(mode="json"), "kl_warmup_epochs": warmup}
     return settings
