@@ -192,17 +192,23 @@ def test_one_layer_params_dump_as_before():
 IAF = {"kind": "iaf", "num_steps": 1, "made_units": [8]}
 
 
-@pytest.mark.parametrize(("posterior", "objective"), [
-    ("gaussian", {"kind": "elbo"}), ("gaussian", {"kind": "iwae", "num_samples": 3}),  # DReG
-    ("gaussian", {"kind": "miwae", "num_groups": 2, "num_samples": 2}), ("gaussian", {"kind": "ciwae", "num_samples": 3}),
-    (IAF, {"kind": "elbo"}), (IAF, {"kind": "iwae", "num_samples": 3, "gradient": "reparameterized"}),
-    (IAF, {"kind": "piwae", "num_groups": 2, "num_samples": 2}),
+MIXTURE, FLOW = {"kind": "mixture", "num_components": 3}, {"kind": "flow", "num_steps": 1, "made_units": [8]}
+
+
+@pytest.mark.parametrize(("posterior", "prior", "objective"), [
+    ("gaussian", "standard_normal", {"kind": "elbo"}), ("gaussian", MIXTURE, {"kind": "iwae", "num_samples": 3}),  # DReG
+    ("gaussian", FLOW, {"kind": "miwae", "num_groups": 2, "num_samples": 2}),
+    ("gaussian", "standard_normal", {"kind": "ciwae", "num_samples": 3}),
+    (IAF, MIXTURE, {"kind": "elbo", "kl_warmup_epochs": 5}),
+    (IAF, "standard_normal", {"kind": "iwae", "num_samples": 3, "gradient": "reparameterized"}),
+    (IAF, FLOW, {"kind": "piwae", "num_groups": 2, "num_samples": 2}),
 ])
-def test_a_stack_composes_with_objectives_and_top_posteriors(objective, posterior, digits):
-    """Any objective that reads log q over the joint latent, any exact posterior at the top: the
-    draws have the joint shape, and 20 compiled updates (XLA) raise the bound on the same noise."""
-    params = {**STACK, "model": {**STACK["model"], "upper_layers": [{"latent_dim": 2, "hidden_units": [8],
-                                                                     "posterior": posterior}]},
+def test_a_stack_composes_with_objectives_top_posteriors_and_top_priors(posterior, prior, objective, digits):
+    """Any objective that reads log q over the joint latent, any exact posterior and any prior not
+    made of the encoder at the top: the draws have the joint shape, and 20 compiled updates (XLA)
+    raise the bound on the same noise."""
+    params = {**STACK, "model": {**STACK["model"], "prior": prior,
+                                 "upper_layers": [{"latent_dim": 2, "hidden_units": [8], "posterior": posterior}]},
               "objective": objective, "training": {"learning_rate": 0.01}}
     model = model_of(params, meta_for(digits.train.shape[1], "levels", n_levels=17))
     x = tf.constant(digits.train[:64])
