@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, TypeVar
 
 import pydantic
 from ruamel.yaml import YAML, YAMLError
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from vae_tf.config import networks
 from vae_tf.errors import ParamsError
@@ -50,6 +50,15 @@ class DataParams(Section):
         return f"{self.source}:{self.path}" if self.source in ("npz", "idx") else self.source
 
 
+def as_tuple(value):
+    """A YAML list as the tuple a field holds (anything else as it is, for the field to validate)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+Field_ = TypeVar("Field_")
+Listed = Annotated[Field_, BeforeValidator(as_tuple)]  # a tuple field, given in YAML as a list
+
+
 class UpperLayerParams(Section):
     """A stochastic layer z_l above z1 (`vae_tf.models.depth`): its size, the hidden units of its two
     networks, q(z_l|z_{l-1}) and p(z_{l-1}|z_l) (MLPs, gated where model.network is), and the kind of
@@ -72,12 +81,7 @@ class ModelParams(Section):
     posterior: PosteriorField = posteriors.GaussianPosteriorParams()
     prior: PriorField = priors.StandardNormalPriorParams()
     likelihood: LikelihoodField = likelihoods.CategoricalLikelihoodParams()
-    upper_layers: tuple[UpperLayerParams, ...] = Field((), max_length=16, exclude_if=lambda layers: not layers)
-
-    @field_validator("upper_layers", mode="before")
-    @classmethod
-    def _listed(cls, value):
-        return tuple(value) if isinstance(value, list) else value
+    upper_layers: Listed[tuple[UpperLayerParams, ...]] = Field((), max_length=16, exclude_if=lambda layers: not layers)
 
     @model_validator(mode="after")
     def _layers_fit(self) -> "ModelParams":
@@ -116,13 +120,8 @@ class DistributeParams(Section):
       has not formed; devices must be null."""
 
     strategy: Literal["mirrored", "multi_worker"] = "mirrored"
-    devices: Optional[tuple[str, ...]] = Field(None, min_length=1)
+    devices: Listed[Optional[tuple[str, ...]]] = Field(None, min_length=1)
     timeout_seconds: float = Field(300.0, gt=0.0, le=86400.0)  # multi_worker: the wait for every worker to answer
-
-    @field_validator("devices", mode="before")
-    @classmethod
-    def _listed(cls, value):
-        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("devices")
     @classmethod
@@ -211,8 +210,9 @@ class Params(Section):
             raise ValueError(f"model.prior / model.posterior: the {prior.kind!r} prior is made of the posterior's "
                              f"density, which the {posterior.kind!r} posterior does not have in closed form")
         if self.model.upper_layers and not objective.needs_density:
+            reading = sorted(kind for kind, cls in objectives.KINDS.classes.items() if cls.needs_density)
             raise ValueError(f"objective.kind: {objective.kind!r} has no form for model.upper_layers (it reads no "
-                             "log q); use elbo, iwae, miwae, piwae or ciwae")
+                             f"log q); use one of {reading}")
         for layer in (posterior, *(layer.posterior for layer in self.model.upper_layers)):
             if objective.uses_dreg and not layer.supports_dreg:
                 raise ValueError(f"objective.gradient: dreg needs log q(z|x) as a function of z with q's parameters "
